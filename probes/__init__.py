@@ -1,0 +1,1 @@
+"""What anbo measures: pure, vectorized numpy/scipy kernels and per-kind workers."""

@@ -1,0 +1,1 @@
+"""When it is wrong: rule schema, built-in packs and the evaluation engine."""
