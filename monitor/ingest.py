@@ -1,0 +1,285 @@
+"""MQTT ingest: one reused aiomqtt client per broker URL, in a reconnect loop.
+
+- Fixed client id and a persistent session (v5: clean start off and a session
+  expiry; v3.1.1: clean session off) with QoS 1 subscriptions, so the broker keeps
+  what is published while anbo is briefly away and delivers it on reconnect.
+- Subscribe on every connect (a broker that lost its session state, or a failover
+  broker, knows nothing of us).
+- Jittered exponential backoff between attempts, rotating through the configured
+  URLs; bad credentials or not-authorized are logged as one clear error and retried
+  at the slowest backoff, never hammered.
+- Received messages go into :class:`IngestQueue`, anbo's own bounded queue shared by
+  every client: overflow is counted and logged, never silent.
+- The event loop is never blocked: paho's socket I/O runs on the loop through
+  aiomqtt's reader callbacks, every message is awaited, and the processing of one
+  message is short (heavy probe work is batched off the loop by the probes).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import random
+import ssl
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import cast
+
+import aiomqtt
+import structlog
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+
+from monitor.settings import BrokerAddress, MqttSettings, parse_broker_url
+from monitor.stats import ConnectError, DropReason, Result, Stats
+
+log = structlog.get_logger(__name__)
+
+#: CONNACK codes that mean "your credentials or identity are not accepted":
+#: v3.1.1 return codes 2, 4, 5; v5 reason codes 0x85, 0x86, 0x87, 0x8A, 0x8C.
+AUTH_FAILURES_V311 = frozenset({2, 4, 5})
+AUTH_FAILURES_V5 = frozenset({0x85, 0x86, 0x87, 0x8A, 0x8C})
+
+
+class IngestQueue(asyncio.Queue[aiomqtt.Message]):
+    """Bounded FIFO between paho's callbacks and the pipeline.
+
+    Overrides the hooks asyncio documents for subclasses (``_init``/``_put``/``_get``)
+    to keep each message's monotonic receive time: after a ``get``, :attr:`last_rx` is
+    the receive time of the message just taken (there is one consumer). ``put_nowait``
+    on a full queue counts the drop and returns instead of raising, because the
+    caller is paho's callback, which can do nothing better.
+    """
+
+    def __init__(self, maxsize: int, stats: Stats, clock: Callable[[], float] = time.monotonic) -> None:
+        self._stats = stats
+        self._clock = clock
+        self.last_rx = 0.0
+        self.overflow_logged_at = -1e18
+        super().__init__(maxsize)
+
+    def _init(self, maxsize: int) -> None:
+        self._queue: collections.deque[tuple[float, aiomqtt.Message]] = collections.deque()
+
+    def _put(self, item: aiomqtt.Message) -> None:
+        self._queue.append((self._clock(), item))
+
+    def _get(self) -> aiomqtt.Message:
+        self.last_rx, item = self._queue.popleft()
+        return item
+
+    def put_nowait(self, item: aiomqtt.Message) -> None:
+        if self.full():
+            self._stats.dropped(DropReason.QUEUE_FULL)
+            now = self._clock()
+            if now - self.overflow_logged_at >= 10.0:
+                self.overflow_logged_at = now
+                log.error("ingest queue full: messages dropped", capacity=self.maxsize,
+                          dropped_total=self._stats.count(Result.DROPPED, DropReason.QUEUE_FULL))
+            return
+        super().put_nowait(item)
+
+
+#: What the ingest hands each message to: topic, payload, content type, user
+#: properties, monotonic receive time.
+Handler = Callable[[str, bytes, str | None, Sequence[tuple[str, str]] | None, float], None]
+
+
+@dataclass(frozen=True, slots=True)
+class Credentials:
+    username: str | None
+    password: str | None
+
+
+def backoff_delay(attempt: int, lo: float, hi: float, rng: Callable[[], float] = random.random) -> float:
+    """Exponential backoff with jitter: uniform in [d/2, d], d = min(hi, lo·2^attempt)."""
+    d = min(hi, lo * (2.0 ** min(attempt, 30)))
+    return d * (0.5 + 0.5 * rng())
+
+
+def classify_connect_error(exc: aiomqtt.MqttError) -> ConnectError:
+    rc = getattr(exc, "rc", None)
+    if isinstance(rc, ReasonCode):
+        if rc.value in AUTH_FAILURES_V5:
+            return ConnectError.AUTH
+        return ConnectError.PROTOCOL
+    if isinstance(rc, int):
+        return ConnectError.AUTH if rc in AUTH_FAILURES_V311 else ConnectError.PROTOCOL
+    text = str(exc).lower()
+    if "timed out" in text or "timeout" in text:
+        return ConnectError.TIMEOUT
+    if "ssl" in text or "certificate" in text:
+        return ConnectError.TLS
+    if "disconnected" in text:
+        return ConnectError.LOST
+    return ConnectError.REFUSED
+
+
+class MqttIngest:
+    """Owns the broker connections and feeds every message to ``handler``."""
+
+    def __init__(
+        self,
+        settings: MqttSettings,
+        *,
+        client_id: str,
+        credentials: Credentials,
+        subscriptions: Callable[[], list[str]],
+        handler: Handler,
+        queue: IngestQueue,
+        stats: Stats,
+        rng: Callable[[], float] = random.random,
+    ) -> None:
+        self.settings = settings
+        self.brokers = [parse_broker_url(u) for u in settings.url]
+        self.client_id = client_id
+        self.credentials = credentials
+        self.subscriptions = subscriptions
+        self.handler = handler
+        self.queue = queue
+        self.stats = stats
+        self._rng = rng
+        self._clients: dict[str, aiomqtt.Client] = {}
+        self.connected: dict[str, bool] = {b.url: False for b in self.brokers}
+        #: Set once the first subscription is acknowledged (for READY=1).
+        self.subscribed = asyncio.Event()
+        #: Monotonic time of the last message handled, or of the last idle moment.
+        self.progress = time.monotonic()
+        self._ever_connected = False
+
+    # -- clients --------------------------------------------------------------------
+    def _tls_context(self) -> ssl.SSLContext:
+        s = self.settings
+        ctx = ssl.create_default_context(cafile=str(s.tls_ca_file) if s.tls_ca_file else None)
+        if s.tls_cert_file and s.tls_key_file:
+            ctx.load_cert_chain(str(s.tls_cert_file), str(s.tls_key_file))
+        return ctx
+
+    def _client_for(self, broker: BrokerAddress) -> aiomqtt.Client:
+        client = self._clients.get(broker.url)
+        if client is not None:
+            return client
+        s = self.settings
+        v5 = s.protocol == "5"
+        properties: Properties | None = None
+        if v5:
+            properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+            properties.SessionExpiryInterval = s.session_expiry
+        queue = self.queue
+
+        def shared_queue(maxsize: int = 0) -> IngestQueue:
+            return queue
+
+        client = aiomqtt.Client(
+            broker.host,
+            broker.port,
+            identifier=self.client_id,
+            username=self.credentials.username,
+            password=self.credentials.password,
+            protocol=aiomqtt.ProtocolVersion.V5 if v5 else aiomqtt.ProtocolVersion.V311,
+            # Persistent session: the broker keeps our subscriptions and queues QoS≥1
+            # messages while we are away.
+            clean_session=None if v5 else False,
+            clean_start=False,
+            properties=properties,
+            keepalive=s.keepalive,
+            # All clients (one per failover URL) share anbo's own bounded queue.
+            queue_type=cast("type[asyncio.Queue[aiomqtt.Message]]", shared_queue),
+            tls_context=self._tls_context() if broker.tls else None,
+            timeout=10,
+        )
+        self._clients[broker.url] = client
+        return client
+
+    # -- the loop ---------------------------------------------------------------------
+    async def run(self) -> None:
+        """Connect, subscribe, consume; reconnect forever. Ends only by cancellation."""
+        attempt = 0
+        index = 0
+        while True:
+            broker = self.brokers[index % len(self.brokers)]
+            client = self._client_for(broker)
+            reason: ConnectError | None = None
+            try:
+                async with client:
+                    self._on_connected(broker)
+                    attempt = 0
+                    for topic in self.subscriptions():
+                        await client.subscribe(topic, qos=self.settings.qos)
+                    self.subscribed.set()
+                    log.info("subscribed", broker=broker.url, topics=self.subscriptions(),
+                             qos=self.settings.qos)
+                    await self._consume(client)
+            except aiomqtt.MqttError as exc:
+                reason = classify_connect_error(exc)
+                self._on_failure(broker, reason, exc)
+            finally:
+                self.connected[broker.url] = False
+            self.drain()
+            if reason is ConnectError.AUTH:
+                delay = self.settings.backoff_max
+            else:
+                delay = backoff_delay(attempt, self.settings.backoff_min, self.settings.backoff_max,
+                                      self._rng)
+            attempt += 1
+            index += 1
+            await self._sleep_idle(delay)
+
+    def _handle(self, message: aiomqtt.Message) -> None:
+        props = message.properties
+        content_type, user_props = (None, None) if props is None else (
+            getattr(props, "ContentType", None), getattr(props, "UserProperty", None))
+        payload = message.payload
+        if not isinstance(payload, bytes):  # paho always gives bytes; keep mypy honest
+            payload = str(payload).encode()
+        rx = self.queue.last_rx
+        self.handler(message.topic.value, payload, content_type, user_props, rx)
+        self.progress = now = time.monotonic()
+        self.stats.latency.observe(now - rx)
+
+    async def _consume(self, client: aiomqtt.Client) -> None:
+        async for message in client.messages:
+            self._handle(message)
+
+    def drain(self, limit: int | None = None) -> int:
+        """Handle what is already queued without waiting (used between connections and
+        at shutdown). Returns how many messages were handled."""
+        n = 0
+        while not self.queue.empty() and (limit is None or n < limit):
+            self._handle(self.queue.get_nowait())
+            n += 1
+        self.progress = time.monotonic()
+        return n
+
+    async def _sleep_idle(self, delay: float) -> None:
+        """Back off, staying visibly alive for the watchdog (nothing is queued)."""
+        deadline = time.monotonic() + delay
+        while (left := deadline - time.monotonic()) > 0:
+            self.progress = time.monotonic()
+            await asyncio.sleep(min(left, 1.0))
+
+    def _on_connected(self, broker: BrokerAddress) -> None:
+        self.connected[broker.url] = True
+        self.stats.connects += 1
+        if self._ever_connected:
+            self.stats.reconnects += 1
+        self._ever_connected = True
+        log.info("connected to broker", broker=broker.url, client_id=self.client_id,
+                 protocol=self.settings.protocol)
+
+    def _on_failure(self, broker: BrokerAddress, reason: ConnectError, exc: Exception) -> None:
+        was_connected = self.connected.get(broker.url, False)
+        self.stats.connect_errors[reason.value] += 1
+        if reason is ConnectError.AUTH:
+            log.error("broker refused our credentials or identity; check mqtt.username, "
+                      "mqtt.password_file and the broker ACL. Retrying at the slowest backoff",
+                      broker=broker.url, client_id=self.client_id, error=str(exc),
+                      retry_in_s=self.settings.backoff_max, rate_key=broker.url)
+        elif was_connected:
+            log.warning("lost broker connection", broker=broker.url, error=str(exc),
+                        rate_key=broker.url)
+        else:
+            log.warning("cannot connect to broker", broker=broker.url, reason=reason.value,
+                        error=str(exc), rate_key=broker.url)

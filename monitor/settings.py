@@ -1,0 +1,535 @@
+"""Station settings: a TOML file given by ``--config``, overridden by ``ANBO_<SECTION>__<KEY>``.
+
+Loading is done once, in main (and again on SIGHUP), and the result is passed down;
+nothing in anbo reads settings at import time.
+
+Precedence, highest first: environment variables (``ANBO_MQTT__URL``,
+``ANBO_METRICS__LISTEN``, ``ANBO_TARGETS`` as JSON, ...), then the TOML file, then the
+defaults below. Unknown keys are errors wherever they come from. Secrets are never
+taken from the TOML file or the environment: only from files (``password_file``), which
+may be a bare credential name resolved in systemd's ``$CREDENTIALS_DIRECTORY``.
+
+Every problem is reported as one line naming the file (or the environment variable)
+and the dotted key, e.g. ``/etc/anbo/anbo.toml: targets[2].frequency_mhz: ...``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any, Literal, Self
+from urllib.parse import urlsplit
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+ENV_PREFIX = "ANBO_"
+#: Environment variables with the ``ANBO_`` prefix that are not settings.
+ENV_NOT_SETTINGS = frozenset({"ANBO_CONFIG"})
+
+#: Topic segments (station, target and stream names) must be safe MQTT topic levels
+#: and safe Prometheus label values.
+SEGMENT_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+LABEL_NAME_RE = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]{0,63}$")
+#: Labels anbo sets itself on per-target series; user labels may not shadow them.
+RESERVED_LABELS = frozenset(
+    {"station", "target", "kind", "service", "stream", "name", "value", "reason", "result",
+     "job", "instance", "alertname", "severity", "le", "quantile"}
+)
+
+FM_MIN_MHZ, FM_MAX_MHZ = 87.0, 108.0
+DS_MIN, DS_MAX = 13, 48
+_DS_RE = re.compile(r"^(?:DS-?)?(\d{1,2})$", re.IGNORECASE)
+
+
+class Strict(BaseModel):
+    """Base for every settings section: unknown keys are rejected."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _one_or_many(value: Any) -> Any:
+    return [value] if isinstance(value, str) else value
+
+
+class MqttSettings(Strict):
+    """``[mqtt]``: the broker connection."""
+
+    url: Annotated[list[str], BeforeValidator(_one_or_many)] = Field(
+        default_factory=lambda: ["mqtt://127.0.0.1:1883"],
+        description="One URL or a list for failover, tried in order: mqtt://host:port or mqtts://",
+    )
+    client_id: str = Field(default="", description="Fixed client id; default anbo-<station>")
+    username: str | None = None
+    password_file: str | None = Field(
+        default=None,
+        description="File holding the password; a bare name is looked up in $CREDENTIALS_DIRECTORY",
+    )
+    tls_ca_file: Path | None = None
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
+    protocol: Literal["5", "3.1.1"] = "5"
+    keepalive: int = Field(default=30, ge=5, le=3600)
+    qos: Literal[0, 1, 2] = 1
+    session_expiry: int = Field(
+        default=3600, ge=0, description="MQTT v5 session expiry (s): how long the broker queues"
+    )
+    topic_prefix: str = "anbo"
+    queue_size: int = Field(default=20_000, ge=16, le=10_000_000)
+    backoff_min: float = Field(default=0.5, gt=0, le=60)
+    backoff_max: float = Field(default=30.0, gt=0, le=3600)
+    max_payload_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
+
+    @field_validator("url")
+    @classmethod
+    def _check_urls(cls, urls: list[str]) -> list[str]:
+        if not urls:
+            raise ValueError("at least one broker URL is required")
+        for url in urls:
+            parse_broker_url(url)
+        return urls
+
+    @field_validator("topic_prefix")
+    @classmethod
+    def _check_prefix(cls, prefix: str) -> str:
+        parts = prefix.split("/")
+        if not all(SEGMENT_RE.match(p) for p in parts):
+            raise ValueError(f"{prefix!r} is not a valid topic prefix (levels of [A-Za-z0-9_.-])")
+        return prefix
+
+    @model_validator(mode="after")
+    def _check_pairs(self) -> Self:
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ValueError("tls_cert_file and tls_key_file must be given together")
+        if self.backoff_min > self.backoff_max:
+            raise ValueError("backoff_min must not exceed backoff_max")
+        if self.password_file is not None and self.username is None:
+            raise ValueError("password_file needs username")
+        return self
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerAddress:
+    url: str
+    host: str
+    port: int
+    tls: bool
+
+
+def parse_broker_url(url: str) -> BrokerAddress:
+    """Parse ``mqtt://host[:port]`` or ``mqtts://host[:port]`` (IPv6 in brackets)."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("mqtt", "mqtts"):
+        raise ValueError(f"{url!r}: scheme must be mqtt:// or mqtts://")
+    if parts.username or parts.password:
+        raise ValueError(f"{url!r}: credentials do not belong in the URL; use username/password_file")
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
+        raise ValueError(f"{url!r}: a broker URL has no path, query or fragment")
+    if not parts.hostname:
+        raise ValueError(f"{url!r}: missing host")
+    try:
+        port = parts.port
+    except ValueError as exc:
+        raise ValueError(f"{url!r}: bad port") from exc
+    tls = parts.scheme == "mqtts"
+    return BrokerAddress(url, parts.hostname, port or (8883 if tls else 1883), tls)
+
+
+def parse_listen(value: str) -> tuple[str, int]:
+    """Parse ``host:port`` / ``[v6]:port``; port 0 asks the kernel for a free port."""
+    host, sep, port_s = value.rpartition(":")
+    if not sep or not port_s.isdigit():
+        raise ValueError(f"{value!r}: expected host:port")
+    port = int(port_s)
+    if port > 65535:
+        raise ValueError(f"{value!r}: port out of range")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    if not host:
+        raise ValueError(f"{value!r}: missing host (use 0.0.0.0 or [::] for all)")
+    return host, port
+
+
+class MetricsSettings(Strict):
+    """``[metrics]``: the HTTP endpoint Prometheus scrapes."""
+
+    listen: str = "127.0.0.1:9872"
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
+
+    @field_validator("listen")
+    @classmethod
+    def _check_listen(cls, value: str) -> str:
+        parse_listen(value)
+        return value
+
+    @model_validator(mode="after")
+    def _check_pair(self) -> Self:
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ValueError("tls_cert_file and tls_key_file must be given together")
+        return self
+
+    @property
+    def address(self) -> tuple[str, int]:
+        return parse_listen(self.listen)
+
+
+class LoggingSettings(Strict):
+    """``[logging]``."""
+
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    format: Literal["auto", "json", "console"] = "auto"
+
+
+class StationSettings(Strict):
+    """``[station]``: who we are."""
+
+    name: str
+    description: str = ""
+    station_class: Literal[1, 2, 3] = Field(
+        default=3, description="Safe-transmission class: 1 central/provincial, 2 prefecture, 3 county"
+    )
+
+    @field_validator("name")
+    @classmethod
+    def _check_name(cls, name: str) -> str:
+        if not SEGMENT_RE.match(name) or name == "eb":
+            raise ValueError(f"{name!r}: station name must match [A-Za-z0-9_.-]{{1,64}} and not be 'eb'")
+        return name
+
+
+class TargetKind(StrEnum):
+    FM = "fm"
+    DTV = "dtv"
+    TX = "tx"
+
+
+#: Streams a target accepts when its config does not list them.
+DEFAULT_STREAMS: dict[TargetKind, tuple[str, ...]] = {
+    TargetKind.FM: ("rf", "audio"),
+    TargetKind.DTV: ("rf", "audio"),
+    TargetKind.TX: ("status",),
+}
+
+
+def ds_channel_number(value: int | str) -> int:
+    """Accept ``21``, ``"21"``, ``"DS-21"`` or ``"ds21"``; return the channel number."""
+    if isinstance(value, bool):
+        raise ValueError("channel must be a DS channel such as 'DS-21'")
+    if isinstance(value, int):
+        number = value
+    else:
+        m = _DS_RE.match(value.strip())
+        if not m:
+            raise ValueError(f"{value!r} is not a DS channel such as 'DS-21'")
+        number = int(m.group(1))
+    if not DS_MIN <= number <= DS_MAX:
+        raise ValueError(f"DS-{number} is outside the UHF plan DS-{DS_MIN}…DS-{DS_MAX}")
+    return number
+
+
+def ds_channel_lower_edge_mhz(number: int) -> float:
+    """Lower band edge of a Chinese UHF DS channel (8 MHz wide)."""
+    if DS_MIN <= number <= 24:
+        return 470.0 + 8.0 * (number - 13)
+    if 25 <= number <= DS_MAX:
+        return 606.0 + 8.0 * (number - 25)
+    raise ValueError(f"DS-{number} is outside the UHF plan")
+
+
+def ds_channel_centre_mhz(number: int) -> float:
+    return ds_channel_lower_edge_mhz(number) + 4.0
+
+
+class TargetSettings(Strict):
+    """``[[targets]]``: one monitored service or transmitter."""
+
+    name: str
+    kind: TargetKind
+    service: str = Field(default="", description="Programme service name, e.g. 'Qingshan News'")
+    frequency_mhz: float | None = Field(default=None, description="FM frequency (87–108, 0.1 raster)")
+    channel: int | str | None = Field(default=None, description="DTV DS channel, e.g. 'DS-21'")
+    serves: list[str] = Field(default_factory=list, description="tx: targets this transmitter feeds")
+    streams: list[str] | None = None
+    labels: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("name")
+    @classmethod
+    def _check_name(cls, name: str) -> str:
+        if not SEGMENT_RE.match(name):
+            raise ValueError(f"{name!r}: target name must match [A-Za-z0-9_.-]{{1,64}}")
+        return name
+
+    @field_validator("streams")
+    @classmethod
+    def _check_streams(cls, streams: list[str] | None) -> list[str] | None:
+        if streams is not None:
+            if not streams:
+                raise ValueError("streams, when given, must not be empty")
+            for s in streams:
+                if not SEGMENT_RE.match(s):
+                    raise ValueError(f"{s!r}: stream name must match [A-Za-z0-9_.-]{{1,64}}")
+            if len(set(streams)) != len(streams):
+                raise ValueError("duplicate stream names")
+        return streams
+
+    @field_validator("labels")
+    @classmethod
+    def _check_labels(cls, labels: dict[str, str]) -> dict[str, str]:
+        for key in labels:
+            if not LABEL_NAME_RE.match(key) or key.startswith("__"):
+                raise ValueError(f"{key!r} is not a valid Prometheus label name")
+            if key in RESERVED_LABELS:
+                raise ValueError(f"label {key!r} is reserved: anbo sets it itself")
+        return labels
+
+    @model_validator(mode="after")
+    def _check_kind(self) -> Self:
+        if self.kind is TargetKind.FM:
+            if self.frequency_mhz is None:
+                raise ValueError("an fm target needs frequency_mhz")
+            f = self.frequency_mhz
+            if not math.isfinite(f) or not FM_MIN_MHZ <= f <= FM_MAX_MHZ:
+                raise ValueError(f"frequency_mhz {f} is outside the FM band 87–108 MHz")
+            if abs(f * 10 - round(f * 10)) > 1e-6:
+                raise ValueError(f"frequency_mhz {f} is off the 0.1 MHz raster")
+            if self.channel is not None:
+                raise ValueError("an fm target has frequency_mhz, not channel")
+        elif self.kind is TargetKind.DTV:
+            if self.channel is None:
+                raise ValueError("a dtv target needs channel (e.g. 'DS-21')")
+            ds_channel_number(self.channel)
+            if self.frequency_mhz is not None:
+                raise ValueError("a dtv target has channel, not frequency_mhz")
+        if self.kind is not TargetKind.TX and self.serves:
+            raise ValueError("serves is only for tx targets")
+        if self.kind is not TargetKind.TX and not self.service:
+            raise ValueError(f"a {self.kind.value} target needs service (the programme name)")
+        return self
+
+    @property
+    def ds_channel(self) -> int | None:
+        return None if self.channel is None else ds_channel_number(self.channel)
+
+    @property
+    def accepted_streams(self) -> tuple[str, ...]:
+        return tuple(self.streams) if self.streams is not None else DEFAULT_STREAMS[self.kind]
+
+    @property
+    def frequency_label(self) -> str:
+        if self.frequency_mhz is not None:
+            return f"{self.frequency_mhz:.1f} MHz"
+        if self.ds_channel is not None:
+            return f"DS-{self.ds_channel} ({ds_channel_centre_mhz(self.ds_channel):.0f} MHz)"
+        return ""
+
+
+class Settings(BaseSettings):
+    """The whole configuration of one station's anbo."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="__",
+        extra="forbid",
+        frozen=True,
+        case_sensitive=False,
+    )
+
+    station: StationSettings
+    mqtt: MqttSettings = Field(default_factory=MqttSettings)
+    metrics: MetricsSettings = Field(default_factory=MetricsSettings)
+    logging: LoggingSettings = Field(default_factory=LoggingSettings)
+    state_directory: Path = Field(
+        default=Path("state"), description="Persistent state; systemd's $STATE_DIRECTORY wins"
+    )
+    targets: list[TargetSettings] = Field(default_factory=list)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Environment overrides the file (which arrives as init kwargs); no .env files,
+        # no secrets directory: secrets are read explicitly from password_file.
+        return (env_settings, init_settings)
+
+    @model_validator(mode="after")
+    def _check_targets(self) -> Self:
+        names = [t.name for t in self.targets]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"duplicate target names: {', '.join(dupes)}")
+        known = set(names)
+        for t in self.targets:
+            for served in t.serves:
+                if served not in known:
+                    raise ValueError(f"target {t.name!r} serves unknown target {served!r}")
+        return self
+
+    @property
+    def client_id(self) -> str:
+        return self.mqtt.client_id or f"anbo-{self.station.name}"
+
+    def target(self, name: str) -> TargetSettings | None:
+        for t in self.targets:
+            if t.name == name:
+                return t
+        return None
+
+
+class ConfigError(Exception):
+    """Settings could not be loaded; ``problems`` holds one line per problem."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+def _loc_to_key(loc: tuple[int | str, ...]) -> str:
+    key = ""
+    for part in loc:
+        if isinstance(part, int):
+            key += f"[{part}]"
+        else:
+            key += ("." if key else "") + part
+    return key
+
+
+def _env_name(loc: tuple[int | str, ...], environ: Mapping[str, str]) -> str | None:
+    """The environment variable that supplied ``loc``, if any (ANBO_MQTT__URL for mqtt.url)."""
+    strs: list[str] = []
+    for part in loc:
+        if isinstance(part, int):
+            break
+        strs.append(part)
+    upper_env = {k.upper(): k for k in environ}
+    for n in range(len(strs), 0, -1):
+        name = ENV_PREFIX + "__".join(strs[:n]).upper()
+        if name in upper_env:
+            return upper_env[name]
+    return None
+
+
+def _unknown_env(environ: Mapping[str, str]) -> list[str]:
+    sections = {name.upper() for name in Settings.model_fields}
+    problems = []
+    for key in sorted(environ):
+        upper = key.upper()
+        if not upper.startswith(ENV_PREFIX) or upper in ENV_NOT_SETTINGS:
+            continue
+        section = upper[len(ENV_PREFIX) :].split("__", 1)[0]
+        if section not in sections:
+            problems.append(f"environment {key}: unknown setting (known sections: "
+                            f"{', '.join(sorted(s.lower() for s in sections))})")
+    return problems
+
+
+def read_secret(name_or_path: str, *, environ: Mapping[str, str] | None = None,
+                base: Path | None = None) -> str:
+    """Read a secret file: an absolute path, a bare name in ``$CREDENTIALS_DIRECTORY``
+    (systemd ``LoadCredential=``), or a path relative to ``base`` (the config's folder).
+
+    Trailing newlines are stripped. Raises OSError naming the file on failure.
+    """
+    env = os.environ if environ is None else environ
+    path = Path(name_or_path)
+    if not path.is_absolute():
+        creds = env.get("CREDENTIALS_DIRECTORY")
+        if creds and (Path(creds) / path).exists():
+            path = Path(creds) / path
+        elif base is not None:
+            path = base / path
+    value = path.read_text(encoding="utf-8").rstrip("\r\n")
+    if not value:
+        raise OSError(f"{path}: secret file is empty")
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class LoadedSettings:
+    """Settings plus where they came from and the secrets they point at."""
+
+    settings: Settings
+    path: Path
+    mqtt_password: str | None
+
+
+def load_settings(path: Path | str) -> LoadedSettings:
+    """Load, validate and resolve secrets; raise :class:`ConfigError` listing every problem.
+
+    Environment overrides come from ``os.environ`` (tests use ``monkeypatch.setenv``).
+    """
+    path = Path(path)
+    env = dict(os.environ)
+    where = str(path)
+    try:
+        with path.open("rb") as fh:
+            data = tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError([f"{where}: no such file"]) from None
+    except OSError as exc:
+        raise ConfigError([f"{where}: cannot read: {exc.strerror or exc}"]) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError([f"{where}: not valid TOML: {exc}"]) from None
+
+    problems = _unknown_env(env)
+    mqtt_section = data.get("mqtt")
+    if isinstance(mqtt_section, dict) and "password" in mqtt_section:
+        problems.append(f"{where}: mqtt.password: secrets are not accepted in the config file; "
+                        "put the password in a file and name it in mqtt.password_file")
+        mqtt_section.pop("password")
+
+    settings: Settings | None = None
+    try:
+        settings = Settings(**data)
+    except ValidationError as exc:
+        for err in exc.errors():
+            loc = tuple(p for p in err["loc"] if p not in ("function-after", "function-before"))
+            key = _loc_to_key(loc) or "(top level)"
+            env_name = _env_name(loc, env)
+            source = f"environment {env_name}" if env_name else where
+            msg = err["msg"].removeprefix("Value error, ")
+            problems.append(f"{source}: {key}: {msg}")
+
+    password: str | None = None
+    if settings is not None:
+        for key, file in (("mqtt.tls_ca_file", settings.mqtt.tls_ca_file),
+                          ("mqtt.tls_cert_file", settings.mqtt.tls_cert_file),
+                          ("mqtt.tls_key_file", settings.mqtt.tls_key_file),
+                          ("metrics.tls_cert_file", settings.metrics.tls_cert_file),
+                          ("metrics.tls_key_file", settings.metrics.tls_key_file)):
+            if file is not None and not resolve_path(file, path).is_file():
+                problems.append(f"{where}: {key}: {file}: no such file")
+        if settings.mqtt.password_file is not None:
+            try:
+                password = read_secret(settings.mqtt.password_file, environ=env,
+                                       base=path.parent)
+            except OSError as exc:
+                problems.append(f"{where}: mqtt.password_file: {settings.mqtt.password_file}: "
+                                f"cannot read secret: {exc.strerror or exc}")
+    if problems or settings is None:
+        raise ConfigError(problems)
+    return LoadedSettings(settings=settings, path=path, mqtt_password=password)
+
+
+def resolve_path(file: Path, config_path: Path) -> Path:
+    """Paths in the config file are relative to the file's own folder."""
+    return file if file.is_absolute() else config_path.parent / file

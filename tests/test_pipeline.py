@@ -1,0 +1,176 @@
+"""The pipeline without a broker: routing, cardinality safety, sequence handling, store."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from prometheus_client import CollectorRegistry
+from prometheus_client.exposition import generate_latest
+
+from monitor.collector import AnboCollector
+from monitor.ingest import IngestQueue
+from monitor.pipeline import MAX_KEYS_PER_STREAM, Pipeline, StreamState, TargetState
+from monitor.settings import Settings, load_settings
+from monitor.stats import DropReason, Result, Stats
+from monitor.wire import Payload, Reason, SampleBlock, encode_batch, encode_block_v5, encode_readings
+
+NOW = 1_790_000_000.0
+
+
+@pytest.fixture
+def pipe(write_config) -> Pipeline:  # type: ignore[no-untyped-def]
+    return Pipeline(load_settings(write_config()).settings, Stats(), wall=lambda: NOW)
+
+
+def send(p: Pipeline, topic: str, payload: bytes, ctype: str | None = None,
+         props: list[tuple[str, str]] | None = None) -> None:
+    p.handle(topic, payload, ctype, props, 0.0)
+
+
+def test_reading_updates_store(pipe: Pipeline) -> None:
+    send(pipe, "anbo/teststation/fm-97.5/rf", encode_readings(NOW, 7, {"rf_level_dbuv": 61.5, "lock": True},
+                                                              info={"rds_pi": "C201"}))
+    stream = pipe.targets["fm-97.5"].streams["rf"]
+    assert stream.values == {"rf_level_dbuv": 61.5, "lock": 1.0}
+    assert stream.info == {"rds_pi": "C201"}
+    assert stream.last_ts == NOW and stream.accepted == 1
+    assert pipe.stats.count(Result.ACCEPTED, "ok") == 1
+
+
+@pytest.mark.parametrize(
+    ("topic", "reason"),
+    [
+        ("anbo/otherstation/fm-97.5/rf", DropReason.UNKNOWN_STATION),
+        ("anbo/teststation/fm-88.0/rf", DropReason.UNKNOWN_TARGET),
+        ("anbo/teststation/fm-97.5/video", DropReason.UNKNOWN_STREAM),
+        ("anbo/eb/village-0001/heartbeat", DropReason.UNKNOWN_ENDPOINT),
+    ],
+)
+def test_unknown_sources_are_counted_and_dropped(pipe: Pipeline, topic: str, reason: DropReason) -> None:
+    send(pipe, topic, encode_readings(NOW, 1, {"x": 1.0}))
+    assert pipe.stats.count(Result.DROPPED, reason.value) == 1
+    assert pipe.stats.count(Result.ACCEPTED, "ok") == 0
+
+
+def test_malformed_topic_and_payload_rejected_by_reason(pipe: Pipeline) -> None:
+    send(pipe, "anbo/teststation/fm-97.5", b"{}")
+    send(pipe, "anbo/teststation/fm-97.5/rf", b"{not json")
+    send(pipe, "anbo/teststation/fm-97.5/rf", b'{"ts": 1e30, "seq": 1, "values": {}}')
+    assert pipe.stats.count(Result.REJECTED, Reason.TOPIC_MALFORMED.value) == 1
+    assert pipe.stats.count(Result.REJECTED, Reason.BAD_JSON.value) == 1
+    assert pipe.stats.count(Result.REJECTED, Reason.ABSURD_TIMESTAMP.value) == 1
+
+
+def test_sequence_gap_duplicate_late(pipe: Pipeline) -> None:
+    topic = "anbo/teststation/tx-a/status"
+    for seq in (1, 2, 5, 5, 3, 4, 6):
+        send(pipe, topic, encode_readings(NOW + seq, seq, {"forward_power_w": 1000.0 + seq}))
+    s = pipe.targets["tx-a"].streams["status"]
+    assert (s.gaps, s.missing, s.duplicates, s.late) == (1, 2, 1, 2)
+    assert s.accepted == 6
+    # Late arrivals do not roll the latest value back.
+    assert s.values["forward_power_w"] == 1006.0
+    assert pipe.stats.count(Result.DROPPED, DropReason.DUPLICATE.value) == 1
+
+
+def test_batch_keeps_last_value_and_end_time(pipe: Pipeline) -> None:
+    send(pipe, "anbo/teststation/dtv-ds21/rf",
+         encode_batch(NOW, 1, 0.5, {"mer_db": [30.0, 31.0, 32.5]}))
+    s = pipe.targets["dtv-ds21"].streams["rf"]
+    assert s.values == {"mer_db": 32.5}
+    assert s.last_ts == NOW + 1.0
+
+
+def test_sample_block_reaches_consumers(write_config) -> None:  # type: ignore[no-untyped-def]
+    seen: list[tuple[str, str, Payload]] = []
+
+    def consumer(t: TargetState, s: StreamState, p: Payload, rx: float) -> None:
+        seen.append((t.settings.name, s.name, p))
+
+    pipe = Pipeline(load_settings(write_config()).settings, Stats(), consumers=[consumer], wall=lambda: NOW)
+    block = (np.sin(np.arange(4800) / 10.0)[:, None] * [0.5, -0.5]).astype(np.float32)
+    body, ctype, props = encode_block_v5(block, ts=NOW, seq=0, rate=48000, l16=True)
+    send(pipe, "anbo/teststation/fm-97.5/audio", body, ctype, props)
+    assert len(seen) == 1
+    name, stream, payload = seen[0]
+    assert (name, stream) == ("fm-97.5", "audio")
+    assert isinstance(payload, SampleBlock) and payload.samples.shape == (4800, 2)
+    s = pipe.targets["fm-97.5"].streams["audio"]
+    assert s.block_format == (48000, 2)
+    assert s.last_ts == pytest.approx(NOW + 0.1)
+
+
+def test_key_limit_protects_cardinality(pipe: Pipeline) -> None:
+    topic = "anbo/teststation/fm-97.5/rf"
+    for i in range(MAX_KEYS_PER_STREAM + 5):
+        send(pipe, topic, encode_readings(NOW, i, {f"k{i}": 1.0}))
+    s = pipe.targets["fm-97.5"].streams["rf"]
+    assert len(s.values) == MAX_KEYS_PER_STREAM
+    assert pipe.stats.count(Result.DROPPED, DropReason.KEY_LIMIT.value) == 5
+
+
+def test_reconfigure_keeps_state_of_remaining_targets(pipe: Pipeline, write_config, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    send(pipe, "anbo/teststation/tx-a/status", encode_readings(NOW, 1, {"pa_temp_celsius": 41.0}))
+    text = (tmp_path / "anbo.toml").read_text().replace('name = "dtv-ds21"', 'name = "dtv-ds22"')
+    text = text.replace('channel = "DS-21"', 'channel = "DS-22"')
+    pipe.reconfigure(load_settings(write_config(text=text.replace("{", "{{").replace("}", "}}"))).settings)
+    assert set(pipe.targets) == {"fm-97.5", "dtv-ds22", "tx-a"}
+    assert pipe.targets["tx-a"].streams["status"].values == {"pa_temp_celsius": 41.0}
+
+
+def _scrape(pipe: Pipeline) -> str:
+    reg = CollectorRegistry(auto_describe=False)
+    reg.register(AnboCollector(pipe, pipe.stats, IngestQueue(10, pipe.stats), lambda: {"mqtt://x:1": True},
+                               mono=lambda: 100.0))
+    return generate_latest(reg).decode()
+
+
+def test_collector_exposes_only_configured_targets(pipe: Pipeline) -> None:
+    send(pipe, "anbo/teststation/fm-97.5/rf", encode_readings(NOW, 1, {"rf_level_dbuv": 61.5}))
+    pipe.targets["fm-97.5"].streams["rf"].last_rx = 90.0
+    for i in range(200):
+        send(pipe, f"anbo/teststation/rogue-{i}/rf", encode_readings(NOW, 1, {"rf_level_dbuv": 1.0}))
+    text = _scrape(pipe)
+    assert ('anbo_reading{kind="fm",name="rf_level_dbuv",service="News",station="teststation",'
+            'stream="rf",target="fm-97.5"} 61.5') in text
+    assert 'anbo_sample_age_seconds{kind="fm",service="News",station="teststation",stream="rf",' \
+           'target="fm-97.5"} 10.0' in text
+    assert 'stream="audio",target="fm-97.5"} +Inf' in text
+    assert "rogue" not in text
+    assert 'anbo_messages_total{reason="unknown_target",result="dropped"} 200.0' in text
+    assert 'anbo_mqtt_connected{broker="mqtt://x:1"} 1.0' in text
+
+
+@pytest.fixture(scope="module")
+def station_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    from tests.conftest import STATION_TOML
+
+    path = tmp_path_factory.mktemp("cfg") / "anbo.toml"
+    path.write_text(STATION_TOML.format(url="mqtt://127.0.0.1:1", client_id="anbo-test"))
+    return load_settings(path).settings
+
+
+@settings(max_examples=300, deadline=None)
+@given(topic=st.one_of(st.text(max_size=80),
+                       st.sampled_from(["anbo/teststation/fm-97.5/rf", "anbo/teststation/fm-97.5/audio",
+                                        "anbo/teststation/tx-a/status"]),
+                       st.lists(st.sampled_from(["anbo", "teststation", "eb", "fm-97.5", "rf", "audio", "x",
+                                                 "", "+", "#"]), max_size=6).map("/".join)),
+       payload=st.binary(max_size=200),
+       ctype=st.one_of(st.none(), st.sampled_from(["audio/L16;rate=48000;channels=2", "application/json",
+                                                   "text/plain", "audio/L16"]), st.text(max_size=30)),
+       props=st.one_of(st.none(), st.lists(st.tuples(st.sampled_from(["ts", "seq", "x"]),
+                                                     st.text(max_size=12)), max_size=3)))
+def test_any_message_is_decoded_or_counted(station_settings: Settings, topic: str, payload: bytes,
+                                           ctype: str | None, props: list[tuple[str, str]] | None) -> None:
+    pipe = Pipeline(station_settings, Stats(), wall=lambda: NOW)
+    send(pipe, topic, payload, ctype, props)
+    assert sum(pipe.stats.messages.values()) == 1
+    for target in pipe.targets.values():
+        for stream in target.streams.values():
+            assert all(math.isfinite(v) for v in stream.values.values())
