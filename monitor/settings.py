@@ -15,6 +15,7 @@ and the dotted key, e.g. ``/etc/anbo/anbo.toml: targets[2].frequency_mhz: ...``.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import re
@@ -35,7 +36,8 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings.exceptions import SettingsError
 
 ENV_PREFIX = "ANBO_"
 #: Environment variables with the ``ANBO_`` prefix that are not settings.
@@ -63,13 +65,23 @@ class Strict(BaseModel):
 
 
 def _one_or_many(value: Any) -> Any:
-    return [value] if isinstance(value, str) else value
+    """A list, or a string: a JSON list (``'["mqtt://a","mqtt://b"]'``) or URLs
+    separated by commas or spaces (the environment carries strings)."""
+    if not isinstance(value, str):
+        return value
+    text = value.strip()
+    if text.startswith("["):
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"not a valid JSON list: {exc}") from None
+    return [u for u in re.split(r"[,\s]+", text) if u]
 
 
 class MqttSettings(Strict):
     """``[mqtt]``: the broker connection."""
 
-    url: Annotated[list[str], BeforeValidator(_one_or_many)] = Field(
+    url: Annotated[list[str], NoDecode, BeforeValidator(_one_or_many)] = Field(
         default_factory=lambda: ["mqtt://127.0.0.1:1883"],
         description="One URL or a list for failover, tried in order: mqtt://host:port or mqtts://",
     )
@@ -508,6 +520,12 @@ def load_settings(path: Path | str) -> LoadedSettings:
             source = f"environment {env_name}" if env_name else where
             msg = err["msg"].removeprefix("Value error, ")
             problems.append(f"{source}: {key}: {msg}")
+    except SettingsError as exc:
+        # An environment value that should be JSON (a list or table) and is not.
+        field = str(exc).split('"')[1] if '"' in str(exc) else "?"
+        names = sorted(k for k in env if k.upper().startswith(f"{ENV_PREFIX}{field.upper()}"))
+        problems.append(f"environment {', '.join(names) or ENV_PREFIX + field.upper()}: {field}: "
+                        f"not valid JSON ({exc.__cause__ or exc})")
 
     password: str | None = None
     if settings is not None:

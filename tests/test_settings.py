@@ -196,3 +196,23 @@ def test_ds_channel_plan(n: int) -> None:
     assert (470 <= edge < 566) if n <= 24 else (606 <= edge < 798)
     if n not in (24, 48):
         assert ds_channel_lower_edge_mhz(n + 1) - edge == 8.0
+
+
+@pytest.mark.parametrize(
+    ("value", "urls"),
+    [
+        ("mqtt://a:1883", ["mqtt://a:1883"]),
+        ("mqtt://a:1883, mqtts://b:8883", ["mqtt://a:1883", "mqtts://b:8883"]),
+        ('["mqtt://a:1883","mqtts://b:8883"]', ["mqtt://a:1883", "mqtts://b:8883"]),
+    ],
+)
+def test_broker_url_from_environment_forms(write_config, monkeypatch: pytest.MonkeyPatch, value: str,  # type: ignore[no-untyped-def]
+                                           urls: list[str]) -> None:
+    monkeypatch.setenv("ANBO_MQTT__URL", value)
+    assert load_settings(write_config()).settings.mqtt.url == urls
+
+
+def test_bad_json_in_environment_is_a_problem_line(write_config, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("ANBO_TARGETS", "[{not json")
+    out = problems(write_config())
+    assert len(out) == 1 and out[0].startswith("environment ANBO_TARGETS: targets: not valid JSON")
