@@ -29,7 +29,7 @@ from monitor.http import MetricsServer, tls_context
 from monitor.ingest import Credentials, IngestQueue, MqttIngest
 from monitor.pipeline import Consumer, Pipeline
 from monitor.sdnotify import Notifier
-from monitor.settings import ConfigError, LoadedSettings, load_settings, resolve_path
+from monitor.settings import ConfigError, LoadedSettings, load_settings
 from monitor.stats import Stats
 
 log = structlog.get_logger(__name__)
@@ -96,8 +96,7 @@ class Daemon:
         host, port = s.address
         ctx = None
         if s.tls_cert_file and s.tls_key_file:
-            ctx = tls_context(resolve_path(s.tls_cert_file, self.loaded.path),
-                              resolve_path(s.tls_key_file, self.loaded.path))
+            ctx = tls_context(s.tls_cert_file, s.tls_key_file)  # made absolute by load_settings
         await self.http.start(host, port, ctx)
 
     # -- lifecycle ------------------------------------------------------------------------

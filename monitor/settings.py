@@ -545,7 +545,20 @@ def load_settings(path: Path | str) -> LoadedSettings:
                                 f"cannot read secret: {exc.strerror or exc}")
     if problems or settings is None:
         raise ConfigError(problems)
-    return LoadedSettings(settings=settings, path=path, mqtt_password=password)
+    return LoadedSettings(settings=_absolute_paths(settings, path), path=path, mqtt_password=password)
+
+
+def _absolute_paths(settings: Settings, config_path: Path) -> Settings:
+    """Resolve the TLS file paths against the config file's folder, once, here."""
+    def fix(model: MqttSettings | MetricsSettings) -> dict[str, Path]:
+        return {name: resolve_path(value, config_path) for name in
+                ("tls_ca_file", "tls_cert_file", "tls_key_file")
+                if isinstance(value := getattr(model, name, None), Path)}
+
+    return settings.model_copy(update={
+        "mqtt": settings.mqtt.model_copy(update=fix(settings.mqtt)),
+        "metrics": settings.metrics.model_copy(update=fix(settings.metrics)),
+    })
 
 
 def resolve_path(file: Path, config_path: Path) -> Path:

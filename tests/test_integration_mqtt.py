@@ -271,3 +271,33 @@ def test_metrics_over_tls(mosquitto: Mosquitto, write_config, tmp_path: Path) ->
         assert "anbo_build_info" in await asyncio.to_thread(get)
 
     run_daemon(config, scenario)
+
+
+def test_mqtts_with_private_ca(tmp_path: Path, write_config) -> None:  # type: ignore[no-untyped-def]
+    """mqtts:// to a Mosquitto TLS listener whose certificate a private CA signed."""
+    def openssl(*args: str) -> None:
+        subprocess.run(["openssl", *args], check=True, capture_output=True, cwd=tmp_path)
+
+    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=test-ca",
+            "-keyout", "ca.key", "-out", "ca.pem")
+    openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1", "-keyout", "server.key",
+            "-out", "server.csr")
+    (tmp_path / "san.ext").write_text("subjectAltName=IP:127.0.0.1\n")
+    openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
+            "-days", "1", "-extfile", "san.ext", "-out", "server.pem")
+    broker = Mosquitto(tmp_path / "mq", extra_conf=(
+        f"cafile {tmp_path / 'ca.pem'}\ncertfile {tmp_path / 'server.pem'}\n"
+        f"keyfile {tmp_path / 'server.key'}\n"))
+    broker.start()
+    text = write_config(url=f"mqtts://127.0.0.1:{broker.port}").read_text().replace(
+        "keepalive = 5", 'keepalive = 5\ntls_ca_file = "ca.pem"')
+    config = tmp_path / "tls.toml"
+    config.write_text(text)
+
+    async def scenario(daemon: Daemon) -> None:
+        assert daemon.ingest.connected == {f"mqtts://127.0.0.1:{broker.port}": True}
+
+    try:
+        run_daemon(config, scenario)
+    finally:
+        broker.stop()

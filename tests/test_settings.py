@@ -216,3 +216,15 @@ def test_bad_json_in_environment_is_a_problem_line(write_config, monkeypatch: py
     monkeypatch.setenv("ANBO_TARGETS", "[{not json")
     out = problems(write_config())
     assert len(out) == 1 and out[0].startswith("environment ANBO_TARGETS: targets: not valid JSON")
+
+
+def test_tls_paths_are_made_absolute(tmp_path: Path) -> None:
+    for name in ("ca.pem", "c.pem", "k.pem"):
+        (tmp_path / name).write_text("x")
+    path = tmp_path / "t.toml"
+    path.write_text('[station]\nname="s1"\n[mqtt]\nurl="mqtts://b"\ntls_ca_file="ca.pem"\n'
+                    '[metrics]\ntls_cert_file="c.pem"\ntls_key_file="k.pem"\n')
+    s = load_settings(path).settings
+    assert s.mqtt.tls_ca_file == tmp_path / "ca.pem"
+    assert s.metrics.tls_cert_file == tmp_path / "c.pem"
+    assert s.metrics.tls_key_file == tmp_path / "k.pem"
