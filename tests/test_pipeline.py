@@ -174,3 +174,33 @@ def test_any_message_is_decoded_or_counted(station_settings: Settings, topic: st
     for target in pipe.targets.values():
         for stream in target.streams.values():
             assert all(math.isfinite(v) for v in stream.values.values())
+
+
+def test_topic_spraying_does_not_grow_memory_or_series(pipe: Pipeline) -> None:
+    import random
+    import tracemalloc
+
+    rng = random.Random(7)
+    payload = encode_readings(NOW, 1, {"rf_level_dbuv": 1.0})
+
+    def spray(n: int) -> None:
+        for _ in range(n):
+            target = "".join(rng.choices("abcdefghijklmnopqrstuvwxyz0123456789-", k=12))
+            stream = rng.choice(["rf", "audio", "status", "x" + str(rng.randrange(10**6))])
+            station = rng.choice(["teststation", "other" + str(rng.randrange(10**6))])
+            send(pipe, f"anbo/{station}/{target}/{stream}", payload)
+            send(pipe, f"anbo/eb/ep-{rng.randrange(10**9)}/heartbeat", payload)
+
+    spray(2_000)  # warm-up: interned strings, caches
+    series_before = _scrape(pipe).count("\n")
+    tracemalloc.start()
+    before = tracemalloc.take_snapshot()
+    spray(50_000)
+    after = tracemalloc.take_snapshot()
+    tracemalloc.stop()
+    grown = sum(stat.size_diff for stat in after.compare_to(before, "filename"))
+    # The topic parser's cache is bounded (4096 entries, about 1 MB); nothing else may
+    # keep anything: 100 000 rogue messages retaining even 25 bytes each would fail.
+    assert grown < 2 * 1024 * 1024, f"{grown} bytes retained after 100 000 rogue messages"
+    assert _scrape(pipe).count("\n") == series_before
+    assert sum(len(t.streams) for t in pipe.targets.values()) == 5
