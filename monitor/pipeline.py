@@ -173,7 +173,7 @@ class Pipeline:
             log.warning("message rejected", topic=topic, reason=exc.reason.value, detail=exc.detail,
                         rate_key=f"{topic}:{exc.reason.value}")
             return
-        seq = stream.seq.observe(decoded.seq)
+        seq = stream.seq.observe(decoded.seq, decoded.ts)
         event = seq.event
         if event is SeqEvent.DUPLICATE:
             stream.duplicates += 1

@@ -44,6 +44,7 @@ __all__ = [
     "Reason",
     "SampleBlock",
     "SampleFormat",
+    "SampleSpec",
     "SeqEvent",
     "SeqResult",
     "SeqTracker",
@@ -107,12 +108,10 @@ _DIGITS_RE: Final = re.compile(r"[0-9]{1,19}", re.ASCII)
 _FLOAT_RE: Final = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?", re.ASCII)
 _MEDIA_RE: Final = re.compile(r"[a-z0-9][a-z0-9!#$&^_.+-]*/[a-z0-9][a-z0-9!#$&^_.+-]*", re.ASCII)
 
-_READINGS_FIELDS: Final = frozenset({"ts", "seq", "values", "info"})
-_BATCH_FIELDS: Final = frozenset({"ts", "seq", "values", "info", "period"})
+_FIELDS: Final = frozenset({"ts", "seq", "values", "info", "period"})
 
 _INT16_SCALE: Final = np.float32(1.0 / 32768.0)
 _F32: Final = np.dtype(np.float32)
-_F64: Final = np.dtype(np.float64)
 
 _isfinite = math.isfinite
 _min_reduce = np.minimum.reduce
@@ -230,9 +229,9 @@ class EndpointTopic:
 class TopicParser:
     """Splits topics under one prefix. Build once; :meth:`parse` is on the hot path."""
 
-    __slots__ = ("_prefix", "_re")
+    __slots__ = ("_cache", "_cache_size", "_prefix", "_re")
 
-    def __init__(self, prefix: str = "anbo") -> None:
+    def __init__(self, prefix: str = "anbo", *, cache_size: int = 4096) -> None:
         segments = prefix.split("/")
         for seg in segments:
             if _SEGMENT_RE.fullmatch(seg) is None:
@@ -243,6 +242,10 @@ class TopicParser:
         self._prefix = prefix
         seg = f"({_SEGMENT_PATTERN})"
         self._re = re.compile(f"{re.escape(prefix)}/{seg}/{seg}/{seg}", re.ASCII)
+        # Valid topics repeat all day: remember them. Bounded (cleared when full)
+        # so that a publisher churning through topic names cannot grow it.
+        self._cache: dict[str, StationTopic | EndpointTopic] = {}
+        self._cache_size = cache_size
 
     @property
     def prefix(self) -> str:
@@ -250,6 +253,9 @@ class TopicParser:
 
     def parse(self, topic: str) -> StationTopic | EndpointTopic:
         """Parse a topic; raises ``DecodeError(topic_malformed)``."""
+        hit = self._cache.get(topic)
+        if hit is not None:
+            return hit
         m = self._re.fullmatch(topic)
         if m is None:
             raise DecodeError(
@@ -258,9 +264,15 @@ class TopicParser:
                 f" or {self._prefix}/{ENDPOINT_STATION}/<endpoint>/<stream>",
             )
         station, target, stream = m.groups()
-        if station == ENDPOINT_STATION:
-            return EndpointTopic(target, stream)
-        return StationTopic(station, target, stream)
+        parsed = (
+            EndpointTopic(target, stream)
+            if station == ENDPOINT_STATION
+            else StationTopic(station, target, stream)
+        )
+        if len(self._cache) >= self._cache_size:
+            self._cache.clear()
+        self._cache[topic] = parsed
+        return parsed
 
     def subscriptions(self) -> list[str]:
         """MQTT filters covering every topic :meth:`parse` can accept."""
@@ -402,8 +414,8 @@ def _decode_json(payload: bytes, now: float, limits: Limits) -> Readings | Batch
         raise DecodeError(Reason.BAD_JSON, "nested too deeply") from None
     if type(obj) is not dict:
         raise DecodeError(Reason.BAD_ENVELOPE, f"expected a JSON object, got {type(obj).__name__}")
-    if not obj.keys() <= _BATCH_FIELDS:
-        unknown = sorted(obj.keys() - _BATCH_FIELDS)
+    if not obj.keys() <= _FIELDS:
+        unknown = sorted(obj.keys() - _FIELDS)
         raise DecodeError(
             Reason.BAD_ENVELOPE,
             f"unknown top-level field {_q(unknown[0])} (allowed: ts, seq, values, info, period)",
@@ -527,7 +539,9 @@ def _decode_batch(
 # --------------------------------------------------------------------------- binary
 
 
-class _SampleSpec(NamedTuple):
+class SampleSpec(NamedTuple):
+    """Sample layout named by an MQTT v5 content type."""
+
     fmt: SampleFormat
     rate: int
     channels: int
@@ -537,7 +551,7 @@ class _SampleSpec(NamedTuple):
 MAX_CONTENT_TYPE_LEN: Final = 256
 
 
-def parse_content_type(content_type: str) -> _SampleSpec | None:
+def parse_content_type(content_type: str) -> SampleSpec | None:
     """Parse an MQTT v5 content type: ``None`` for JSON, else the sample layout.
 
     Media types and parameter names and values are case-insensitive, parameters
@@ -555,7 +569,7 @@ def parse_content_type(content_type: str) -> _SampleSpec | None:
 
 
 @lru_cache(maxsize=128)
-def _parse_content_type(content_type: str) -> _SampleSpec | None:
+def _parse_content_type(content_type: str) -> SampleSpec | None:
     media_raw, *param_parts = content_type.split(";")
     media = media_raw.strip().lower()
     if _MEDIA_RE.fullmatch(media) is None:
@@ -630,7 +644,7 @@ def _parse_content_type(content_type: str) -> _SampleSpec | None:
             Reason.BAD_CONTENT_TYPE,
             f"content type {_q(content_type)}: channels must be an integer 1..{MAX_CHANNELS}",
         )
-    return _SampleSpec(fmt, int(rate_s), int(channels_s))
+    return SampleSpec(fmt, int(rate_s), int(channels_s))
 
 
 def _samples(
@@ -684,7 +698,7 @@ def _user_props(props: Sequence[tuple[str, str]] | None) -> tuple[str, str]:
 
 def _decode_v5(
     payload: bytes,
-    spec: _SampleSpec,
+    spec: SampleSpec,
     props: Sequence[tuple[str, str]] | None,
     now: float,
     limits: Limits,

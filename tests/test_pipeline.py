@@ -204,3 +204,15 @@ def test_topic_spraying_does_not_grow_memory_or_series(pipe: Pipeline) -> None:
     assert grown < 2 * 1024 * 1024, f"{grown} bytes retained after 100 000 rogue messages"
     assert _scrape(pipe).count("\n") == series_before
     assert sum(len(t.streams) for t in pipe.targets.values()) == 5
+
+
+def test_publisher_restart_is_a_reset_not_duplicates(pipe: Pipeline) -> None:
+    topic = "anbo/teststation/tx-a/status"
+    for seq in range(50):
+        send(pipe, topic, encode_readings(NOW + seq, seq, {"forward_power_w": 1.0}))
+    # The gateway restarts and counts from 0 again, with fresh timestamps.
+    for seq in range(5):
+        send(pipe, topic, encode_readings(NOW + 100 + seq, seq, {"forward_power_w": 2.0}))
+    s = pipe.targets["tx-a"].streams["status"]
+    assert (s.resets, s.duplicates, s.accepted) == (1, 0, 55)
+    assert s.values["forward_power_w"] == 2.0

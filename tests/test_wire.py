@@ -780,6 +780,19 @@ def test_bad_prefix_is_a_value_error(prefix: str) -> None:
         TopicParser(prefix)
 
 
+def test_topic_cache_is_bounded_and_transparent() -> None:
+    tp = TopicParser(cache_size=3)
+    topics = [f"anbo/s{i % 5}/t/u" for i in range(20)] + ["anbo/eb/e/u"] * 3
+    for topic in topics:
+        station = topic.split("/")[1]
+        expected = EndpointTopic("e", "u") if station == "eb" else StationTopic(station, "t", "u")
+        assert tp.parse(topic) == expected
+        assert len(tp._cache) <= 3
+    for _ in range(2):  # a rejected topic is never cached
+        with pytest.raises(DecodeError):
+            tp.parse("anbo/bad topic/t/u")
+
+
 def test_topic_error_detail_names_the_topic() -> None:
     with pytest.raises(DecodeError) as info:
         TopicParser().parse("anbo/only/two")
