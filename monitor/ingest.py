@@ -99,6 +99,17 @@ def backoff_delay(attempt: int, lo: float, hi: float, rng: Callable[[], float] =
     return d * (0.5 + 0.5 * rng())
 
 
+class SubscriptionRefusedError(Exception):
+    """The broker answered our SUBSCRIBE with a failure code (usually: not authorized)."""
+
+    def __init__(self, topic: str, granted: object) -> None:
+        super().__init__(f"subscription to {topic!r} refused by the broker: {granted}")
+
+
+def _refused(granted: tuple[int, ...] | list[ReasonCode]) -> bool:
+    return any((g.is_failure if isinstance(g, ReasonCode) else g >= 0x80) for g in granted)
+
+
 def classify_connect_error(exc: aiomqtt.MqttError) -> ConnectError:
     rc = getattr(exc, "rc", None)
     if isinstance(rc, ReasonCode):
@@ -207,24 +218,32 @@ class MqttIngest:
                     self._on_connected(broker)
                     attempt = 0
                     for topic in self.subscriptions():
-                        await client.subscribe(topic, qos=self.settings.qos)
+                        granted = await client.subscribe(topic, qos=self.settings.qos)
+                        if _refused(granted):
+                            raise SubscriptionRefusedError(topic, granted)
                     self.subscribed.set()
                     log.info("subscribed", broker=broker.url, topics=self.subscriptions(),
                              qos=self.settings.qos)
                     await self._consume(client)
+            except SubscriptionRefusedError as exc:
+                reason = ConnectError.AUTH
+                self._on_failure(broker, reason, exc)
             except aiomqtt.MqttError as exc:
                 reason = classify_connect_error(exc)
                 self._on_failure(broker, reason, exc)
             finally:
+                was_up = self.connected[broker.url]
                 self.connected[broker.url] = False
             self.drain()
+            # After losing a working connection start again from the first (preferred)
+            # broker; after a failed attempt fail over to the next one.
+            index = 0 if was_up and reason is not ConnectError.AUTH else index + 1
             if reason is ConnectError.AUTH:
                 delay = self.settings.backoff_max
             else:
                 delay = backoff_delay(attempt, self.settings.backoff_min, self.settings.backoff_max,
                                       self._rng)
             attempt += 1
-            index += 1
             await self._sleep_idle(delay)
 
     def _handle(self, message: aiomqtt.Message) -> None:
@@ -235,7 +254,13 @@ class MqttIngest:
         if not isinstance(payload, bytes):  # paho always gives bytes; keep mypy honest
             payload = str(payload).encode()
         rx = self.queue.last_rx
-        self.handler(message.topic.value, payload, content_type, user_props, rx)
+        try:
+            self.handler(message.topic.value, payload, content_type, user_props, rx)
+        except Exception:
+            # A bug must not take the station's monitoring down with it: count, log, go on.
+            self.stats.dropped(DropReason.INTERNAL_ERROR)
+            log.exception("internal error while processing a message; message dropped",
+                          topic=message.topic.value, rate_key="internal_error")
         self.progress = now = time.monotonic()
         self.stats.latency.observe(now - rx)
 

@@ -33,6 +33,7 @@ class DropReason(StrEnum):
     UNKNOWN_ENDPOINT = "unknown_endpoint"
     KEY_LIMIT = "key_limit"
     DUPLICATE = "duplicate"
+    INTERNAL_ERROR = "internal_error"
 
 
 #: Reason label for accepted messages.

@@ -301,3 +301,4 @@ def test_mqtts_with_private_ca(tmp_path: Path, write_config) -> None:  # type: i
         run_daemon(config, scenario)
     finally:
         broker.stop()
+

@@ -1,0 +1,94 @@
+"""Ingest pieces that need no broker: queue accounting, backoff, error classification."""
+
+from __future__ import annotations
+
+import itertools
+
+import aiomqtt
+import pytest
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.reasoncodes import ReasonCode
+
+from monitor.ingest import (
+    Credentials,
+    IngestQueue,
+    MqttIngest,
+    _refused,
+    backoff_delay,
+    classify_connect_error,
+)
+from monitor.settings import MqttSettings
+from monitor.stats import ConnectError, DropReason, Result, Stats
+
+
+def message(topic: str = "anbo/s/t/rf", payload: bytes = b"{}") -> aiomqtt.Message:
+    return aiomqtt.Message(topic, payload, 1, False, 1, None)
+
+
+def test_queue_overflow_is_counted_not_raised() -> None:
+    stats = Stats()
+    clock = iter(range(100))
+    q = IngestQueue(2, stats, clock=lambda: float(next(clock)))
+    for _ in range(5):
+        q.put_nowait(message())
+    assert q.qsize() == 2
+    assert stats.count(Result.DROPPED, DropReason.QUEUE_FULL.value) == 3
+    q.get_nowait()
+    assert q.last_rx == 0.0
+    q.get_nowait()
+    assert q.last_rx == 1.0
+
+
+def test_backoff_grows_with_jitter_and_is_capped() -> None:
+    lo = [backoff_delay(n, 0.5, 30.0, rng=lambda: 0.0) for n in range(10)]
+    hi = [backoff_delay(n, 0.5, 30.0, rng=lambda: 1.0) for n in range(10)]
+    assert lo[0] == 0.25 and hi[0] == 0.5
+    assert hi[3] == 4.0 and hi[9] == 30.0 and lo[9] == 15.0
+    assert all(a <= b for a, b in itertools.pairwise(hi))
+
+
+@pytest.mark.parametrize(
+    ("exc", "reason"),
+    [
+        (aiomqtt.MqttCodeError(4), ConnectError.AUTH),
+        (aiomqtt.MqttCodeError(5), ConnectError.AUTH),
+        (aiomqtt.MqttCodeError(ReasonCode(PacketTypes.CONNACK, identifier=0x86)), ConnectError.AUTH),
+        (aiomqtt.MqttCodeError(ReasonCode(PacketTypes.CONNACK, identifier=0x87)), ConnectError.AUTH),
+        (aiomqtt.MqttCodeError(ReasonCode(PacketTypes.CONNACK, identifier=0x88)), ConnectError.PROTOCOL),
+        (aiomqtt.MqttError("[Errno 111] Connection refused"), ConnectError.REFUSED),
+        (aiomqtt.MqttError("Operation timed out"), ConnectError.TIMEOUT),
+        (aiomqtt.MqttError("Disconnected during message iteration"), ConnectError.LOST),
+        (aiomqtt.MqttError("[SSL: CERTIFICATE_VERIFY_FAILED]"), ConnectError.TLS),
+    ],
+)
+def test_connect_errors_are_classified(exc: aiomqtt.MqttError, reason: ConnectError) -> None:
+    assert classify_connect_error(exc) is reason
+
+
+def test_a_failing_handler_is_counted_and_does_not_stop_ingest() -> None:
+    stats = Stats()
+    seen: list[str] = []
+
+    def handler(topic: str, payload: bytes, ctype: str | None, props: object, rx: float) -> None:
+        seen.append(topic)
+        if topic.endswith("boom"):
+            raise RuntimeError("bug")
+
+    q = IngestQueue(10, stats)
+    ingest = MqttIngest(MqttSettings(), client_id="c", credentials=Credentials(None, None),
+                        subscriptions=lambda: ["anbo/+/+/+"], handler=handler, queue=q, stats=stats)
+    for topic in ("anbo/s/t/boom", "anbo/s/t/rf"):
+        q.put_nowait(message(topic))
+    assert ingest.drain() == 2
+    assert seen == ["anbo/s/t/boom", "anbo/s/t/rf"]
+    assert stats.count(Result.DROPPED, DropReason.INTERNAL_ERROR.value) == 1
+    assert stats.latency.n == 2
+
+
+def test_suback_failure_codes_mean_refused() -> None:
+    # Mosquitto grants any subscription and filters by ACL later, so a refusal is
+    # exercised here: v3.1.1 returns 0x80, v5 a failure reason code such as 0x87.
+    assert _refused((1, 0x80))
+    assert not _refused((1,))
+    assert _refused([ReasonCode(PacketTypes.SUBACK, identifier=0x87)])
+    assert not _refused([ReasonCode(PacketTypes.SUBACK, identifier=1)])
