@@ -106,6 +106,11 @@ class AnboCollector(Collector):
             "Messages missing at the time a gap was seen (late arrivals are counted apart).",
             labels=STREAM_LABELS,
         )
+        outstanding = GaugeMetricFamily(
+            "anbo_sequence_outstanding_messages",
+            "Messages still missing: gaps not (yet) filled by late arrivals since the last reset.",
+            labels=STREAM_LABELS,
+        )
         dupes = CounterMetricFamily(
             "anbo_sequence_duplicates", "Duplicate sequence numbers dropped (QoS 1 redelivery).",
             labels=STREAM_LABELS,
@@ -133,10 +138,12 @@ class AnboCollector(Collector):
                 accepted.add_metric(labels, stream.accepted)
                 gaps.add_metric(labels, stream.gaps)
                 missing.add_metric(labels, stream.missing)
+                outstanding.add_metric(labels, stream.seq.missing)
                 dupes.add_metric(labels, stream.duplicates)
                 late.add_metric(labels, stream.late)
                 resets.add_metric(labels, stream.resets)
-        yield from (info, reading, reading_info, last_ts, age, accepted, gaps, missing, dupes, late, resets)
+        yield from (info, reading, reading_info, last_ts, age, accepted, gaps, missing, outstanding, dupes,
+                    late, resets)
 
     # -- anbo itself ------------------------------------------------------------------
     def _self_metrics(self) -> Iterator[Metric]:

@@ -152,7 +152,7 @@ def test_broker_restart_loses_nothing(tmp_path: Path, write_config) -> None:  # 
     broker = Mosquitto(tmp_path / "mq")
     broker.start()
     config = write_config(url=broker.url, client_id="anbo-restart-test")
-    total = 600
+    total = 800
     stop_publisher = threading.Event()
     published: list[int] = []
 
@@ -182,8 +182,10 @@ def test_broker_restart_loses_nothing(tmp_path: Path, write_config) -> None:  # 
     async def scenario(daemon: Daemon) -> None:
         thread = threading.Thread(target=publisher, daemon=True)
         thread.start()
-        await asyncio.sleep(1.5)
-        await asyncio.to_thread(broker.stop)
+        # Let the broker autosave (every second) at least once with our session in it,
+        # then SIGKILL it: no goodbye and no final save, as in a power cut.
+        await asyncio.sleep(3.0)
+        await asyncio.to_thread(broker.stop, True)
         await asyncio.sleep(1.0)
         down_at = time.monotonic()
         await asyncio.to_thread(broker.start)
@@ -200,8 +202,12 @@ def test_broker_restart_loses_nothing(tmp_path: Path, write_config) -> None:  # 
             return stream.accepted >= total
 
         await eventually(all_seen, limit=30, what=f"{total} messages")
+        # Every sequence number arrived exactly once: none is missing in the end. (Around
+        # the restart the broker may deliver its restored queue after newer messages;
+        # that shows up as a gap filled by late arrivals, which is reordering, not loss.)
         assert stream.accepted == total
-        assert stream.gaps == 0 and stream.missing == 0
+        assert stream.seq.missing == 0
+        assert stream.late == stream.missing
         assert stream.values["forward_power_w"] == total - 1
 
     try:
