@@ -1,0 +1,161 @@
+"""The values that cross the rules boundary: what the engine reads and what it emits.
+
+Times: ``now``/``last_seen`` are seconds on the daemon's *monotonic* clock (only
+differences matter); ``starts_at``/``ends_at`` are *wall-clock* UNIX seconds (UTC), for
+output only.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+__all__ = [
+    "Alert",
+    "AlertState",
+    "MeasurementValue",
+    "OutageClass",
+    "Severity",
+    "SuppressReason",
+    "TargetView",
+    "Transition",
+]
+
+MeasurementValue = float | str | None
+"""A measurement this tick: a number (flags are 0/1), a string (identity codes), or None (unknown)."""
+
+
+class Severity(enum.StrEnum):
+    """How urgently people must act; the ``severity`` label Alertmanager routes on."""
+
+    CRITICAL = "critical"
+    WARNING = "warning"
+    INFO = "info"
+
+
+class OutageClass(enum.StrEnum):
+    """What the alert means for the service's transmission record.
+
+    ``outage`` (停播): the service is off air or equivalent to it (dead air, hiss,
+    wrong programme); ``degraded`` (劣播): on air below technical limits; ``none``:
+    neither (e.g. equipment warnings, or TelemetryLost: we cannot see, not "off air").
+    """
+
+    OUTAGE = "outage"
+    DEGRADED = "degraded"
+    NONE = "none"
+
+
+class AlertState(enum.StrEnum):
+    """Where one (rule, target) is in its life: inactive → pending → firing → resolved."""
+
+    INACTIVE = "inactive"
+    #: the condition holds but not yet for the rule's ``for``
+    PENDING = "pending"
+    FIRING = "firing"
+    #: the alert just ended (the clear condition held for ``clear_for`` + ``keep_firing_for``);
+    #: after this transition the (rule, target) is inactive again
+    RESOLVED = "resolved"
+
+
+class SuppressReason(enum.StrEnum):
+    """Why a firing alert is recorded but not notified."""
+
+    #: a firing source alert on the same service explains it (e.g. CarrierLoss → DeadAir)
+    INHIBITED = "inhibited"
+    #: the target is in a declared maintenance window
+    MAINTENANCE = "maintenance"
+    #: it changed state too often; one ``Flapping`` alert stands for it
+    FLAPPING = "flapping"
+
+
+@dataclass(frozen=True, slots=True)
+class TargetView:
+    """One target as the engine sees it at one tick.
+
+    ``name`` is the configured target name (or an emergency-broadcast region id);
+    ``kind`` is ``fm``, ``dtv``, ``tx`` or ``eb_region``. ``labels`` are the target's
+    labels (station, target, kind, service and operator labels; rule selectors match
+    on them). ``params`` are per-target references such as ``rds_pi`` or
+    ``rf_reference_dbuv`` that expressions read with ``param("…")``.
+    ``measurements`` are the latest values (units in the name's suffix; a missing key,
+    None or NaN is *unknown*). ``last_seen`` is the monotonic time of the target's last
+    telemetry, None if never.
+    """
+
+    name: str
+    kind: str
+    labels: Mapping[str, str]
+    params: Mapping[str, float | str]
+    measurements: Mapping[str, MeasurementValue]
+    last_seen: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class Alert:
+    """An alert in the engine's current state (what :meth:`Engine.active` returns).
+
+    ``labels`` hold ``alertname``, ``severity``, ``station``, ``target``, ``kind``,
+    ``service``, the target's other labels and the rule's labels; this label set is the
+    alert's identity at Alertmanager. ``annotations`` are rendered and include
+    ``runbook_url`` when the rule has one. ``starts_at`` is the wall time it started
+    firing (for a pending alert: when it became pending); ``ends_at`` is None while it
+    is active. ``value`` is the latest known value of the measurement the rule
+    compares first.
+
+    ``notify`` says whether Alertmanager should hold this alert as firing (resend it
+    while ``True``); it stays ``True`` once notified until the alert resolves, even if
+    a suppression begins later. ``reason`` is the current suppression (inhibited,
+    maintenance, flapping) or None.
+    """
+
+    alertname: str
+    target: str
+    state: AlertState
+    labels: Mapping[str, str]
+    annotations: Mapping[str, str]
+    runbook_url: str | None
+    severity: Severity
+    outage_class: OutageClass
+    starts_at: float
+    ends_at: float | None
+    value: float | str | None
+    notify: bool
+    reason: SuppressReason | None
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    """A change of one alert, as returned by :meth:`Engine.evaluate`.
+
+    Fields are those of :class:`Alert` with ``from_state``/``to_state``.
+
+    ``notify`` is True exactly when Alertmanager must hear of it:
+
+    * ``to_state == firing`` and nothing suppresses it (``reason`` says what did
+      otherwise). A ``firing → firing`` transition with ``notify=True`` means an alert
+      that fired while suppressed must now be delivered (its maintenance window ended,
+      its inhibiting source resolved, or its flapping settled); ``starts_at`` is still
+      the original one.
+    * ``to_state == resolved`` and the firing was notified (so no resolution is lost
+      and none is sent for an alert Alertmanager never saw).
+
+    Transitions into and out of ``pending`` are informational (``notify=False``,
+    ``reason=None``).
+    """
+
+    alertname: str
+    target: str
+    from_state: AlertState
+    to_state: AlertState
+    labels: Mapping[str, str]
+    annotations: Mapping[str, str]
+    runbook_url: str | None
+    severity: Severity
+    outage_class: OutageClass
+    starts_at: float
+    ends_at: float | None
+    value: float | str | None
+    notify: bool
+    reason: SuppressReason | None

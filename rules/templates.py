@@ -1,0 +1,93 @@
+"""Annotation templates: ``{{ name }}`` substitution and nothing more.
+
+There is no logic, no filters and no evaluation: a placeholder is a name, optionally
+qualified by where to look it up:
+
+* ``{{ value }}``, ``{{ for }}``, ``{{ alertname }}``, ``{{ severity }}``,
+  ``{{ outage_class }}`` — facts about the alert (``value`` is the value of the first
+  measurement the rule compares; ``for`` the rule's ``for`` as a duration such as 10s);
+* ``{{ labels.service }}`` — a label of the alert (target labels and rule labels);
+* ``{{ measurements.rds_pi }}`` — the target's latest value of a measurement;
+* ``{{ params.rds_pi }}`` — the target's configured parameter;
+* a bare ``{{ name }}`` is looked up in that order: alert facts, labels,
+  measurements, params.
+
+Numbers print with 4 significant digits (``-45.12``, ``0.0002``); something not known
+prints as ``unknown``. Literal braces are not supported in annotation text.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from typing import Final
+
+__all__ = ["NAMESPACES", "UNKNOWN_TEXT", "check_template", "format_value", "render"]
+
+#: What an unknown or missing value renders as.
+UNKNOWN_TEXT: Final = "unknown"
+#: Allowed qualifiers of a placeholder name.
+NAMESPACES: Final = ("labels", "measurements", "params")
+
+_PLACEHOLDER: Final = re.compile(r"\{\{\s*(?:([A-Za-z_][A-Za-z0-9_]*)\.)?([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
+
+
+def check_template(text: str) -> None:
+    """Raise ``ValueError`` if ``text`` has a malformed placeholder or an unknown qualifier."""
+    for match in _PLACEHOLDER.finditer(text):
+        ns = match.group(1)
+        if ns is not None and ns not in NAMESPACES:
+            raise ValueError(
+                f"unknown qualifier {ns!r} in {match.group(0)!r}; use one of {', '.join(NAMESPACES)}"
+            )
+    rest = _PLACEHOLDER.sub("", text)
+    if "{{" in rest or "}}" in rest:
+        bad = rest[rest.find("{{") :] if "{{" in rest else rest[: rest.find("}}") + 2]
+        raise ValueError(
+            f"malformed placeholder near {bad[:40]!r}: write {{{{ name }}}} with a plain name "
+            "such as value, for, service or labels.county"
+        )
+
+
+def format_value(value: object) -> str:
+    """How a value reads in an annotation."""
+    if value is None:
+        return UNKNOWN_TEXT
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if math.isnan(value):
+            return UNKNOWN_TEXT
+        return f"{value:.4g}"
+    return str(value)
+
+
+def render(
+    text: str,
+    *,
+    facts: Mapping[str, object],
+    labels: Mapping[str, str],
+    measurements: Mapping[str, object],
+    params: Mapping[str, object],
+) -> str:
+    """Substitute every placeholder of ``text`` (see the module docstring)."""
+    scopes: dict[str, Mapping[str, object]] = {
+        "labels": labels,
+        "measurements": measurements,
+        "params": params,
+    }
+
+    def lookup(match: re.Match[str]) -> str:
+        ns, name = match.group(1), match.group(2)
+        if ns is not None:
+            scope = scopes.get(ns)
+            return format_value(scope.get(name) if scope is not None else None)
+        for scope in (facts, labels, measurements, params):
+            if name in scope:
+                return format_value(scope[name])
+        return UNKNOWN_TEXT
+
+    return _PLACEHOLDER.sub(lookup, text)
