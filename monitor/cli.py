@@ -85,7 +85,7 @@ def cmd_run(args: argparse.Namespace) -> int:
              targets=len(s.targets), brokers=s.mqtt.url, metrics=s.metrics.listen)
     notifier = Notifier.from_env()
     try:
-        asyncio.run(Daemon(loaded, notifier=notifier).run())
+        asyncio.run(Daemon(loaded, systemd=notifier).run())
     except OSError as exc:
         log.error("anbo cannot start", error=str(exc))
         return 1

@@ -26,10 +26,14 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from monitor import __version__
+from monitor.alertmanager import AlertmanagerNotifier
+from monitor.evaluation import Evaluator
 from monitor.ingest import IngestQueue
 from monitor.pipeline import Pipeline
 from monitor.stats import Stats
 from monitor.wire import WIRE_VERSION
+from probes.workers import MEASUREMENTS
+from rules import AlertState, SuppressReason
 
 TARGET_LABELS = ["station", "target", "kind", "service"]
 STREAM_LABELS = [*TARGET_LABELS, "stream"]
@@ -47,7 +51,11 @@ class AnboCollector(Collector):
         *,
         mono: Callable[[], float] = time.monotonic,
         start_time: float | None = None,
+        evaluator: Callable[[], Evaluator | None] = lambda: None,
+        notifier: Callable[[], AlertmanagerNotifier | None] = lambda: None,
     ) -> None:
+        self.evaluator = evaluator
+        self.notifier = notifier
         self.pipeline = pipeline
         self.stats = stats
         self.queue = queue
@@ -62,6 +70,68 @@ class AnboCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         yield from self._self_metrics()
         yield from self._targets()
+        evaluator = self.evaluator()
+        if evaluator is not None:
+            yield from self._measurements(evaluator)
+            yield from self._alerts(evaluator)
+        notifier = self.notifier()
+        if notifier is not None:
+            yield from notifier.collect()
+
+    # -- probes' measurements and alert state --------------------------------------------
+    def _measurements(self, evaluator: Evaluator) -> Iterator[Metric]:
+        station = self.pipeline.settings.station.name
+        families = {name: GaugeMetricFamily(f"anbo_{name}", text, labels=TARGET_LABELS)
+                    for name, text in MEASUREMENTS.items()}
+        for name, values in evaluator.measurements.items():
+            target = self.pipeline.targets.get(name)
+            if target is None:
+                continue
+            t = target.settings
+            labels = [station, t.name, t.kind.value, t.service]
+            for key, value in values.items():
+                family = families.get(key)
+                # Unknown is no sample at all: absent, not zero and not silence.
+                if family is not None and isinstance(value, float):
+                    family.add_metric(labels, value)
+        yield from families.values()
+
+    def _alerts(self, evaluator: Evaluator) -> Iterator[Metric]:
+        labels = ["alertname", "station", "target", "severity"]
+        active = GaugeMetricFamily(
+            "anbo_alert_active",
+            "1 for each alert anbo is firing and notifying (suppressed ones are not listed).",
+            labels=labels)
+        since = GaugeMetricFamily(
+            "anbo_alert_firing_seconds", "Seconds since each firing alert started (suppressed too).",
+            labels=[*labels, "suppressed"])
+        counts: dict[tuple[str, str], int] = {}
+        wall = time.time()
+        for alert in evaluator.engine.active():
+            reason = alert.reason.value if alert.reason is not None else "none"
+            key = (alert.state.value, reason)
+            counts[key] = counts.get(key, 0) + 1
+            if alert.state is not AlertState.FIRING:
+                continue
+            values = [alert.alertname, alert.labels.get("station", ""), alert.target, alert.severity.value]
+            if alert.notify:
+                active.add_metric(values, 1.0)
+            since.add_metric([*values, reason], max(0.0, wall - alert.starts_at))
+        yield active
+        yield since
+        states = GaugeMetricFamily("anbo_alerts", "Alerts by state and suppression reason.",
+                                   labels=["state", "suppressed"])
+        for state in (AlertState.PENDING, AlertState.FIRING):
+            for reason in ("none", *(r.value for r in SuppressReason)):
+                states.add_metric([state.value, reason], counts.get((state.value, reason), 0))
+        yield states
+        ticks = CounterMetricFamily("anbo_evaluations", "Evaluation ticks run.")
+        ticks.add_metric([], evaluator.ticks)
+        yield ticks
+        writes = CounterMetricFamily("anbo_state_writes", "Alert-state saves by result.", labels=["result"])
+        writes.add_metric(["success"], evaluator.state_writes)
+        writes.add_metric(["failure"], evaluator.state_write_errors)
+        yield writes
 
     # -- per target -------------------------------------------------------------------
     def _targets(self) -> Iterator[Metric]:

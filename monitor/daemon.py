@@ -24,13 +24,16 @@ from pathlib import Path
 import structlog
 from prometheus_client import CollectorRegistry
 
+from monitor.alertmanager import AlertmanagerNotifier, AlertmanagerTarget
 from monitor.collector import AnboCollector
+from monitor.evaluation import STATE_FILE, Evaluator
 from monitor.http import MetricsServer, tls_context
 from monitor.ingest import Credentials, IngestQueue, MqttIngest
 from monitor.pipeline import Consumer, Pipeline
 from monitor.sdnotify import Notifier
 from monitor.settings import ConfigError, LoadedSettings, load_settings
 from monitor.stats import Stats
+from rules import RuleFileError
 
 log = structlog.get_logger(__name__)
 
@@ -45,7 +48,7 @@ class Daemon:
         loaded: LoadedSettings,
         *,
         registry: CollectorRegistry | None = None,
-        notifier: Notifier | None = None,
+        systemd: Notifier | None = None,
         consumers: list[Consumer] | None = None,
         drain_timeout: float = 10.0,
         reload_settings: Callable[[Path], LoadedSettings] = load_settings,
@@ -53,20 +56,26 @@ class Daemon:
         self.loaded = loaded
         settings = loaded.settings
         self.registry = registry if registry is not None else CollectorRegistry(auto_describe=False)
-        self.notifier = notifier if notifier is not None else Notifier(None)
+        self.systemd = systemd if systemd is not None else Notifier(None)
         self.drain_timeout = drain_timeout
         self._reload_settings = reload_settings
         self.stats = Stats()
         self.queue = IngestQueue(settings.mqtt.queue_size, self.stats)
         self.pipeline = Pipeline(settings, self.stats, consumers=consumers or [])
         self.ingest = self._new_ingest(loaded)
-        self.collector = AnboCollector(self.pipeline, self.stats, self.queue, lambda: self.ingest.connected)
+        self.alertmanager = self._new_alertmanager(loaded)
+        self.evaluator = Evaluator(settings, self.pipeline, notifier=self.alertmanager,
+                                   state_path=loaded.state_directory / STATE_FILE)
+        self.pipeline.consumers.append(self.evaluator.consume)
+        self.collector = AnboCollector(self.pipeline, self.stats, self.queue, lambda: self.ingest.connected,
+                                       evaluator=lambda: self.evaluator, notifier=lambda: self.alertmanager)
         self.registry.register(self.collector)
         self.http = MetricsServer(self.registry, station=lambda: self.pipeline.settings.station.name,
                                   ready=self.is_ready)
         self._stop = asyncio.Event()
         self._tasks: asyncio.TaskGroup | None = None
         self._ingest_task: asyncio.Task[None] | None = None
+        self._alertmanager_task: asyncio.Task[None] | None = None
         self._reload_lock = asyncio.Lock()
         #: Set when READY=1 has been sent (tests and /-/ready wait on it).
         self.ready = asyncio.Event()
@@ -83,6 +92,21 @@ class Daemon:
             queue=self.queue,
             stats=self.stats,
         )
+
+    @staticmethod
+    def _new_alertmanager(loaded: LoadedSettings) -> AlertmanagerNotifier | None:
+        a = loaded.settings.alerting
+        if not a.alertmanagers:
+            return None
+        targets = []
+        for am in a.alertmanagers:
+            password, token = loaded.alertmanager_secrets.get(am.url, (None, None))
+            targets.append(AlertmanagerTarget(
+                url=am.url, tls_ca_file=am.tls_ca_file, tls_cert_file=am.tls_cert_file,
+                tls_key_file=am.tls_key_file, basic_auth_user=am.username, basic_auth_password=password,
+                bearer_token=token, timeout=am.timeout))
+        return AlertmanagerNotifier(targets, resend_interval=a.resend_interval,
+                                    evaluation_interval=loaded.settings.probes.tick)
 
     def is_ready(self) -> bool:
         return self.ingest.subscribed.is_set() and self.http.port is not None
@@ -119,7 +143,10 @@ class Daemon:
             async with asyncio.TaskGroup() as tg:
                 self._tasks = tg
                 self._ingest_task = tg.create_task(self.ingest.run(), name="mqtt-ingest")
-                helpers = [tg.create_task(self._announce_ready(), name="ready")]
+                evaluation = tg.create_task(self.evaluator.run(), name="evaluate")
+                if self.alertmanager is not None:
+                    self._alertmanager_task = tg.create_task(self.alertmanager.run(), name="alertmanager")
+                helpers = [evaluation, tg.create_task(self._announce_ready(), name="ready")]
                 interval = Notifier.watchdog_interval()
                 if interval is not None:
                     helpers.append(tg.create_task(self._watchdog(interval), name="watchdog"))
@@ -127,9 +154,12 @@ class Daemon:
                     helpers.append(tg.create_task(self._trigger(shutdown_trigger), name="shutdown-trigger"))
                 await self._stop.wait()
                 async with self._reload_lock:  # let a reload in progress finish first
+                    evaluation.cancel()
                     await self._shutdown()
                 for task in helpers:
                     task.cancel()
+                if self._alertmanager_task is not None:
+                    self._alertmanager_task.cancel()
         finally:
             self._tasks = None
             if install_signal_handlers:
@@ -147,27 +177,32 @@ class Daemon:
         s = self.pipeline.settings
         status = (f"station {s.station.name}: {len(s.targets)} targets, metrics on port "
                   f"{self.http.port}, subscribed to {', '.join(self.pipeline.subscriptions)}")
-        self.notifier.ready(status)
+        self.systemd.ready(status)
         self.ready.set()
         log.info("anbo ready", station=s.station.name, targets=len(s.targets),
                  metrics_port=self.http.port)
 
     def pipeline_healthy(self, horizon: float) -> bool:
-        """Progressing, or idle with nothing queued: the watchdog's criterion."""
-        return self.queue.empty() or time.monotonic() - self.ingest.progress < horizon
+        """The watchdog's criterion: ingest progressing or idle with nothing queued, and
+        the evaluation ticking."""
+        now = time.monotonic()
+        ingest_ok = self.queue.empty() or now - self.ingest.progress < horizon
+        tick = self.pipeline.settings.probes.tick
+        return ingest_ok and now - self.evaluator.progress < max(horizon, 3 * tick)
 
     async def _watchdog(self, interval: float) -> None:
         period = interval / 2
         while True:
             if self.pipeline_healthy(interval):
-                self.notifier.watchdog()
+                self.systemd.watchdog()
             else:
                 log.error("pipeline is not making progress; withholding the systemd watchdog",
-                          queued=self.queue.qsize(), rate_key="watchdog")
+                          queued=self.queue.qsize(), rate_key="watchdog",
+                          since_last_tick_s=round(time.monotonic() - self.evaluator.progress, 1))
             await asyncio.sleep(period)
 
     async def _shutdown(self) -> None:
-        self.notifier.stopping()
+        self.systemd.stopping()
         log.info("stopping: disconnecting from the broker and draining the queue",
                  queued=self.queue.qsize(), time_limit_s=self.drain_timeout)
         deadline = time.monotonic() + self.drain_timeout
@@ -185,13 +220,21 @@ class Daemon:
             log.error("drain time limit reached; queued messages not processed", left=left)
         else:
             log.info("queue drained", processed=drained)
+        # What was drained is measured and decided on once more, the state saved, and
+        # Alertmanager told what is pending, within what is left of the time limit.
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(max(0.1, deadline - time.monotonic())):
+                await self.evaluator.tick()
+        self.evaluator.save_now()
+        if self.alertmanager is not None:
+            await self.alertmanager.flush(max(0.5, deadline - time.monotonic()))
 
     async def reload(self) -> None:
         """SIGHUP: re-read the config file; keep running on the old settings if it is bad."""
         async with self._reload_lock:
             if self._stop.is_set():
                 return
-            self.notifier.reloading()
+            self.systemd.reloading()
             path = self.loaded.path
             log.info("reloading configuration", config=str(path))
             try:
@@ -201,23 +244,50 @@ class Daemon:
                 for problem in exc.problems:
                     log.error("configuration reload rejected; still running on the previous settings",
                               problem=problem)
-                self.notifier.ready("reload failed: running on the previous settings")
+                self.systemd.ready("reload failed: running on the previous settings")
                 return
             old = self.loaded
+            try:
+                self.evaluator.reconfigure(loaded.settings)
+            except RuleFileError as exc:  # a rule file changed between check and load
+                self.stats.reloads_failed += 1
+                for error in exc.errors:
+                    log.error("configuration reload rejected; still running on the previous settings",
+                              problem=str(error))
+                self.systemd.ready("reload failed: running on the previous settings")
+                return
             self.loaded = loaded
             self.pipeline.reconfigure(loaded.settings)
             new_s, old_s = loaded.settings, old.settings
             if (new_s.mqtt != old_s.mqtt or new_s.client_id != old_s.client_id
                     or loaded.mqtt_password != old.mqtt_password):
                 await self._restart_ingest(loaded)
+            if (new_s.alerting.alertmanagers != old_s.alerting.alertmanagers
+                    or new_s.alerting.resend_interval != old_s.alerting.resend_interval
+                    or loaded.alertmanager_secrets != old.alertmanager_secrets):
+                await self._restart_alertmanager(loaded)
             if new_s.metrics != old_s.metrics:
                 await self.http.stop()
                 self.http.port = None
                 await self._start_http()
             self.stats.reloads_ok += 1
-            self.notifier.ready(f"reloaded: {len(new_s.targets)} targets")
+            self.systemd.ready(f"reloaded: {len(new_s.targets)} targets")
             log.info("configuration reloaded", targets=len(new_s.targets),
                      mqtt_restarted=new_s.mqtt != old_s.mqtt)
+
+    async def _restart_alertmanager(self, loaded: LoadedSettings) -> None:
+        log.info("Alertmanager settings changed: delivering to the new set")
+        if self.alertmanager is not None:
+            await self.alertmanager.flush(2.0)
+        if self._alertmanager_task is not None:
+            self._alertmanager_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._alertmanager_task
+            self._alertmanager_task = None
+        self.alertmanager = self._new_alertmanager(loaded)
+        self.evaluator.notifier = self.alertmanager
+        if self.alertmanager is not None and self._tasks is not None:
+            self._alertmanager_task = self._tasks.create_task(self.alertmanager.run(), name="alertmanager")
 
     async def _restart_ingest(self, loaded: LoadedSettings) -> None:
         log.info("broker settings changed: reconnecting with the new settings")

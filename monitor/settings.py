@@ -21,7 +21,7 @@ import os
 import re
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self
@@ -38,6 +38,8 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 from pydantic_settings.exceptions import SettingsError
+
+from rules import InhibitRule, MaintenanceWindow
 
 ENV_PREFIX = "ANBO_"
 #: Environment variables with the ``ANBO_`` prefix that are not settings.
@@ -276,6 +278,10 @@ class TargetSettings(Strict):
     frequency_mhz: float | None = Field(default=None, description="FM frequency (87–108, 0.1 raster)")
     channel: int | str | None = Field(default=None, description="DTV DS channel, e.g. 'DS-21'")
     serves: list[str] = Field(default_factory=list, description="tx: targets this transmitter feeds")
+    params: dict[str, float | str] = Field(
+        default_factory=dict,
+        description="References rules compare against: rds_pi, rf_reference_dbuv, rated_power_w...",
+    )
     streams: list[str] | None = None
     labels: dict[str, str] = Field(default_factory=dict)
 
@@ -350,6 +356,87 @@ class TargetSettings(Strict):
         return ""
 
 
+class ProbeSettings(Strict):
+    """``[probes]``: how measurements are taken (defaults from domain practice)."""
+
+    tick: float = Field(default=1.0, ge=0.1, le=60.0, description="Evaluation interval (s)")
+    silence_on_dbfs: float = Field(default=-40.0, le=0.0)
+    silence_off_dbfs: float = Field(default=-30.0, le=0.0)
+    silence_on_s: float = Field(default=10.0, gt=0.0)
+    silence_off_s: float = Field(default=5.0, gt=0.0)
+    hiss_on_s: float = Field(default=5.0, gt=0.0)
+    tone_on_s: float = Field(default=10.0, gt=0.0)
+    deemphasis_us: float | None = Field(default=None, description="FM receivers' de-emphasis: 50 in China")
+    audio_stale_after: float = Field(default=3.0, gt=0.0, description="No audio this long: unknown (s)")
+    readings_stale_after: float = Field(default=30.0, gt=0.0, description="Readings older: unknown (s)")
+
+    @model_validator(mode="after")
+    def _check_hysteresis(self) -> Self:
+        if self.silence_off_dbfs < self.silence_on_dbfs:
+            raise ValueError("silence_off_dbfs must be >= silence_on_dbfs (hysteresis)")
+        return self
+
+
+class AlertmanagerSettings(Strict):
+    """``[[alerting.alertmanagers]]``: one Alertmanager (list both of an HA pair)."""
+
+    url: str
+    tls_ca_file: Path | None = None
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
+    username: str | None = None
+    password_file: str | None = None
+    bearer_token_file: str | None = None
+    timeout: float = Field(default=10.0, gt=0.0, le=120.0)
+
+    @field_validator("url")
+    @classmethod
+    def _check_url(cls, url: str) -> str:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"{url!r}: expected http(s)://host:port of an Alertmanager")
+        if parts.username or parts.password:
+            raise ValueError(f"{url!r}: credentials do not belong in the URL; use username/password_file")
+        return url.rstrip("/")
+
+    @model_validator(mode="after")
+    def _check_auth(self) -> Self:
+        if self.password_file and self.bearer_token_file:
+            raise ValueError("use either basic auth (username/password_file) or bearer_token_file")
+        if (self.password_file is None) != (self.username is None):
+            raise ValueError("username and password_file must be given together")
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ValueError("tls_cert_file and tls_key_file must be given together")
+        return self
+
+
+class AlertingSettings(Strict):
+    """``[alerting]``: rules and where alerts go."""
+
+    alertmanagers: list[AlertmanagerSettings] = Field(default_factory=list)
+    rule_paths: list[Path] = Field(
+        default_factory=list, description="Operator rule files or folders, after the built-in packs"
+    )
+    builtin_rules: bool = True
+    resend_interval: float = Field(default=60.0, ge=1.0, le=3600.0)
+    stale_after: float = Field(default=30.0, gt=0.0, description="No telemetry this long: TelemetryLost")
+    flap_threshold: int = Field(default=6, ge=1)
+    flap_window: float = Field(default=600.0, gt=0.0)
+    #: None: the engine's defaults (carrier loss inhibits dead air, hiss, pilot, RDS...)
+    inhibit_rules: list[InhibitRule] | None = None
+    restore_tolerance: float = Field(
+        default=900.0, ge=0.0, description="Restarted within this long: firing alerts keep startsAt"
+    )
+    generator_url: str = ""
+
+    @model_validator(mode="after")
+    def _check_unique(self) -> Self:
+        urls = [a.url for a in self.alertmanagers]
+        if len(set(urls)) != len(urls):
+            raise ValueError("the same Alertmanager is listed twice")
+        return self
+
+
 class Settings(BaseSettings):
     """The whole configuration of one station's anbo."""
 
@@ -365,9 +452,14 @@ class Settings(BaseSettings):
     mqtt: MqttSettings = Field(default_factory=MqttSettings)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
-    state_directory: Path = Field(
-        default=Path("state"), description="Persistent state; systemd's $STATE_DIRECTORY wins"
+    state_directory: Path | None = Field(
+        default=None,
+        description="Alert state kept across restarts; default $STATE_DIRECTORY (systemd), "
+                    "else $XDG_STATE_HOME/anbo or ~/.local/state/anbo",
     )
+    probes: ProbeSettings = Field(default_factory=lambda: ProbeSettings())
+    alerting: AlertingSettings = Field(default_factory=lambda: AlertingSettings())
+    maintenance: list[MaintenanceWindow] = Field(default_factory=list)
     targets: list[TargetSettings] = Field(default_factory=list)
 
     @classmethod
@@ -394,6 +486,13 @@ class Settings(BaseSettings):
             for served in t.serves:
                 if served not in known:
                     raise ValueError(f"target {t.name!r} serves unknown target {served!r}")
+        for i, window in enumerate(self.maintenance):
+            unknown = [n for n in window.targets if n not in known]
+            if unknown:
+                raise ValueError(f"maintenance[{i}] names unknown targets: {', '.join(unknown)}")
+            if window.station is not None and window.station != self.station.name:
+                raise ValueError(f"maintenance[{i}] is for station {window.station!r}, "
+                                 f"not this one ({self.station.name!r})")
         return self
 
     @property
@@ -482,6 +581,19 @@ class LoadedSettings:
     settings: Settings
     path: Path
     mqtt_password: str | None
+    #: Alertmanager URL → (basic-auth password, bearer token), read from their files.
+    alertmanager_secrets: dict[str, tuple[str | None, str | None]] = field(default_factory=dict)
+
+    @property
+    def state_directory(self) -> Path:
+        """Where alert state is kept: the setting, $STATE_DIRECTORY, then the XDG default."""
+        if self.settings.state_directory is not None:
+            return self.settings.state_directory
+        env = os.environ
+        if env.get("STATE_DIRECTORY"):
+            return Path(env["STATE_DIRECTORY"].split(":")[0])
+        base = Path(env["XDG_STATE_HOME"]) if env.get("XDG_STATE_HOME") else Path.home() / ".local" / "state"
+        return base / "anbo"
 
 
 def load_settings(path: Path | str) -> LoadedSettings:
@@ -543,22 +655,75 @@ def load_settings(path: Path | str) -> LoadedSettings:
             except OSError as exc:
                 problems.append(f"{where}: mqtt.password_file: {settings.mqtt.password_file}: "
                                 f"cannot read secret: {exc.strerror or exc}")
+    secrets: dict[str, tuple[str | None, str | None]] = {}
+    if settings is not None:
+        for i, am in enumerate(settings.alerting.alertmanagers):
+            key = f"alerting.alertmanagers[{i}]"
+            for sub, file in (("tls_ca_file", am.tls_ca_file), ("tls_cert_file", am.tls_cert_file),
+                              ("tls_key_file", am.tls_key_file)):
+                if file is not None and not resolve_path(file, path).is_file():
+                    problems.append(f"{where}: {key}.{sub}: {file}: no such file")
+            found: list[str | None] = []
+            for sub, name in (("password_file", am.password_file),
+                              ("bearer_token_file", am.bearer_token_file)):
+                if name is None:
+                    found.append(None)
+                    continue
+                try:
+                    found.append(read_secret(name, environ=env, base=path.parent))
+                except OSError as exc:
+                    found.append(None)
+                    problems.append(f"{where}: {key}.{sub}: {name}: cannot read secret: "
+                                    f"{exc.strerror or exc}")
+            secrets[am.url] = (found[0], found[1])
+        problems.extend(_rule_problems(settings, path))
     if problems or settings is None:
         raise ConfigError(problems)
-    return LoadedSettings(settings=_absolute_paths(settings, path), path=path, mqtt_password=password)
+    return LoadedSettings(settings=_absolute_paths(settings, path), path=path, mqtt_password=password,
+                          alertmanager_secrets=secrets)
+
+
+def _rule_problems(settings: Settings, config_path: Path) -> list[str]:
+    """Load the rule files the settings name, so ``anbo check`` reports their errors too."""
+    from rules import RuleFileError, load_rules  # rules import nothing of monitor
+
+    paths = [resolve_path(p, config_path) for p in settings.alerting.rule_paths]
+    missing = [f"{config_path}: alerting.rule_paths: {p}: no such file or folder"
+               for p in paths if not p.exists()]
+    if missing:
+        return missing
+    try:
+        load_rules(paths, builtin=settings.alerting.builtin_rules)
+    except RuleFileError as exc:
+        return [str(e) for e in exc.errors]
+    return []
 
 
 def _absolute_paths(settings: Settings, config_path: Path) -> Settings:
-    """Resolve the TLS file paths against the config file's folder, once, here."""
+    """Resolve relative paths (TLS files, rule paths, state folder) against the config
+    file's folder, once, here."""
     def fix(model: MqttSettings | MetricsSettings) -> dict[str, Path]:
         return {name: resolve_path(value, config_path) for name in
                 ("tls_ca_file", "tls_cert_file", "tls_key_file")
                 if isinstance(value := getattr(model, name, None), Path)}
 
-    return settings.model_copy(update={
+    def fix_am(am: AlertmanagerSettings) -> AlertmanagerSettings:
+        return am.model_copy(update={name: resolve_path(value, config_path) for name in
+                                     ("tls_ca_file", "tls_cert_file", "tls_key_file")
+                                     if isinstance(value := getattr(am, name), Path)})
+
+    alerting = settings.alerting.model_copy(update={
+        "alertmanagers": [fix_am(am) for am in settings.alerting.alertmanagers],
+        "rule_paths": [resolve_path(p, config_path) for p in settings.alerting.rule_paths],
+    })
+    update: dict[str, object] = {
         "mqtt": settings.mqtt.model_copy(update=fix(settings.mqtt)),
         "metrics": settings.metrics.model_copy(update=fix(settings.metrics)),
-    })
+        "alerting": alerting,
+    }
+    if settings.state_directory is not None:
+        update["state_directory"] = resolve_path(settings.state_directory, config_path)
+    return settings.model_copy(update=update)
 
 
 def resolve_path(file: Path, config_path: Path) -> Path:

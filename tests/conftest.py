@@ -9,6 +9,8 @@ import structlog
 from tests.servers import Mosquitto
 
 STATION_TOML = """
+state_directory = "state"
+
 [station]
 name = "teststation"
 

@@ -1,0 +1,273 @@
+"""The evaluation tick: probes measure, rules decide, alerts go out, state is kept.
+
+Once per ``[probes] tick`` the evaluator
+
+1. takes the audio queued since the last tick from the probe workers (on the loop)
+   and evaluates it, in a worker thread when there is a lot of it, so the event loop
+   (MQTT keepalives, scrapes, the watchdog) never waits on numpy;
+2. builds one :class:`rules.TargetView` per configured target: the readings as
+   published, identities (RDS PI...), the probes' measurements, the target's params
+   and the monotonic time it was last heard from;
+3. runs the rule engine, logs every firing and resolution for the duty operator,
+   hands what must be notified to the Alertmanager notifier;
+4. saves the engine's state atomically to the state directory when it changed (in
+   a thread), so a restart neither forgets nor re-announces a firing alert.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from monitor.alertmanager import AlertmanagerNotifier, OutgoingAlert
+from monitor.pipeline import Pipeline, StreamState, TargetState
+from monitor.settings import Settings
+from monitor.wire import Batch, Payload, Readings, SampleBlock
+from probes.workers import AudioSettings, Measurements, ProbeWorkers, TargetSpec
+from rules import Alert, AlertState, Engine, EngineConfig, TargetView, Transition, load_rules
+
+log = structlog.get_logger(__name__)
+
+#: Above this many queued samples a tick's audio is measured in a worker thread.
+OFFLOAD_SAMPLES = 200_000
+STATE_FILE = "alerts.json"
+STATE_VERSION = 1
+
+
+def audio_settings(settings: Settings) -> AudioSettings:
+    p = settings.probes
+    return AudioSettings(
+        silence_on_dbfs=p.silence_on_dbfs, silence_off_dbfs=p.silence_off_dbfs,
+        silence_on_s=p.silence_on_s, silence_off_s=p.silence_off_s, hiss_on_s=p.hiss_on_s,
+        tone_on_s=p.tone_on_s, deemphasis_us=p.deemphasis_us, stale_after_s=p.audio_stale_after,
+    )
+
+
+def engine_config(settings: Settings) -> EngineConfig:
+    a = settings.alerting
+    extra: dict[str, Any] = {}
+    if a.inhibit_rules is not None:
+        extra["inhibit_rules"] = a.inhibit_rules
+    return EngineConfig(stale_after=a.stale_after, flap_threshold=a.flap_threshold,
+                        flap_window=a.flap_window, maintenance=settings.maintenance, **extra)
+
+
+def build_engine(settings: Settings) -> Engine:
+    """The rule engine for these settings (built-in packs, then the operator's rules)."""
+    ruleset = load_rules(settings.alerting.rule_paths, builtin=settings.alerting.builtin_rules)
+    for note in ruleset.notes:
+        log.info("rule override", note=note)
+    return Engine(ruleset.rules, engine_config(settings))
+
+
+def write_json_atomic(path: Path, data: object) -> None:
+    """Write ``data`` as JSON so that a crash leaves either the old or the new file."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(data, fh, separators=(",", ":"))
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def to_outgoing(alert: Alert | Transition, generator_url: str) -> OutgoingAlert:
+    return OutgoingAlert(labels=dict(alert.labels), annotations=dict(alert.annotations),
+                         starts_at=alert.starts_at, ends_at=alert.ends_at, generator_url=generator_url)
+
+
+class Evaluator:
+    """Owns the probe workers, the rule engine and the tick."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        pipeline: Pipeline,
+        *,
+        state_path: Path | None,
+        notifier: AlertmanagerNotifier | None = None,
+        restore_tolerance: float | None = None,
+        mono: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
+    ) -> None:
+        self.settings = settings
+        self.pipeline = pipeline
+        self.notifier = notifier
+        self.state_path = state_path
+        self._mono = mono
+        self._wall = wall
+        self.workers = ProbeWorkers(self._specs(settings), audio=audio_settings(settings),
+                                    readings_stale_after_s=settings.probes.readings_stale_after)
+        self.engine = build_engine(settings)
+        #: Latest measurements per target (for the collector).
+        self.measurements: dict[str, Measurements] = {}
+        self.ticks = 0
+        self.progress = mono()
+        self.state_writes = 0
+        self.state_write_errors = 0
+        self._dirty = False
+        self._restore(restore_tolerance if restore_tolerance is not None
+                      else settings.alerting.restore_tolerance)
+
+    @staticmethod
+    def _specs(settings: Settings) -> list[TargetSpec]:
+        return [TargetSpec(t.name, t.kind.value) for t in settings.targets]
+
+    # -- input: the pipeline's consumer ---------------------------------------------------
+    def consume(self, target: TargetState, stream: StreamState, payload: Payload, rx: float) -> None:
+        name = target.settings.name
+        if isinstance(payload, SampleBlock):
+            self.workers.push_block(name, payload.samples, payload.rate, payload.ts, rx)
+        elif isinstance(payload, Readings):
+            self.workers.push_readings(name, payload.values, payload.info, rx)
+        elif isinstance(payload, Batch):
+            self.workers.push_readings(name, {k: float(v[-1]) for k, v in payload.values.items()},
+                                       payload.info, rx)
+
+    def reconfigure(self, settings: Settings) -> None:
+        """SIGHUP: new targets and rules; state of what stays is kept."""
+        engine = build_engine(settings)  # raises RuleFileError before anything changes
+        snapshot = self.engine.snapshot()
+        engine.restore(snapshot, self._mono(), self._wall(), tolerance=float("inf"))
+        self.engine = engine
+        self.settings = settings
+        self.workers.reconfigure(self._specs(settings))
+
+    # -- the tick -----------------------------------------------------------------------
+    async def run(self) -> None:
+        period = self.settings.probes.tick
+        next_at = self._mono()
+        while True:
+            await self.tick()
+            next_at += period
+            delay = next_at - self._mono()
+            if delay < 0:  # fell behind (a long tick): skip, do not bunch up
+                next_at = self._mono()
+                delay = 0
+            await asyncio.sleep(delay)
+
+    async def tick(self) -> list[Transition]:
+        now, wall = self._mono(), self._wall()
+        taken = self.workers.take()
+        if sum(b.samples.size for blocks in taken.values() for b in blocks) > OFFLOAD_SAMPLES:
+            measurements = await asyncio.to_thread(self.workers.evaluate, taken, now)
+        else:
+            measurements = self.workers.evaluate(taken, now)
+        self.measurements = measurements
+        self._log_closed_silences()
+        transitions = self.engine.evaluate(self._views(measurements), now, wall)
+        self._report(transitions)
+        if self.notifier is not None:
+            gen = self.settings.alerting.generator_url
+            self.notifier.update(
+                firing=[to_outgoing(a, gen) for a in self.engine.active()
+                        if a.state is AlertState.FIRING and a.notify],
+                resolved=[to_outgoing(t, gen) for t in transitions
+                          if t.to_state is AlertState.RESOLVED and t.notify],
+            )
+        if transitions:
+            self._dirty = True
+        if self._dirty and self.state_path is not None:
+            self._dirty = False
+            await self._save()
+        self.ticks += 1
+        self.progress = self._mono()
+        return transitions
+
+    def _views(self, measurements: dict[str, Measurements]) -> list[TargetView]:
+        station = self.settings.station.name
+        views = []
+        for name, target in self.pipeline.targets.items():
+            t = target.settings
+            values: dict[str, float | str | None] = {}
+            last_seen: float | None = None
+            for stream in target.streams.values():
+                values.update(stream.values)
+                values.update(stream.info)
+                if stream.last_rx is not None and (last_seen is None or stream.last_rx > last_seen):
+                    last_seen = stream.last_rx
+            values.update(measurements.get(name, {}))
+            labels = {**t.labels, "station": station, "target": name, "kind": t.kind.value,
+                      "service": t.service}
+            views.append(TargetView(name=name, kind=t.kind.value, labels=labels, params=dict(t.params),
+                                    measurements=values, last_seen=last_seen))
+        return views
+
+    def _report(self, transitions: list[Transition]) -> None:
+        for t in transitions:
+            if t.to_state is AlertState.FIRING and t.from_state is not AlertState.FIRING:
+                log.warning("alert firing", alert=t.alertname, target=t.target, severity=t.severity.value,
+                            outage_class=t.outage_class.value, value=t.value,
+                            summary=t.annotations.get("summary", ""),
+                            notified=t.notify, suppressed=t.reason.value if t.reason else None)
+            elif t.to_state is AlertState.RESOLVED:
+                log.info("alert resolved", alert=t.alertname, target=t.target, severity=t.severity.value,
+                         duration_s=round((t.ends_at or t.starts_at) - t.starts_at, 1))
+
+    def _log_closed_silences(self) -> None:
+        for name, probe in self.workers.audio.items():
+            for start, end, why in probe.take_closed():
+                log.info("silence ended", target=name, start=start, end=end,
+                         duration_s=round(end - start, 2), ended_by=why)
+
+    # -- persistence ------------------------------------------------------------------------
+    def _state(self) -> dict[str, object]:
+        return {"version": STATE_VERSION, "station": self.settings.station.name,
+                "saved_at": self._wall(), "engine": self.engine.snapshot()}
+
+    async def _save(self) -> None:
+        assert self.state_path is not None
+        try:
+            await asyncio.to_thread(write_json_atomic, self.state_path, self._state())
+            self.state_writes += 1
+        except OSError as exc:
+            self.state_write_errors += 1
+            self._dirty = True  # try again next tick
+            log.error("cannot save alert state", path=str(self.state_path), error=str(exc),
+                      rate_key="state_write")
+
+    def save_now(self) -> None:
+        """Synchronous save, for shutdown."""
+        if self.state_path is None:
+            return
+        try:
+            write_json_atomic(self.state_path, self._state())
+            self.state_writes += 1
+        except OSError as exc:
+            self.state_write_errors += 1
+            log.error("cannot save alert state", path=str(self.state_path), error=str(exc))
+
+    def _restore(self, tolerance: float) -> None:
+        path = self.state_path
+        if path is None or not path.exists():
+            return
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            if data.get("version") != STATE_VERSION or data.get("station") != self.settings.station.name:
+                log.warning("alert state file is for another version or station; ignored", path=str(path))
+                return
+            restored = self.engine.restore(data["engine"], self._mono(), self._wall(), tolerance=tolerance)
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            log.error("alert state file unreadable; starting with no alerts", path=str(path),
+                      error=str(exc))
+            return
+        log.info("alert state restored", path=str(path), alerts=restored)
