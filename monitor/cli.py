@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import sys
 from collections.abc import Sequence
@@ -15,10 +16,13 @@ from pathlib import Path
 import structlog
 
 from monitor import __version__
+from monitor.analyze import AnalyzeError, analyze, format_report
 from monitor.daemon import Daemon
 from monitor.logs import configure_logging
 from monitor.sdnotify import Notifier
 from monitor.settings import ConfigError, LoadedSettings, load_settings
+from rules import RuleFileError, builtin_test_files, load_rules, run_tests
+from rules.testing import RuleTestFileError
 
 DEFAULT_CONFIG = "/etc/anbo/anbo.toml"
 
@@ -46,8 +50,28 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--log-format", choices=["auto", "json", "console"],
                      help="overrides [logging] format (auto: JSON unless on a terminal)")
 
-    check = sub.add_parser("check", help="validate a station config; one line per problem")
+    check = sub.add_parser("check", help="validate a station config (and its rule files); "
+                                          "one line per problem")
     _config_arg(check)
+    check.add_argument("--rules", type=Path, action="append", default=[], metavar="PATH",
+                       help="also validate these rule files or folders (repeatable)")
+
+    test_rules = sub.add_parser("test-rules", help="run rule tests (series in, expected alerts out)")
+    test_rules.add_argument("files", type=Path, nargs="*", metavar="FILE",
+                            help="rule-test files (YAML); none: the built-in packs' tests")
+
+    analyze = sub.add_parser("analyze", help="analyse a recorded audio file (WAV): silences, levels, "
+                                             "loudness")
+    analyze.add_argument("file", type=Path, metavar="FILE")
+    analyze.add_argument("--json", action="store_true", help="print the report as JSON")
+    analyze.add_argument("--silence-threshold-db", type=float, default=-40.0, metavar="DBFS",
+                         help="silence below this level (default -40 dBFS)")
+    analyze.add_argument("--silence-off-db", type=float, default=None, metavar="DBFS",
+                         help="programme again from this level (hysteresis; default threshold + 10 dB)")
+    analyze.add_argument("--min-silence", type=float, default=2.0, metavar="SECONDS",
+                         help="shortest silence reported (default 2 s)")
+    analyze.add_argument("--min-programme", type=float, default=1.0, metavar="SECONDS",
+                         help="programme must last this long to end a silence (default 1 s)")
     return parser
 
 
@@ -62,6 +86,14 @@ def _load(path: Path) -> LoadedSettings | None:
 
 def cmd_check(args: argparse.Namespace) -> int:
     loaded = _load(args.config)
+    if args.rules:
+        try:
+            ruleset = load_rules(args.rules, builtin=True)
+        except RuleFileError as exc:
+            for error in exc.errors:
+                print(error, file=sys.stderr)
+            return 1
+        print(f"rules: OK — {len(ruleset.rules)} rules (built-in packs and {len(args.rules)} path(s))")
     if loaded is None:
         return 1
     s = loaded.settings
@@ -94,7 +126,49 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_test_rules(args: argparse.Namespace) -> int:
+    files = args.files or builtin_test_files()
+    failed = 0
+    for path in files:
+        try:
+            report = run_tests(path)
+        except (RuleTestFileError, RuleFileError) as exc:
+            for error in exc.errors:
+                print(error, file=sys.stderr)
+            failed += 1
+            continue
+        print(report.format())
+        failed += 0 if report.ok else 1
+    print(f"{len(files) - failed} passed, {failed} failed")
+    return 1 if failed else 0
+
+
+def cmd_analyze(args: argparse.Namespace) -> int:
+    from rich.progress import Progress
+
+    try:
+        if sys.stderr.isatty() and not args.json:
+            with Progress(transient=True) as bar:
+                task = bar.add_task(f"analysing {args.file.name}", total=None)
+
+                def progress(done: float, total: float) -> None:
+                    bar.update(task, completed=done, total=total)
+
+                report = analyze(args.file, silence_on_dbfs=args.silence_threshold_db,
+                                 silence_off_dbfs=args.silence_off_db, min_silence=args.min_silence,
+                                 min_programme=args.min_programme, progress=progress)
+        else:
+            report = analyze(args.file, silence_on_dbfs=args.silence_threshold_db,
+                             silence_off_dbfs=args.silence_off_db, min_silence=args.min_silence,
+                             min_programme=args.min_programme)
+    except AnalyzeError as exc:
+        print(f"anbo analyze: {args.file}: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps(report.as_json(), indent=2) if args.json else format_report(report))
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    commands = {"run": cmd_run, "check": cmd_check}
+    commands = {"run": cmd_run, "check": cmd_check, "test-rules": cmd_test_rules, "analyze": cmd_analyze}
     return commands[args.command](args)
