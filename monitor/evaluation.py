@@ -120,6 +120,8 @@ class Evaluator:
         self.engine = build_engine(settings)
         #: Latest measurements per target (for the collector).
         self.measurements: dict[str, Measurements] = {}
+        #: Called with each tick's transitions (the demo's live view listens here).
+        self.listeners: list[Callable[[list[Transition]], None]] = []
         self.ticks = 0
         self.progress = mono()
         self.state_writes = 0
@@ -176,6 +178,8 @@ class Evaluator:
         self._log_closed_silences()
         transitions = self.engine.evaluate(self._views(measurements), now, wall)
         self._report(transitions)
+        for listener in self.listeners:
+            listener(transitions)
         if self.notifier is not None:
             gen = self.settings.alerting.generator_url
             self.notifier.update(

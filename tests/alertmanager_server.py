@@ -25,7 +25,7 @@ from typing import Any
 
 from aiohttp import web
 
-from tests.servers import find_binary, free_port
+from tests.servers import ServerProcess, find_binary, free_port
 
 #: Flush each group as soon as possible and at short intervals; never repeat by itself
 #: within a test (a repeat would look like a duplicate notification).
@@ -50,7 +50,7 @@ def alertmanager_binary() -> str:
         "prometheus-alertmanager")
 
 
-class Alertmanager:
+class Alertmanager(ServerProcess):
     """A private Alertmanager; restartable on the same ports with the same storage.
 
     ``cluster_port`` None disables clustering; otherwise the instance gossips on that
@@ -88,6 +88,7 @@ class Alertmanager:
             self.web_config.write_text(web_config_text)
         self.log = workdir / "alertmanager.log"
         self.proc: subprocess.Popen[bytes] | None = None
+        self.stop_timeout = 15.0
 
     @property
     def url(self) -> str:
@@ -150,24 +151,6 @@ class Alertmanager:
             return exc.code == 400 and self.tls  # plain HTTP to a TLS port
         except OSError:
             return False
-
-    def stop(self, kill: bool = False) -> None:
-        if self.proc is None:
-            return
-        if kill:
-            self.proc.kill()
-        else:
-            self.proc.terminate()
-        try:
-            self.proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        self.proc = None
-
-    def restart(self) -> None:
-        self.stop()
-        self.start()
 
     def alerts(self) -> list[dict[str, Any]]:
         """``GET /api/v2/alerts`` (plain HTTP instances only), including inhibited and resolved ones."""

@@ -42,7 +42,35 @@ def wait_for_port(port: int, timeout: float = 10.0) -> None:
     raise TimeoutError(f"nothing listening on 127.0.0.1:{port} after {timeout} s")
 
 
-class Mosquitto:
+class ServerProcess:
+    """A server the tests started: stop it (SIGTERM, or SIGKILL with ``kill``), restart it."""
+
+    proc: subprocess.Popen[bytes] | None = None
+    stop_timeout = 10.0
+
+    def start(self) -> None:
+        raise NotImplementedError
+
+    def stop(self, kill: bool = False) -> None:
+        if self.proc is None:
+            return
+        if kill:
+            self.proc.kill()
+        else:
+            self.proc.terminate()
+        try:
+            self.proc.wait(timeout=self.stop_timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.proc = None
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+
+class Mosquitto(ServerProcess):
     """A private Mosquitto broker with persistence in ``workdir``; restartable on the same port."""
 
     def __init__(self, workdir: Path, port: int | None = None, extra_conf: str = "") -> None:
@@ -80,24 +108,6 @@ class Mosquitto:
         except TimeoutError:
             self.stop()
             raise RuntimeError(f"mosquitto did not start: {self.log.read_text()[-2000:]}") from None
-
-    def stop(self, kill: bool = False) -> None:
-        if self.proc is None:
-            return
-        if kill:
-            self.proc.kill()
-        else:
-            self.proc.terminate()
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        self.proc = None
-
-    def restart(self) -> None:
-        self.stop()
-        self.start()
 
     def publish(self, topic: str, payload: str | bytes, qos: int = 1, v5: bool = True) -> None:
         """Publish with the real ``mosquitto_pub`` client."""
