@@ -22,13 +22,16 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import structlog
+from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from monitor.alertmanager import AlertmanagerNotifier, AlertmanagerTarget
 from monitor.collector import AnboCollector
+from monitor.ebfleet import EbMonitor
 from monitor.evaluation import STATE_FILE, Evaluator
 from monitor.http import MetricsServer, tls_context
 from monitor.ingest import Credentials, IngestQueue, MqttIngest
+from monitor.inventory import InventoryError
 from monitor.pipeline import Consumer, Pipeline
 from monitor.sdnotify import Notifier
 from monitor.settings import ConfigError, LoadedSettings, load_settings
@@ -64,14 +67,17 @@ class Daemon:
         self.pipeline = Pipeline(settings, self.stats, consumers=consumers or [])
         self.ingest = self._new_ingest(loaded)
         self.alertmanager = self._new_alertmanager(loaded)
-        self.evaluator = Evaluator(settings, self.pipeline, notifier=self.alertmanager,
+        self.eb = EbMonitor.from_settings(settings.eb, settings.station.name)
+        self.pipeline.endpoints = self.eb
+        self.evaluator = Evaluator(settings, self.pipeline, notifier=self.alertmanager, eb=self.eb,
                                    state_path=loaded.state_directory / STATE_FILE)
         self.pipeline.consumers.append(self.evaluator.consume)
         self.collector = AnboCollector(self.pipeline, self.stats, self.queue, lambda: self.ingest.connected,
                                        evaluator=lambda: self.evaluator, notifier=lambda: self.alertmanager)
         self.registry.register(self.collector)
         self.http = MetricsServer(self.registry, station=lambda: self.pipeline.settings.station.name,
-                                  ready=self.is_ready)
+                                  ready=self.is_ready,
+                                  extra_routes=[web.get("/api/v1/eb/status", self._eb_status)])
         self._stop = asyncio.Event()
         self._tasks: asyncio.TaskGroup | None = None
         self._ingest_task: asyncio.Task[None] | None = None
@@ -107,6 +113,12 @@ class Daemon:
                 bearer_token=token, timeout=am.timeout))
         return AlertmanagerNotifier(targets, resend_interval=a.resend_interval,
                                     evaluation_interval=loaded.settings.probes.tick)
+
+    async def _eb_status(self, request: web.Request) -> web.Response:
+        """Offline and faulty endpoints per region, and recent dispatches (JSON)."""
+        if self.eb is None:
+            return web.json_response({"error": "no [eb] inventory configured"}, status=404)
+        return web.json_response(self.eb.status_json())
 
     def is_ready(self) -> bool:
         return self.ingest.subscribed.is_set() and self.http.port is not None
@@ -258,6 +270,8 @@ class Daemon:
                 return
             self.loaded = loaded
             self.pipeline.reconfigure(loaded.settings)
+            if loaded.settings.eb != old.settings.eb:
+                self._reload_eb(loaded)
             new_s, old_s = loaded.settings, old.settings
             if (new_s.mqtt != old_s.mqtt or new_s.client_id != old_s.client_id
                     or loaded.mqtt_password != old.mqtt_password):
@@ -274,6 +288,20 @@ class Daemon:
             self.systemd.ready(f"reloaded: {len(new_s.targets)} targets")
             log.info("configuration reloaded", targets=len(new_s.targets),
                      mqtt_restarted=new_s.mqtt != old_s.mqtt)
+
+    def _reload_eb(self, loaded: LoadedSettings) -> None:
+        try:
+            eb = EbMonitor.from_settings(loaded.settings.eb, loaded.settings.station.name)
+        except InventoryError as exc:
+            for problem in exc.problems:
+                log.error("endpoint inventory reload rejected; keeping the previous one",
+                          problem=str(problem))
+            return
+        log.info("endpoint inventory reloaded (heartbeat history starts afresh)",
+                 endpoints=0 if eb is None else len(eb.inventory))
+        self.eb = eb
+        self.pipeline.endpoints = eb
+        self.evaluator.eb = eb
 
     async def _restart_alertmanager(self, loaded: LoadedSettings) -> None:
         log.info("Alertmanager settings changed: delivering to the new set")

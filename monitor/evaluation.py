@@ -29,6 +29,8 @@ from typing import Any
 import structlog
 
 from monitor.alertmanager import AlertmanagerNotifier, OutgoingAlert
+from monitor.ebfleet import EbMonitor
+from monitor.migrations import MigrationMonitor
 from monitor.pipeline import Pipeline, StreamState, TargetState
 from monitor.settings import Settings
 from monitor.wire import Batch, Payload, Readings, SampleBlock
@@ -105,6 +107,7 @@ class Evaluator:
         *,
         state_path: Path | None,
         notifier: AlertmanagerNotifier | None = None,
+        eb: EbMonitor | None = None,
         restore_tolerance: float | None = None,
         mono: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
@@ -118,6 +121,8 @@ class Evaluator:
         self.workers = ProbeWorkers(self._specs(settings), audio=audio_settings(settings),
                                     readings_stale_after_s=settings.probes.readings_stale_after)
         self.engine = build_engine(settings)
+        self.eb = eb
+        self.migrations = MigrationMonitor(settings)
         #: Latest measurements per target (for the collector).
         self.measurements: dict[str, Measurements] = {}
         #: Called with each tick's transitions (the demo's live view listens here).
@@ -139,6 +144,8 @@ class Evaluator:
         name = target.settings.name
         if isinstance(payload, SampleBlock):
             self.workers.push_block(name, payload.samples, payload.rate, payload.ts, rx)
+            if self.migrations.watches(name):
+                self.migrations.push_audio(name, payload.samples, payload.rate, payload.ts)
         elif isinstance(payload, Readings):
             self.workers.push_readings(name, payload.values, payload.info, rx)
         elif isinstance(payload, Batch):
@@ -153,6 +160,7 @@ class Evaluator:
         self.engine = engine
         self.settings = settings
         self.workers.reconfigure(self._specs(settings))
+        self.migrations.reconfigure(settings)
 
     # -- the tick -----------------------------------------------------------------------
     async def run(self) -> None:
@@ -176,7 +184,11 @@ class Evaluator:
             measurements = self.workers.evaluate(taken, now)
         self.measurements = measurements
         self._log_closed_silences()
-        transitions = self.engine.evaluate(self._views(measurements), now, wall)
+        views = self._views(measurements)
+        views += self.migrations.views(self.pipeline, now, wall)
+        if self.eb is not None:
+            views += self.eb.evaluate(wall, now)
+        transitions = self.engine.evaluate(views, now, wall)
         self._report(transitions)
         for listener in self.listeners:
             listener(transitions)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import structlog
 
@@ -82,6 +83,14 @@ class TargetState:
 Consumer = Callable[[TargetState, StreamState, Payload, float], None]
 
 
+class EndpointSink(Protocol):
+    """Where emergency-broadcast endpoint messages go (the EB fleet monitor)."""
+
+    def check(self, endpoint: str, stream: str) -> DropReason | None: ...
+
+    def handle(self, endpoint: str, stream: str, payload: Payload) -> None: ...
+
+
 class Pipeline:
     """Everything after the queue, for one station's configuration."""
 
@@ -96,6 +105,8 @@ class Pipeline:
     ) -> None:
         self.stats = stats
         self.consumers = list(consumers)
+        #: Emergency-broadcast endpoints; None: every endpoint is unknown.
+        self.endpoints: EndpointSink | None = None
         self._wall = wall
         self._limits = limits or Limits(max_payload_bytes=settings.mqtt.max_payload_bytes)
         self.settings = settings
@@ -150,9 +161,7 @@ class Pipeline:
                         detail=exc.detail, rate_key=exc.reason.value)
             return
         if isinstance(where, EndpointTopic):
-            # The endpoint inventory arrives with the emergency-broadcast work; until an
-            # endpoint is configured it is unknown, like any unconfigured source.
-            stats.dropped(DropReason.UNKNOWN_ENDPOINT)
+            self._endpoint(where, topic, payload, content_type, user_properties)
             return
         if where.station != self._station:
             stats.dropped(DropReason.UNKNOWN_STATION)
@@ -197,6 +206,25 @@ class Pipeline:
         stats.accepted()
         for consumer in self.consumers:
             consumer(target, stream, decoded, rx)
+
+    def _endpoint(self, where: EndpointTopic, topic: str, payload: bytes, content_type: str | None,
+                  user_properties: Sequence[tuple[str, str]] | None) -> None:
+        sink = self.endpoints
+        reason = DropReason.UNKNOWN_ENDPOINT if sink is None else sink.check(where.endpoint, where.stream)
+        if reason is not None:
+            self.stats.dropped(reason)
+            return
+        assert sink is not None
+        try:
+            decoded = decode(payload, content_type=content_type, user_properties=user_properties,
+                             now=self._wall(), limits=self._limits)
+        except DecodeError as exc:
+            self.stats.rejected(exc.reason)
+            log.warning("message rejected", topic=topic, reason=exc.reason.value, detail=exc.detail,
+                        rate_key=f"eb:{exc.reason.value}")
+            return
+        sink.handle(where.endpoint, where.stream, decoded)
+        self.stats.accepted()
 
     def _store(self, stream: StreamState, decoded: Payload, topic: str) -> bool:
         if isinstance(decoded, SampleBlock):

@@ -22,6 +22,7 @@ import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self
@@ -39,6 +40,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 from pydantic_settings.exceptions import SettingsError
 
+from probes.migration import MigrationKind, MigrationPlan, validate_plans
 from rules import InhibitRule, MaintenanceWindow
 
 ENV_PREFIX = "ANBO_"
@@ -437,6 +439,66 @@ class AlertingSettings(Strict):
         return self
 
 
+class EbSettings(Strict):
+    """``[eb]``: the emergency-broadcast endpoint fleet this anbo watches."""
+
+    inventory: list[Path] = Field(
+        default_factory=list, description="Endpoint inventory files (CSV or TOML), relative to this file"
+    )
+    region_level: Literal["county", "township"] = "township"
+    offline_after: float = Field(default=180.0, gt=0.0, description="No heartbeat this long: offline (s)")
+    dispatch_deadlines: list[float] = Field(default_factory=lambda: [60.0, 120.0, 300.0])
+    dispatch_retention: float = Field(default=3600.0, gt=0.0)
+    #: The endpoint segment the broadcast platform publishes dispatches under.
+    platform: str = "platform"
+    #: Rule params of every region and dispatch (eb_min_online_ratio, dispatch_min_coverage...).
+    params: dict[str, float | str] = Field(default_factory=dict)
+    #: Most endpoint ids listed in an alert annotation or a status line before "+N more".
+    max_ids: int = Field(default=20, ge=1, le=1000)
+
+    @field_validator("dispatch_deadlines")
+    @classmethod
+    def _check_deadlines(cls, deadlines: list[float]) -> list[float]:
+        if not deadlines or any(not (math.isfinite(d) and d > 0) for d in deadlines):
+            raise ValueError("dispatch_deadlines: one or more positive durations (s)")
+        return sorted(deadlines)
+
+
+class MigrationSettings(Strict):
+    """``[[migrations]]``: one service moving channel (700 MHz clearance) or frequency (改频)."""
+
+    name: str
+    service: str
+    kind: Literal["fm", "dtv"]
+    old_channel: int | str | None = None
+    new_channel: int | str | None = None
+    old_frequency_mhz: float | None = None
+    new_frequency_mhz: float | None = None
+    simulcast_start: datetime
+    cutover: datetime
+    rds_pi: str | None = None
+    service_id: int | None = None
+    ts_id: int | None = None
+    params: dict[str, float | str] = Field(default_factory=dict)
+
+    @field_validator("simulcast_start", "cutover")
+    @classmethod
+    def _aware(cls, value: datetime) -> datetime:
+        if value.tzinfo is None:
+            raise ValueError("give the UTC offset, e.g. 2026-12-15T02:00:00+08:00")
+        return value
+
+    def plan(self) -> MigrationPlan:
+        return MigrationPlan(
+            name=self.name, service=self.service, kind=MigrationKind(self.kind),
+            simulcast_start=self.simulcast_start.timestamp(), cutover=self.cutover.timestamp(),
+            old_channel=None if self.old_channel is None else ds_channel_number(self.old_channel),
+            new_channel=None if self.new_channel is None else ds_channel_number(self.new_channel),
+            old_frequency_mhz=self.old_frequency_mhz, new_frequency_mhz=self.new_frequency_mhz,
+            rds_pi=self.rds_pi, service_id=self.service_id, ts_id=self.ts_id,
+        )
+
+
 class Settings(BaseSettings):
     """The whole configuration of one station's anbo."""
 
@@ -460,6 +522,8 @@ class Settings(BaseSettings):
     probes: ProbeSettings = Field(default_factory=lambda: ProbeSettings())
     alerting: AlertingSettings = Field(default_factory=lambda: AlertingSettings())
     maintenance: list[MaintenanceWindow] = Field(default_factory=list)
+    eb: EbSettings = Field(default_factory=lambda: EbSettings())
+    migrations: list[MigrationSettings] = Field(default_factory=list)
     targets: list[TargetSettings] = Field(default_factory=list)
 
     @classmethod
@@ -494,6 +558,20 @@ class Settings(BaseSettings):
                 raise ValueError(f"maintenance[{i}] is for station {window.station!r}, "
                                  f"not this one ({self.station.name!r})")
         return self
+
+    def migration_targets(self, m: MigrationSettings) -> tuple[TargetSettings | None, TargetSettings | None]:
+        """The configured targets that receive a migration's old and new channel."""
+        def find(channel: int | str | None, mhz: float | None) -> TargetSettings | None:
+            for t in self.targets:
+                if t.kind.value != m.kind:
+                    continue
+                if channel is not None and t.ds_channel == ds_channel_number(channel):
+                    return t
+                if mhz is not None and t.frequency_mhz is not None and abs(t.frequency_mhz - mhz) < 0.05:
+                    return t
+            return None
+
+        return find(m.old_channel, m.old_frequency_mhz), find(m.new_channel, m.new_frequency_mhz)
 
     @property
     def client_id(self) -> str:
@@ -677,10 +755,41 @@ def load_settings(path: Path | str) -> LoadedSettings:
                                     f"{exc.strerror or exc}")
             secrets[am.url] = (found[0], found[1])
         problems.extend(_rule_problems(settings, path))
+        problems.extend(_migration_problems(settings, where))
+        problems.extend(_inventory_problems(settings, path))
     if problems or settings is None:
         raise ConfigError(problems)
     return LoadedSettings(settings=_absolute_paths(settings, path), path=path, mqtt_password=password,
                           alertmanager_secrets=secrets)
+
+
+def _migration_problems(settings: Settings, where: str) -> list[str]:
+    problems = [f"{where}: {p}" for p in
+                validate_plans([m.plan() for m in settings.migrations], key="migrations")]
+    if problems:
+        return problems
+    for i, m in enumerate(settings.migrations):
+        old, new = settings.migration_targets(m)
+        for which, target, channel, mhz in (("old", old, m.old_channel, m.old_frequency_mhz),
+                                            ("new", new, m.new_channel, m.new_frequency_mhz)):
+            if target is None:
+                what = f"DS-{ds_channel_number(channel)}" if channel is not None else f"{mhz} MHz"
+                problems.append(f"{where}: migrations[{i}].{which}_"
+                                f"{'channel' if channel is not None else 'frequency_mhz'}: no [[targets]] "
+                                f"entry of kind {m.kind} receives {what}; add one so anbo can watch it")
+    return problems
+
+
+def _inventory_problems(settings: Settings, config_path: Path) -> list[str]:
+    from monitor.inventory import InventoryError, load_inventory
+
+    if not settings.eb.inventory:
+        return []
+    try:
+        load_inventory(resolve_path(p, config_path) for p in settings.eb.inventory)
+    except InventoryError as exc:
+        return [str(p) for p in exc.problems]
+    return []
 
 
 def _rule_problems(settings: Settings, config_path: Path) -> list[str]:
@@ -712,6 +821,8 @@ def _absolute_paths(settings: Settings, config_path: Path) -> Settings:
                                      ("tls_ca_file", "tls_cert_file", "tls_key_file")
                                      if isinstance(value := getattr(am, name), Path)})
 
+    eb = settings.eb.model_copy(update={"inventory": [resolve_path(p, config_path)
+                                                      for p in settings.eb.inventory]})
     alerting = settings.alerting.model_copy(update={
         "alertmanagers": [fix_am(am) for am in settings.alerting.alertmanagers],
         "rule_paths": [resolve_path(p, config_path) for p in settings.alerting.rule_paths],
@@ -720,6 +831,7 @@ def _absolute_paths(settings: Settings, config_path: Path) -> Settings:
         "mqtt": settings.mqtt.model_copy(update=fix(settings.mqtt)),
         "metrics": settings.metrics.model_copy(update=fix(settings.metrics)),
         "alerting": alerting,
+        "eb": eb,
     }
     if settings.state_directory is not None:
         update["state_directory"] = resolve_path(settings.state_directory, config_path)

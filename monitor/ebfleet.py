@@ -1,0 +1,205 @@
+"""The emergency-broadcast fleet at run time: heartbeats, faults, dispatch coverage.
+
+Endpoints in the ``[eb] inventory`` publish (wire contract, section on endpoints):
+
+- ``<prefix>/eb/<endpoint>/status``: JSON readings, the heartbeat; values
+  ``fault_*`` flags (amplifier, speaker line...) and optionally ``online``/``playing``;
+- ``<prefix>/eb/<endpoint>/playback``: JSON readings with ``info.message_id`` and
+  ``values.playing == 1``: the endpoint confirms it played that dispatch;
+- ``<prefix>/eb/<platform>/dispatch``: the platform announces a dispatch with
+  ``info.message_id`` and ``info.regions`` (region names at ``[eb] region_level``,
+  comma separated; ``*`` for all).
+
+Everything is kept as arrays over the whole fleet (``probes.eb.Fleet``,
+``probes.dispatch.DispatchTracker``); per-region figures become Prometheus series and
+rule targets (kind ``eb_region``), never per-endpoint series. Sequence numbers of
+endpoints are not tracked (a heartbeat is idempotent; a hundred thousand trackers
+would cost more than they tell).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import structlog
+
+from monitor.inventory import Inventory, load_inventory
+from monitor.settings import EbSettings
+from monitor.stats import DropReason
+from monitor.wire import Payload, Readings
+from probes.dispatch import DispatchReport, DispatchTracker, dispatch_measurements, truncated_ids
+from probes.eb import Fleet, FleetStatus
+from rules import TargetView
+
+log = structlog.get_logger(__name__)
+
+STREAMS = frozenset({"status", "playback"})
+PLATFORM_STREAMS = frozenset({"dispatch"})
+
+
+@dataclass(slots=True)
+class EbCounters:
+    heartbeats: int = 0
+    confirmations: int = 0
+    dispatches: int = 0
+    unknown_regions: int = 0
+
+
+class EbMonitor:
+    """One station's view of its emergency-broadcast endpoints."""
+
+    def __init__(self, settings: EbSettings, inventory: Inventory, station: str) -> None:
+        self.settings = settings
+        self.inventory = inventory
+        self.station = station
+        self.level = settings.region_level
+        self.region_names = inventory.region_names(self.level)
+        self._region_index = {name: i for i, name in enumerate(self.region_names)}
+        self.fleet: Fleet = inventory.fleet(self.level)
+        self.tracker = DispatchTracker(deadlines=settings.dispatch_deadlines,
+                                       retention_s=settings.dispatch_retention)
+        self.counters = EbCounters()
+        self.status: FleetStatus | None = None
+        self.reports: list[DispatchReport] = []
+        self._fault_keys: dict[str, int] = {}
+
+    @classmethod
+    def from_settings(cls, settings: EbSettings, station: str) -> EbMonitor | None:
+        if not settings.inventory:
+            return None
+        return cls(settings, load_inventory(settings.inventory), station)
+
+    # -- routing (pipeline side) --------------------------------------------------------
+    def check(self, endpoint: str, stream: str) -> DropReason | None:
+        """Why a message from ``endpoint``/``stream`` is not for us (before decoding)."""
+        if endpoint == self.settings.platform:
+            return None if stream in PLATFORM_STREAMS else DropReason.UNKNOWN_STREAM
+        if endpoint not in self.inventory.index:
+            return DropReason.UNKNOWN_ENDPOINT
+        return None if stream in STREAMS else DropReason.UNKNOWN_STREAM
+
+    def handle(self, endpoint: str, stream: str, payload: Payload) -> None:
+        if not isinstance(payload, Readings):
+            return
+        if endpoint == self.settings.platform:
+            self._dispatch(payload)
+            return
+        i = self.inventory.index[endpoint]
+        if stream == "status":
+            self.counters.heartbeats += 1
+            self.fleet.heartbeat(np.array([i]), np.array([payload.ts]))
+            flags = 0
+            for key, value in payload.values.items():
+                if key.startswith("fault_") and value:
+                    flags |= self._fault_bit(key)
+            self.fleet.set_faults(np.array([i]), np.array([flags], dtype=np.uint32))
+        elif stream == "playback" and payload.values.get("playing", 1.0) and "message_id" in payload.info:
+            self.counters.confirmations += 1
+            self.fleet.heartbeat(np.array([i]), np.array([payload.ts]))  # playing proves it is alive
+            self.tracker.confirm(payload.info["message_id"], np.array([i]), np.array([payload.ts]))
+
+    def _fault_bit(self, key: str) -> int:
+        bit = self._fault_keys.get(key)
+        if bit is None:
+            bit = 1 << min(len(self._fault_keys), 31)
+            self._fault_keys[key] = bit
+        return bit
+
+    def _dispatch(self, payload: Readings) -> None:
+        message_id = payload.info.get("message_id")
+        if not message_id:
+            log.warning("dispatch announcement without info.message_id; ignored", rate_key="eb_dispatch")
+            return
+        wanted = [r.strip() for r in payload.info.get("regions", "*").split(",") if r.strip()]
+        if wanted == ["*"]:
+            regions = list(range(len(self.region_names)))
+        else:
+            regions = [self._region_index[r] for r in wanted if r in self._region_index]
+            unknown = [r for r in wanted if r not in self._region_index]
+            if unknown:
+                self.counters.unknown_regions += len(unknown)
+                log.warning("dispatch names regions not in the inventory", message_id=message_id,
+                            regions=unknown[:10], rate_key="eb_dispatch_regions")
+        deadlines = None
+        if "deadline_s" in payload.values and payload.values["deadline_s"] > 0:
+            deadlines = sorted({*self.settings.dispatch_deadlines, payload.values["deadline_s"]})
+        targeted = self.tracker.dispatch(message_id, np.array(regions, dtype=np.intp), payload.ts,
+                                         self.fleet, self.settings.offline_after, deadlines=deadlines)
+        self.counters.dispatches += 1
+        log.info("dispatch announced", message_id=message_id, regions=len(regions), targeted=targeted)
+
+    # -- evaluation ------------------------------------------------------------------------
+    def evaluate(self, wall: float, now: float) -> list[TargetView]:
+        """Region and dispatch views for the rule engine (at wall-clock ``wall``)."""
+        status = self.fleet.evaluate(wall, self.settings.offline_after)
+        self.status = status
+        self.tracker.evict(wall)
+        self.reports = self.tracker.reports(wall)
+        ids = self.inventory.ids
+        views: list[TargetView] = []
+        params = dict(self.settings.params)
+        for r, name in enumerate(self.region_names):
+            total = int(status.total[r])
+            if total == 0:
+                continue
+            ratio = float(status.online_ratio[r])
+            offline = status.offline_indices(r)
+            faulty = status.faulty_indices(r)
+            m: dict[str, float | str | None] = {
+                "eb_total": float(total),
+                "eb_online": float(status.online[r]),
+                "eb_online_ratio": ratio if math.isfinite(ratio) else None,
+                "eb_faults": float(status.faulty[r]),
+                "eb_offline_ids": truncated_ids([ids[i] for i in offline[: self.settings.max_ids]],
+                                                self.settings.max_ids, total=int(offline.shape[0])),
+                "eb_fault_ids": truncated_ids([ids[i] for i in faulty[: self.settings.max_ids]],
+                                              self.settings.max_ids, total=int(faulty.shape[0])),
+            }
+            views.append(TargetView(name=f"eb:{name}", kind="eb_region",
+                                    labels={"station": self.station, "target": f"eb:{name}",
+                                            "kind": "eb_region", "service": "emergency broadcast",
+                                            "region": name},
+                                    params=params, measurements=m, last_seen=now))
+        for report in self.reports:
+            views.append(TargetView(
+                name=f"dispatch:{report.message_id}", kind="eb_dispatch",
+                labels={"station": self.station, "target": f"dispatch:{report.message_id}",
+                        "kind": "eb_dispatch", "service": "emergency broadcast",
+                        "message_id": report.message_id},
+                params=params, measurements=dispatch_measurements(report, ids, max_ids=self.settings.max_ids),
+                last_seen=now))
+        return views
+
+    def status_json(self) -> dict[str, Any]:
+        """Offline and faulty endpoints per region, for the duty operator's HTTP view."""
+        status = self.status
+        if status is None:
+            return {"evaluated_at": None, "regions": []}
+        ids, names = self.inventory.ids, self.inventory.names
+        regions = []
+        for r, region in enumerate(self.region_names):
+            if int(status.total[r]) == 0:
+                continue
+            regions.append({
+                "region": region,
+                "total": int(status.total[r]),
+                "online": int(status.online[r]),
+                "online_ratio": None if not math.isfinite(float(status.online_ratio[r]))
+                else round(float(status.online_ratio[r]), 4),
+                "offline": [{"id": ids[i], "name": names[i]} for i in status.offline_indices(r)],
+                "faulty": [{"id": ids[i], "name": names[i]} for i in status.faulty_indices(r)],
+            })
+        dispatches = [{
+            "message_id": rep.message_id,
+            "targeted": rep.targeted,
+            "confirmed_within": dict(zip([str(d) for d in rep.deadlines], rep.confirmed_within, strict=True)),
+            "coverage_final": rep.final_coverage,
+            "past_deadline": rep.past_deadline,
+            "latency_p50_s": rep.latency_p50_s,
+            "latency_p90_s": rep.latency_p90_s,
+        } for rep in self.reports]
+        return {"evaluated_at": status.now, "level": self.level, "regions": regions,
+                "dispatches": dispatches}
