@@ -296,7 +296,7 @@ def write(path: Path, text: str) -> Path:
 
 def test_builtin_packs_load() -> None:
     names = {p.name for p in builtin_pack_files()}
-    assert names == {"fm.yml", "dtv.yml", "tx.yml", "eb.yml", "general.yml"}
+    assert names == {"fm.yml", "dtv.yml", "tx.yml", "eb.yml", "general.yml", "migration.yml"}
     rules = load_rules().rules
     alerts = {r.alert for r in rules}
     assert {

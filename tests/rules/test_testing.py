@@ -60,7 +60,7 @@ def test_every_builtin_alert_has_positive_and_negative_tests() -> None:
     alerts = {r.alert for r in load_rules().rules}
     assert alerts - positive == set()
     assert alerts - negative == set()
-    assert {p.stem for p in builtin_test_files()} == {"fm", "dtv", "tx", "eb", "general"}
+    assert {p.stem for p in builtin_test_files()} == {"fm", "dtv", "tx", "eb", "general", "migration"}
 
 
 # --------------------------------------------------------------------------- runner
