@@ -40,6 +40,15 @@ from pydantic import (
 from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 from pydantic_settings.exceptions import SettingsError
 
+# The channel plans live in probes (pure); re-exported here for the settings' users.
+from probes.channels import DS_MAX as DS_MAX
+from probes.channels import DS_MIN as DS_MIN
+from probes.channels import FM_MAX_MHZ as FM_MAX_MHZ
+from probes.channels import FM_MIN_MHZ as FM_MIN_MHZ
+from probes.channels import ds_channel_centre_mhz as ds_channel_centre_mhz
+from probes.channels import ds_channel_lower_edge_mhz as ds_channel_lower_edge_mhz
+from probes.channels import ds_channel_number as ds_channel_number
+from probes.channels import fm_frequency_problem
 from probes.migration import MigrationKind, MigrationPlan, validate_plans
 from rules import InhibitRule, MaintenanceWindow
 
@@ -57,9 +66,6 @@ RESERVED_LABELS = frozenset(
      "job", "instance", "alertname", "severity", "le", "quantile"}
 )
 
-FM_MIN_MHZ, FM_MAX_MHZ = 87.0, 108.0
-DS_MIN, DS_MAX = 13, 48
-_DS_RE = re.compile(r"^(?:DS-?)?(\d{1,2})$", re.IGNORECASE)
 
 
 class Strict(BaseModel):
@@ -242,35 +248,6 @@ DEFAULT_STREAMS: dict[TargetKind, tuple[str, ...]] = {
 }
 
 
-def ds_channel_number(value: int | str) -> int:
-    """Accept ``21``, ``"21"``, ``"DS-21"`` or ``"ds21"``; return the channel number."""
-    if isinstance(value, bool):
-        raise ValueError("channel must be a DS channel such as 'DS-21'")
-    if isinstance(value, int):
-        number = value
-    else:
-        m = _DS_RE.match(value.strip())
-        if not m:
-            raise ValueError(f"{value!r} is not a DS channel such as 'DS-21'")
-        number = int(m.group(1))
-    if not DS_MIN <= number <= DS_MAX:
-        raise ValueError(f"DS-{number} is outside the UHF plan DS-{DS_MIN}…DS-{DS_MAX}")
-    return number
-
-
-def ds_channel_lower_edge_mhz(number: int) -> float:
-    """Lower band edge of a Chinese UHF DS channel (8 MHz wide)."""
-    if DS_MIN <= number <= 24:
-        return 470.0 + 8.0 * (number - 13)
-    if 25 <= number <= DS_MAX:
-        return 606.0 + 8.0 * (number - 25)
-    raise ValueError(f"DS-{number} is outside the UHF plan")
-
-
-def ds_channel_centre_mhz(number: int) -> float:
-    return ds_channel_lower_edge_mhz(number) + 4.0
-
-
 class TargetSettings(Strict):
     """``[[targets]]``: one monitored service or transmitter."""
 
@@ -322,11 +299,9 @@ class TargetSettings(Strict):
         if self.kind is TargetKind.FM:
             if self.frequency_mhz is None:
                 raise ValueError("an fm target needs frequency_mhz")
-            f = self.frequency_mhz
-            if not math.isfinite(f) or not FM_MIN_MHZ <= f <= FM_MAX_MHZ:
-                raise ValueError(f"frequency_mhz {f} is outside the FM band 87–108 MHz")
-            if abs(f * 10 - round(f * 10)) > 1e-6:
-                raise ValueError(f"frequency_mhz {f} is off the 0.1 MHz raster")
+            problem = fm_frequency_problem(self.frequency_mhz)
+            if problem is not None:
+                raise ValueError(f"frequency_mhz: {problem}")
             if self.channel is not None:
                 raise ValueError("an fm target has frequency_mhz, not channel")
         elif self.kind is TargetKind.DTV:

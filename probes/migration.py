@@ -24,8 +24,8 @@ new channel, always overlap; plan A's new channel equal to plan B's old one over
 unless A's simulcast starts at or after B's cutover (a chain of moves). Two plans of
 the same service must follow each other (A→B, then B→C).
 
-Pure: time is an argument. The UHF channel plan (DS-13…DS-48) is the one the station
-settings use (:mod:`monitor.settings`), imported where needed.
+Pure: time is an argument. The UHF channel plan (DS-13…DS-48) and the FM band are
+:mod:`probes.channels`, the same the station settings validate with.
 """
 
 from __future__ import annotations
@@ -40,6 +40,8 @@ from typing import Final
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
+
+from probes.channels import DS_MAX, DS_MIN, ds_channel_lower_edge_mhz, fm_frequency_problem
 
 __all__ = [
     "VACATED_BAND_MHZ",
@@ -138,7 +140,6 @@ class MigrationPlan:
 
 def channel_span_mhz(number: int) -> tuple[float, float]:
     """Lower and upper band edge (MHz) of DS channel ``number``, by the Chinese UHF plan."""
-    from monitor.settings import ds_channel_lower_edge_mhz  # the one channel plan (settings)
 
     lower = ds_channel_lower_edge_mhz(number)
     return lower, lower + DS_WIDTH_MHZ
@@ -153,27 +154,11 @@ def is_vacated_channel(number: int) -> bool:
 
 def vacated_channels() -> tuple[int, ...]:
     """The DS channels being vacated, computed from the channel plan (DS-37…DS-48)."""
-    from monitor.settings import DS_MAX, DS_MIN
 
     return tuple(n for n in range(DS_MIN, DS_MAX + 1) if is_vacated_channel(n))
 
 
-def fm_frequency_problem(mhz: float) -> str | None:
-    """Why ``mhz`` is not a valid FM frequency (87–108 MHz, 0.1 MHz raster), or None."""
-    from monitor.settings import FM_MAX_MHZ, FM_MIN_MHZ
-
-    if isinstance(mhz, bool) or not isinstance(mhz, int | float) or not math.isfinite(mhz):
-        return f"{mhz!r} is not a frequency in MHz"
-    if not FM_MIN_MHZ <= mhz <= FM_MAX_MHZ:
-        return f"{mhz} MHz is outside the FM band {FM_MIN_MHZ:g}–{FM_MAX_MHZ:g} MHz"
-    # Same tolerance as the station settings' FM targets.
-    if abs(mhz * 10 - round(mhz * 10)) > 1e-6:
-        return f"{mhz} MHz is off the 0.1 MHz raster"
-    return None
-
-
 def _ds_problem(number: object) -> str | None:
-    from monitor.settings import DS_MAX, DS_MIN
 
     if isinstance(number, bool) or not isinstance(number, int):
         return f"{number!r} is not a DS channel number"
