@@ -191,7 +191,10 @@ class Evaluator:
         transitions = self.engine.evaluate(views, now, wall)
         self._report(transitions)
         for listener in self.listeners:
-            listener(transitions)
+            try:
+                listener(transitions)
+            except Exception:
+                log.exception("transition listener failed", rate_key="listener")
         if self.notifier is not None:
             gen = self.settings.alerting.generator_url
             self.notifier.update(

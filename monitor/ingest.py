@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import cast
 
 import aiomqtt
+import paho.mqtt.client as mqtt
 import structlog
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
@@ -193,7 +194,8 @@ class MqttIngest:
             # Persistent session: the broker keeps our subscriptions and queues QoS≥1
             # messages while we are away.
             clean_session=None if v5 else False,
-            clean_start=False,
+            # v5 only; for 3.1.1 paho insists on its default.
+            clean_start=False if v5 else mqtt.MQTT_CLEAN_START_FIRST_ONLY,
             properties=properties,
             keepalive=s.keepalive,
             # All clients (one per failover URL) share anbo's own bounded queue.

@@ -20,6 +20,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from monitor.daemon import Daemon
 from monitor.settings import load_settings
+from monitor.stats import Result
 from tests.servers import Mosquitto, find_binary, free_port
 
 pytestmark = pytest.mark.integration
@@ -308,3 +309,28 @@ def test_mqtts_with_private_ca(tmp_path: Path, write_config) -> None:  # type: i
     finally:
         broker.stop()
 
+
+
+def test_mqtt_311_with_header_blocks(mosquitto: Mosquitto, write_config, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """A 3.1.1 session (brokers without v5, such as the demo's amqtt): persistent session,
+    JSON readings and ANBO-header sample blocks."""
+    from monitor.wire import encode_block_v311
+
+    config = write_config(url=mosquitto.url)
+    config.write_text(config.read_text().replace("keepalive = 5", 'keepalive = 5\nprotocol = "3.1.1"'))
+
+    async def scenario(daemon: Daemon) -> None:
+        now = time.time()
+        block = np.zeros((4800, 2), np.float32)
+        await asyncio.to_thread(mosquitto.publish, f"{T}/fm-97.5/audio",
+                                encode_block_v311(block, ts=now, seq=7, rate=48000), 1, False)
+        await asyncio.to_thread(mosquitto.publish, f"{T}/fm-97.5/rf",
+                                f'{{"ts": {now}, "seq": 1, "values": {{"rf_level_dbuv": 55.0}}}}', 1, False)
+
+        async def both() -> bool:
+            return daemon.stats.count(Result.ACCEPTED, "ok") == 2
+
+        await eventually(both, what="two messages over 3.1.1")
+        assert daemon.pipeline.targets["fm-97.5"].streams["audio"].block_format == (48000, 2)
+
+    run_daemon(config, scenario)
