@@ -18,9 +18,11 @@ import structlog
 from monitor import __version__
 from monitor.analyze import AnalyzeError, analyze, format_report
 from monitor.daemon import Daemon
+from monitor.demo import run as demo_run
 from monitor.logs import configure_logging
 from monitor.sdnotify import Notifier
 from monitor.settings import ConfigError, LoadedSettings, load_settings
+from monitor.simulator import cli as simulator_cli
 from rules import RuleFileError, builtin_test_files, load_rules, run_tests
 from rules.testing import RuleTestFileError
 
@@ -59,6 +61,14 @@ def build_parser() -> argparse.ArgumentParser:
     test_rules = sub.add_parser("test-rules", help="run rule tests (series in, expected alerts out)")
     test_rules.add_argument("files", type=Path, nargs="*", metavar="FILE",
                             help="rule-test files (YAML); none: the built-in packs' tests")
+
+    simulate = sub.add_parser("simulate",
+                              help="publish a simulated station's telemetry (a scenario of faults)")
+    simulator_cli.add_arguments(simulate)
+
+    demo = sub.add_parser("demo", help="the whole system on this machine: embedded broker, simulator, "
+                                       "daemon, live view")
+    demo_run.add_arguments(demo)
 
     analyze = sub.add_parser("analyze", help="analyse a recorded audio file (WAV): silences, levels, "
                                              "loudness")
@@ -170,5 +180,6 @@ def cmd_analyze(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    commands = {"run": cmd_run, "check": cmd_check, "test-rules": cmd_test_rules, "analyze": cmd_analyze}
+    commands = {"run": cmd_run, "check": cmd_check, "test-rules": cmd_test_rules, "analyze": cmd_analyze,
+                "simulate": simulator_cli.run, "demo": demo_run.run}
     return commands[args.command](args)

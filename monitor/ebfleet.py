@@ -63,6 +63,9 @@ class EbMonitor:
                                        retention_s=settings.dispatch_retention)
         self.counters = EbCounters()
         self.status: FleetStatus | None = None
+        #: Wall time of the first evaluation: until offline_after has passed since, an
+        #: endpoint not yet heard from is not known to be offline (it may not be due).
+        self.started: float | None = None
         self.reports: list[DispatchReport] = []
         self._fault_keys: dict[str, int] = {}
 
@@ -136,6 +139,9 @@ class EbMonitor:
         """Region and dispatch views for the rule engine (at wall-clock ``wall``)."""
         status = self.fleet.evaluate(wall, self.settings.offline_after)
         self.status = status
+        if self.started is None:
+            self.started = wall
+        settling = wall - self.started < self.settings.offline_after
         self.tracker.evict(wall)
         self.reports = self.tracker.reports(wall)
         ids = self.inventory.ids
@@ -151,7 +157,7 @@ class EbMonitor:
             m: dict[str, float | str | None] = {
                 "eb_total": float(total),
                 "eb_online": float(status.online[r]),
-                "eb_online_ratio": ratio if math.isfinite(ratio) else None,
+                "eb_online_ratio": ratio if math.isfinite(ratio) and not settling else None,
                 "eb_faults": float(status.faulty[r]),
                 "eb_offline_ids": truncated_ids([ids[i] for i in offline[: self.settings.max_ids]],
                                                 self.settings.max_ids, total=int(offline.shape[0])),

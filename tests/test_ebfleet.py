@@ -58,6 +58,7 @@ def test_heartbeats_faults_and_region_views(pipe: Pipeline, eb: EbMonitor) -> No
     assert pipe.stats.count(Result.ACCEPTED, "ok") == 5
     assert pipe.stats.count(Result.DROPPED, DropReason.UNKNOWN_ENDPOINT.value) == 1
     assert pipe.stats.count(Result.DROPPED, DropReason.UNKNOWN_STREAM.value) == 1
+    eb.started = NOW - 1000  # anbo has been up longer than offline_after
     views = {v.name: v for v in eb.evaluate(NOW, now=0.0)}
     east, west = views["eb:青山县/东镇"], views["eb:青山县/西镇"]
     assert east.measurements["eb_online_ratio"] == pytest.approx(2 / 3)
@@ -70,6 +71,14 @@ def test_heartbeats_faults_and_region_views(pipe: Pipeline, eb: EbMonitor) -> No
     # Later, without heartbeats, everyone goes offline.
     later = {v.name: v for v in eb.evaluate(NOW + 600, now=600.0)}
     assert later["eb:青山县/西镇"].measurements["eb_online_ratio"] == 0.0
+
+
+def test_online_ratio_unknown_until_every_endpoint_was_due(pipe: Pipeline, eb: EbMonitor) -> None:
+    send(pipe, "anbo/eb/eb-001/status", encode_readings(NOW, 1, {"online": 1}))
+    first = {v.name: v for v in eb.evaluate(NOW, now=0.0)}
+    assert first["eb:青山县/东镇"].measurements["eb_online_ratio"] is None  # just started: not yet known
+    later = {v.name: v for v in eb.evaluate(NOW + 181, now=181.0)}
+    assert later["eb:青山县/东镇"].measurements["eb_online_ratio"] == 0.0
 
 
 def test_dispatch_coverage(pipe: Pipeline, eb: EbMonitor) -> None:

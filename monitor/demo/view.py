@@ -33,6 +33,8 @@ class EventLog:
     events: deque[Event] = field(default_factory=lambda: deque(maxlen=12))
     fired: int = 0
     resolved: int = 0
+    #: How many events have been printed as lines (off a terminal).
+    printed: int = 0
 
     def __call__(self, transitions: list[Transition]) -> None:
         now = time.time()

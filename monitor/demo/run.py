@@ -1,0 +1,188 @@
+"""Run ``anbo demo``: broker, simulator, daemon and the live view, ended cleanly."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+import tempfile
+import time
+from importlib import resources
+from pathlib import Path
+
+from rich.console import Console
+from rich.live import Live
+
+from monitor.daemon import Daemon
+from monitor.demo.broker import EmbeddedBroker, free_port
+from monitor.demo.view import EventLog, render
+from monitor.logs import configure_logging
+from monitor.settings import AlertmanagerSettings, ConfigError, LoadedSettings, load_settings
+from monitor.simulator.eb import endpoint_id
+from monitor.simulator.publisher import Publisher
+from monitor.simulator.scenario import Scenario, ScenarioError, region_id, resolve_scenario, scenario_problems
+from monitor.simulator.station import SimOptions, StationSimulator
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", "-c", type=Path, default=None,
+                        help="station config (default: the bundled demo station)")
+    parser.add_argument("--scenario", default="demo",
+                        help="bundled scenario name or a scenario file (default: demo)")
+    parser.add_argument("--duration", type=float, default=None, metavar="SECONDS",
+                        help="stop after this long (default: the scenario's length)")
+    parser.add_argument("--mqtt-url", default=None,
+                        help="use this broker instead of the embedded one (mqtt://host:port)")
+    parser.add_argument("--metrics-listen", default=None, metavar="HOST:PORT",
+                        help="where /metrics is served (default: a free port on 127.0.0.1)")
+    parser.add_argument("--alertmanager", action="append", default=[], metavar="URL",
+                        help="also push alerts to this Alertmanager (repeatable)")
+    parser.add_argument("--log-file", type=Path, default=Path(tempfile.gettempdir()) / "anbo-demo.log",
+                        help="where the daemon's JSON log goes (default: %(default)s)")
+    parser.add_argument("--no-view", action="store_true",
+                        help="print events as lines instead of the live view (automatic off a terminal)")
+
+
+def _demo_settings(args: argparse.Namespace, url: str, protocol: str, metrics: str,
+                   state: Path) -> LoadedSettings:
+    if args.config is not None:
+        loaded = load_settings(args.config)
+    else:
+        with resources.as_file(resources.files("monitor.demo") / "station.toml") as path:
+            loaded = load_settings(path)
+    s = loaded.settings
+    alerting = s.alerting
+    if args.alertmanager:
+        alerting = alerting.model_copy(update={"alertmanagers": [
+            *alerting.alertmanagers, *(AlertmanagerSettings(url=u) for u in args.alertmanager)]})
+    settings = s.model_copy(update={
+        "mqtt": s.mqtt.model_copy(update={"url": [url], "protocol": protocol}),
+        "metrics": s.metrics.model_copy(update={"listen": metrics}),
+        "state_directory": state,
+        "alerting": alerting,
+    })
+    return LoadedSettings(settings=settings, path=loaded.path, mqtt_password=loaded.mqtt_password,
+                          alertmanager_secrets=loaded.alertmanager_secrets)
+
+
+def _with_eb_inventory(loaded: LoadedSettings, scenario: Scenario, path: Path) -> LoadedSettings:
+    """An endpoint inventory matching the scenario's simulated fleet (regions r01, r02...)."""
+    n, regions = scenario.eb.endpoints, max(1, scenario.eb.regions)
+    lines = ["id,name,county,township"]
+    for i in range(n):
+        r = i % regions
+        lines.append(f"{endpoint_id(r, i + 1)},village loudspeaker {i + 1},{region_id(r)},{region_id(r)}")
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    s = loaded.settings
+    eb = s.eb.model_copy(update={"inventory": [path], "region_level": "county"})
+    return LoadedSettings(settings=s.model_copy(update={"eb": eb}), path=loaded.path,
+                          mqtt_password=loaded.mqtt_password,
+                          alertmanager_secrets=loaded.alertmanager_secrets)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        scenario = resolve_scenario(args.scenario)
+    except ScenarioError as exc:
+        for error in exc.errors:
+            print(error, file=sys.stderr)
+        return 1
+    try:
+        return asyncio.run(_demo(args, scenario))
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        return 1
+
+
+async def _demo(args: argparse.Namespace, scenario: Scenario) -> int:
+    console = Console(stderr=False)
+    view = console.is_terminal and not args.no_view
+    broker: EmbeddedBroker | None = None
+    if args.mqtt_url is None:
+        broker = EmbeddedBroker()
+        await broker.start()
+        url, protocol = broker.url, "3.1.1"  # amqtt speaks MQTT 3.1.1
+    else:
+        url, protocol = args.mqtt_url, "5"
+    metrics = args.metrics_listen or f"127.0.0.1:{free_port()}"
+    with tempfile.TemporaryDirectory(prefix="anbo-demo-") as tmp:
+        log_path: Path = args.log_file
+        loaded = _demo_settings(args, url, protocol, metrics, Path(tmp) / "state")
+        if not loaded.settings.eb.inventory and scenario.eb.endpoints > 0:
+            loaded = _with_eb_inventory(loaded, scenario, Path(tmp) / "endpoints.csv")
+        problems = scenario_problems(scenario, loaded.settings)
+        if problems:
+            for p in problems:
+                print(p, file=sys.stderr)
+            if broker is not None:
+                await broker.stop()
+            return 1
+        with log_path.open("w", encoding="utf-8") as log_file:
+            # The terminal belongs to the view (or the event lines); the log goes to a file.
+            configure_logging("info", "json", stream=log_file)
+            logging.getLogger("transitions").setLevel(logging.WARNING)  # amqtt's state machine
+            events = EventLog()
+            daemon = Daemon(loaded, drain_timeout=3.0)
+            daemon.evaluator.listeners.append(events)
+            if not view:
+                daemon.evaluator.listeners.append(lambda ts: _print_events(events, ts))
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, stop.set)
+            duration = scenario.duration if args.duration is None else min(args.duration, scenario.duration)
+            header = (f"anbo demo · station {loaded.settings.station.name} · scenario {scenario.name} · "
+                      f"broker {url}{' (embedded)' if broker else ''} · metrics http://{metrics}/metrics")
+            runner = asyncio.create_task(daemon.run(stop.wait, install_signal_handlers=False))
+            publisher_task: asyncio.Task[object] | None = None
+            started = time.monotonic()
+            try:
+                await asyncio.wait_for(daemon.ready.wait(), 30)
+                sim = StationSimulator(loaded.settings, scenario,
+                                       SimOptions(start=time.time(), protocol=protocol))  # type: ignore[arg-type]
+                publisher = Publisher(url, protocol=protocol, client_id="anbo-demo-simulator")  # type: ignore[arg-type]
+                publisher_task = asyncio.create_task(publisher.run(sim.messages(until=duration)))
+                if not view:
+                    print(header, flush=True)
+                    await _wait(stop, duration, started)
+                else:
+                    with Live(console=console, refresh_per_second=2, screen=False) as live:
+                        while not stop.is_set() and time.monotonic() - started < duration:
+                            elapsed = time.monotonic() - started
+                            live.update(render(daemon, events,
+                                               f"{header} · {elapsed:.0f} s / {duration:.0f} s"))
+                            with contextlib.suppress(TimeoutError):
+                                await asyncio.wait_for(stop.wait(), 0.5)
+            finally:
+                if publisher_task is not None:
+                    publisher_task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await publisher_task
+                stop.set()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await runner
+                for sig in (signal.SIGINT, signal.SIGTERM):
+                    loop.remove_signal_handler(sig)
+                if broker is not None:
+                    await broker.stop()
+            print(f"anbo demo ended after {time.monotonic() - started:.0f} s: "
+                  f"{events.fired} alerts fired, {events.resolved} resolved. Log: {log_path}", flush=True)
+    return 0
+
+
+async def _wait(stop: asyncio.Event, duration: float, started: float) -> None:
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), max(0.0, duration - (time.monotonic() - started)))
+
+
+def _print_events(events: EventLog, transitions: object) -> None:
+    """Off a terminal: print each new event as one line."""
+    total = events.fired + events.resolved
+    new = min(total - events.printed, len(events.events))
+    for event in list(events.events)[len(events.events) - new:] if new > 0 else []:
+        print(time.strftime("%H:%M:%S ", time.localtime(event.at)) + event.text.plain, flush=True)
+    events.printed = total
