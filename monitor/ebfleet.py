@@ -68,6 +68,11 @@ class EbMonitor:
         self.started: float | None = None
         self.reports: list[DispatchReport] = []
         self._fault_keys: dict[str, int] = {}
+        # Heartbeats are queued per message (three list appends) and applied to the
+        # fleet arrays once per tick, in one vectorized batch.
+        self._hb_index: list[int] = []
+        self._hb_ts: list[float] = []
+        self._hb_flags: list[int] = []
 
     @classmethod
     def from_settings(cls, settings: EbSettings, station: str) -> EbMonitor | None:
@@ -93,16 +98,29 @@ class EbMonitor:
         i = self.inventory.index[endpoint]
         if stream == "status":
             self.counters.heartbeats += 1
-            self.fleet.heartbeat(np.array([i]), np.array([payload.ts]))
             flags = 0
             for key, value in payload.values.items():
-                if key.startswith("fault_") and value:
+                if value and key.startswith("fault_"):
                     flags |= self._fault_bit(key)
-            self.fleet.set_faults(np.array([i]), np.array([flags], dtype=np.uint32))
+            self._hb_index.append(i)
+            self._hb_ts.append(payload.ts)
+            self._hb_flags.append(flags)
         elif stream == "playback" and payload.values.get("playing", 1.0) and "message_id" in payload.info:
             self.counters.confirmations += 1
             self.fleet.heartbeat(np.array([i]), np.array([payload.ts]))  # playing proves it is alive
             self.tracker.confirm(payload.info["message_id"], np.array([i]), np.array([payload.ts]))
+
+    def _apply_heartbeats(self) -> None:
+        if not self._hb_index:
+            return
+        index = np.array(self._hb_index, dtype=np.intp)
+        ts = np.array(self._hb_ts)
+        flags = np.array(self._hb_flags, dtype=np.uint32)
+        self._hb_index, self._hb_ts, self._hb_flags = [], [], []
+        self.fleet.heartbeat(index, ts)
+        # Fault flags: the newest heartbeat of each endpoint wins.
+        order = np.argsort(ts, kind="stable")
+        self.fleet.set_faults(index[order], flags[order])
 
     def _fault_bit(self, key: str) -> int:
         bit = self._fault_keys.get(key)
@@ -112,6 +130,7 @@ class EbMonitor:
         return bit
 
     def _dispatch(self, payload: Readings) -> None:
+        self._apply_heartbeats()  # who is online at the dispatch
         message_id = payload.info.get("message_id")
         if not message_id:
             log.warning("dispatch announcement without info.message_id; ignored", rate_key="eb_dispatch")
@@ -137,6 +156,7 @@ class EbMonitor:
     # -- evaluation ------------------------------------------------------------------------
     def evaluate(self, wall: float, now: float) -> list[TargetView]:
         """Region and dispatch views for the rule engine (at wall-clock ``wall``)."""
+        self._apply_heartbeats()
         status = self.fleet.evaluate(wall, self.settings.offline_after)
         self.status = status
         if self.started is None:
