@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 
 import structlog
 
+from monitor.ebfleet import EbMonitor
 from monitor.evaluation import Evaluator
 from monitor.pipeline import Pipeline
 from monitor.settings import Settings
@@ -135,11 +136,15 @@ async def run_accelerated(
     *,
     until: float | None = None,
     on_tick: Callable[[float, list[Transition]], None] | None = None,
+    eb_inventory: bool = True,
 ) -> RunResult:
     """Feed the scenario's messages to a fresh pipeline and evaluator on simulated time.
 
     The evaluator ticks every ``settings.probes.tick`` from ``tick`` on; each message is
     handled at its own scenario time. ``until`` stops early. No broker, no files.
+    Emergency-broadcast endpoints are monitored as the daemon does with ``[eb]
+    inventory``; when the config has none and ``eb_inventory`` is true, with an
+    inventory of the simulated fleet (regions at county level: ``r01``, ``r02``…).
     """
     now = 0.0
     start = options.start
@@ -151,10 +156,15 @@ async def run_accelerated(
         return start + now
 
     stats = Stats()
-    pipeline = Pipeline(settings, stats, wall=wall)
-    evaluator = Evaluator(settings, pipeline, state_path=None, mono=mono, wall=wall)
-    pipeline.consumers.append(evaluator.consume)
     sim = StationSimulator(settings, scenario, options)
+    pipeline = Pipeline(settings, stats, wall=wall)
+    eb = EbMonitor.from_settings(settings.eb, settings.station.name)
+    if eb is None and eb_inventory and sim.eb.n:
+        eb = EbMonitor(settings.eb.model_copy(update={"region_level": "county"}), sim.eb.inventory(),
+                       settings.station.name)
+    pipeline.endpoints = eb
+    evaluator = Evaluator(settings, pipeline, state_path=None, eb=eb, mono=mono, wall=wall)
+    pipeline.consumers.append(evaluator.consume)
     recorder = TransitionRecorder()
     tick = settings.probes.tick
     end = scenario.duration if until is None else min(until, scenario.duration)

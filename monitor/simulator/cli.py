@@ -98,6 +98,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--eb-endpoints", type=int, metavar="N",
                         help="emergency-broadcast endpoints (default: the scenario's)")
     parser.add_argument("--eb-regions", type=int, metavar="M", help="regions they are spread over")
+    parser.add_argument("--eb-inventory", type=Path, metavar="FILE",
+                        help="write an [eb] inventory (CSV) of the simulated fleet for the daemon's config "
+                             "(with region_level = \"county\") and exit")
     parser.add_argument("--audio-rate", type=int, default=48_000, metavar="HZ",
                         help="audio sample rate (default 48000)")
     parser.add_argument("--audio-channels", type=int, choices=[1, 2], default=2,
@@ -152,6 +155,22 @@ def run(args: argparse.Namespace) -> int:
         for p in problems:
             print(p, file=sys.stderr)
         return 1
+    if args.eb_inventory is not None:
+        sim = StationSimulator(settings, scenario, SimOptions(
+            start=time.time(), audio_targets=frozenset(), eb_endpoints=args.eb_endpoints,
+            eb_regions=args.eb_regions))
+        if sim.eb.n == 0:
+            print("anbo simulate: the scenario has no emergency-broadcast endpoints (--eb-endpoints N)",
+                  file=sys.stderr)
+            return 1
+        try:
+            args.eb_inventory.write_text(sim.eb.inventory_csv(), encoding="utf-8")
+        except OSError as exc:
+            print(f"anbo simulate: --eb-inventory: {exc}", file=sys.stderr)
+            return 1
+        print(f"{args.eb_inventory}: {sim.eb.n} endpoints in {sim.eb.regions} regions; in the config: "
+              f'[eb] inventory = ["{args.eb_inventory}"], region_level = "county"')
+        return 0
     if args.check:
         print(f"{scenario.source}: OK — scenario {scenario.name}, {scenario.duration:g} s, "
               f"{len(scenario.timeline)} faults, {len(scenario.expect)} expected alerts, "

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from numpy.typing import NDArray
 
+from monitor.inventory import EndpointRecord, Inventory
 from monitor.simulator.scenario import EbDispatch, EbEndpointFault, EbOffline, region_id
 from monitor.wire import encode_readings
 
@@ -94,6 +95,23 @@ class EbFleet:
         self.dispatches: dict[str, tuple[float, list[str], int]] = {}
         self._play_for: dict[str, float] = {}
 
+    # -- the inventory anbo needs to know these endpoints
+    def records(self) -> list[EndpointRecord]:
+        """The fleet as inventory records: county and township are the region id."""
+        return [EndpointRecord(id=eid, name=f"village loudspeaker {i + 1}", county=region_id(int(r)),
+                               township=region_id(int(r)), lat=None, lon=None)
+                for i, (eid, r) in enumerate(zip(self.ids, self.region_of, strict=True))]
+
+    def inventory(self) -> Inventory:
+        """An :class:`Inventory` of the fleet (regions at ``region_level = "county"``)."""
+        return Inventory.from_records(self.records())
+
+    def inventory_csv(self) -> str:
+        """The fleet as an inventory CSV for ``[eb] inventory`` (with ``region_level = "county"``)."""
+        rows = ["id,name,county,township"]
+        rows += [f"{r.id},{r.name},{r.county},{r.township}" for r in self.records()]
+        return "\n".join(rows) + "\n"
+
     # -- selection
     def _region_index(self, region: str) -> int:
         return int(region[1:]) - 1
@@ -151,7 +169,7 @@ class EbFleet:
                         self._schedule(max(f.end, t0) + float(rng.uniform(0.0, 2.0)), "status", int(m))
 
     def _dispatch(self, t: float, index: int, f: EbDispatch, emit: Emit, rng: np.random.Generator) -> None:
-        message_id = f"M{int(self.start + t)}{index:02d}"
+        message_id = f.message_id or f"M{int(self.start + t)}{index:02d}"
         self._dispatch_seq += 1
         payload = encode_readings(self.start + t, self._dispatch_seq, {"deadline_s": f.deadline},
                                   info={"message_id": message_id, "regions": ",".join(f.regions)})

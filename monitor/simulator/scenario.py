@@ -348,6 +348,8 @@ class EbDispatch(_EbFault):
 
     fault: Literal["eb_dispatch"]
     regions: list[str] = Field(min_length=1)
+    message_id: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.:-]{1,40}$",
+                                   description="default M<unix time><index>")
     confirm_share: float = Field(default=0.95, ge=0.0, le=1.0)
     latency: Annotated[tuple[float, float], BeforeValidator(_latency)] = (2.0, 40.0)
     deadline: Duration = Field(default=120.0, gt=0.0)
@@ -682,9 +684,14 @@ def scenario_problems(sc: Scenario, settings: Settings, *, eb_endpoints: int | N
             err(("timeline", i, "stream"), f"{target} has no stream {f.stream!r} ({', '.join(accepted)})")
         if isinstance(f, WrongRdsPi) and t.params.get("rds_pi") == f.pi:
             err(("timeline", i, "pi"), f"{f.pi} is {target}'s own PI code (params.rds_pi)")
+    # Alerts of the emergency-broadcast fleet are on its regions and dispatches.
+    known = set(targets) | {f"eb:{r}" for r in regions} | {
+        f"dispatch:{f.message_id}" for f in sc.timeline if isinstance(f, EbDispatch) and f.message_id}
     for i, e in enumerate(sc.expect):
-        if e.target not in targets and not e.informational:
-            err(("expect", i, "target"), f"no target {e.target!r} in the station config")
+        if e.target not in known and not e.informational:
+            hint = (" (fleet alerts are on eb:<region> and dispatch:<message_id>; give the dispatch a "
+                    "message_id)" if e.target.startswith(("eb:", "dispatch:")) else "")
+            err(("expect", i, "target"), f"no target {e.target!r} in the station config{hint}")
     for i, c in enumerate(sc.expect_counts):
         if c.target is not None:
             t = targets.get(c.target)

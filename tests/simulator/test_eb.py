@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+import asyncio
 import re
 from collections import Counter, defaultdict
 from pathlib import Path
@@ -9,11 +11,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from monitor.settings import Settings
+from monitor.settings import Settings, load_settings
+from monitor.simulator import cli
+from monitor.simulator.accelerated import run_accelerated, verify
 from monitor.simulator.eb import endpoint_id
-from monitor.simulator.station import Message
+from monitor.simulator.scenario import bundled_scenarios, load_scenario
+from monitor.simulator.station import Message, SimOptions
 from monitor.wire import MAX_INFO_LEN, EndpointTopic, Readings, TopicParser
-from tests.simulator.helpers import START, decoded, simulate, station
+from tests.simulator.helpers import START, STATION, decoded, simulate, station
 
 ID_RE = re.compile(r"eb-r\d{2}-\d{5}")
 
@@ -134,3 +139,22 @@ def test_fleet_size_from_options(tmp_path: Path) -> None:
                                 eb_endpoints=10, eb_regions=5) if m.topic.startswith("anbo/eb/")]
     assert {m.target[3:6] for m in msgs} == {"r01", "r02", "r03", "r04", "r05"}
     assert len({m.target for m in msgs}) == 10
+
+
+def test_the_written_inventory_lets_the_daemon_know_the_fleet(tmp_path: Path) -> None:
+    """`anbo simulate --eb-inventory` writes what `[eb] inventory` reads; with it, anbo's
+    own fleet monitoring raises the eb-faults scenario's alerts."""
+    parser = argparse.ArgumentParser()
+    cli.add_arguments(parser)
+    config = tmp_path / "station.toml"
+    config.write_text(STATION)
+    assert cli.run(parser.parse_args(["--config", str(config), "--scenario", "eb-faults",
+                                      "--eb-inventory", str(tmp_path / "endpoints.csv")])) == 0
+    config.write_text('[eb]\ninventory = ["endpoints.csv"]\nregion_level = "county"\n\n' + STATION)
+    settings = load_settings(config).settings
+    scenario = load_scenario(bundled_scenarios()["eb-faults"])
+    options = SimOptions(start=START, audio_targets=frozenset())
+    result = asyncio.run(run_accelerated(settings, scenario, options, eb_inventory=False))
+    assert result.evaluator.eb is not None and len(result.evaluator.eb.inventory) == 400
+    verdict = verify(scenario, result.episodes, result.count)
+    assert verdict.ok, verdict.format()

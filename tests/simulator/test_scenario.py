@@ -252,3 +252,28 @@ def test_valid_timelines_round_trip(case: tuple[str, list[tuple[float, float, st
     text, entries = case
     sc = parse_scenario(text, "ok.yml")
     assert [(f.at, f.for_, getattr(f, "target", None), f.fault) for f in sc.timeline] == entries
+
+
+def test_fleet_alerts_are_expected_on_regions_and_dispatches(example: Settings) -> None:
+    sc = parse_scenario(textwrap.dedent("""\
+        name: e
+        duration: 10m
+        eb: {endpoints: 40, regions: 2}
+        timeline:
+          - {id: outage, at: 1m, for: 2m, fault: eb_offline, region: r02}
+          - {id: d, at: 1m, for: 1m, fault: eb_dispatch, regions: [r01], message_id: M-1}
+        expect:
+          - {alert: EbRegionOnlineLow, target: "eb:r02", fault: outage, fire_within: 8m, resolve_within: 2m}
+          - {alert: DispatchUnderDelivered, target: "dispatch:M-1", fault: d, fire_within: 6m,
+             resolves: false}
+          - {alert: EbRegionOnlineLow, target: "eb:r07", fault: outage, fire_within: 8m, resolve_within: 2m}
+          - {alert: DispatchUnderDelivered, target: "dispatch:M-2", fault: d, fire_within: 6m,
+             resolves: false}
+        """), "e.yml")
+    problems = [str(p) for p in scenario_problems(sc, example)]
+    assert problems == [
+        "e.yml:11: expect[2].target: no target 'eb:r07' in the station config (fleet alerts are on "
+        "eb:<region> and dispatch:<message_id>; give the dispatch a message_id)",
+        "e.yml:12: expect[3].target: no target 'dispatch:M-2' in the station config (fleet alerts are on "
+        "eb:<region> and dispatch:<message_id>; give the dispatch a message_id)",
+    ]
