@@ -30,7 +30,7 @@ from monitor.alertmanager import AlertmanagerNotifier
 from monitor.ebfleet import EbMonitor
 from monitor.evaluation import Evaluator
 from monitor.ingest import IngestQueue
-from monitor.pipeline import Pipeline
+from monitor.pipeline import Pipeline, fresh_info, fresh_values
 from monitor.stats import Stats
 from monitor.wire import WIRE_VERSION
 from probes.workers import MEASUREMENTS
@@ -229,6 +229,7 @@ class AnboCollector(Collector):
         settings = self.pipeline.settings
         station = settings.station.name
         now = self.mono()
+        stale_after = settings.probes.readings_stale_after
         label_keys = sorted({k for t in settings.targets for k in t.labels})
         info = GaugeMetricFamily(
             "anbo_target_info",
@@ -289,9 +290,9 @@ class AnboCollector(Collector):
             info.add_metric([*base, t.frequency_label, *(t.labels.get(k, "") for k in label_keys)], 1.0)
             for stream in target.streams.values():
                 labels = [*base, stream.name]
-                for name, value in stream.values.items():
+                for name, value in fresh_values(stream, now, stale_after).items():
                     reading.add_metric([*labels, name], value)
-                for name, text in stream.info.items():
+                for name, text in fresh_info(stream, now, stale_after).items():
                     reading_info.add_metric([*labels, name, text], 1.0)
                 if stream.last_ts is not None:
                     last_ts.add_metric(labels, stream.last_ts)

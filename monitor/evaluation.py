@@ -31,7 +31,7 @@ import structlog
 from monitor.alertmanager import AlertmanagerNotifier, OutgoingAlert
 from monitor.ebfleet import EbMonitor
 from monitor.migrations import MigrationMonitor
-from monitor.pipeline import Pipeline, StreamState, TargetState
+from monitor.pipeline import Pipeline, StreamState, TargetState, fresh_info, fresh_values
 from monitor.settings import Settings
 from monitor.wire import Batch, Payload, Readings, SampleBlock
 from probes.workers import AudioSettings, Measurements, ProbeWorkers, TargetSpec
@@ -184,7 +184,7 @@ class Evaluator:
             measurements = self.workers.evaluate(taken, now)
         self.measurements = measurements
         self._log_closed_silences()
-        views = self._views(measurements)
+        views = self._views(measurements, now)
         views += self.migrations.views(self.pipeline, now, wall)
         if self.eb is not None:
             views += self.eb.evaluate(wall, now)
@@ -212,16 +212,17 @@ class Evaluator:
         self.progress = self._mono()
         return transitions
 
-    def _views(self, measurements: dict[str, Measurements]) -> list[TargetView]:
+    def _views(self, measurements: dict[str, Measurements], now: float) -> list[TargetView]:
         station = self.settings.station.name
+        stale_after = self.settings.probes.readings_stale_after
         views = []
         for name, target in self.pipeline.targets.items():
             t = target.settings
             values: dict[str, float | str | None] = {}
             last_seen: float | None = None
             for stream in target.streams.values():
-                values.update(stream.values)
-                values.update(stream.info)
+                values.update(fresh_values(stream, now, stale_after))
+                values.update(fresh_info(stream, now, stale_after))
                 if stream.last_rx is not None and (last_seen is None or stream.last_rx > last_seen):
                     last_seen = stream.last_rx
             values.update(measurements.get(name, {}))

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from monitor.pipeline import Pipeline, StreamState
+from monitor.pipeline import Pipeline, StreamState, fresh_info, fresh_values
 from monitor.settings import MigrationSettings, Settings
 from probes.identity import EnvelopeTracker, IdentityResult, compare, parse_identifier, parse_pi
 from probes.migration import MigrationPlan, Phase, phase, seconds_to_cutover
@@ -119,20 +119,15 @@ class MigrationMonitor:
                                   measurements=m, last_seen=now))
         return out
 
-    def _fresh(self, stream: StreamState | None, now: float) -> bool:
-        return stream is not None and stream.last_rx is not None and \
-            now - stream.last_rx <= self.readings_stale_after
-
     def _rf(self, streams: Mapping[str, StreamState], now: float) -> float | None:
         stream = streams.get("rf")
-        if not self._fresh(stream, now):
+        if stream is None:
             return None
-        assert stream is not None
-        return stream.values.get("rf_level_dbuv")
+        return fresh_values(stream, now, self.readings_stale_after).get("rf_level_dbuv")
 
     def _info(self, streams: Mapping[str, StreamState], now: float) -> dict[str, str | float]:
         stream = streams.get("rf")
-        if not self._fresh(stream, now):
+        if stream is None:
             return {}
-        assert stream is not None
-        return {**stream.values, **stream.info}
+        return {**fresh_values(stream, now, self.readings_stale_after),
+                **fresh_info(stream, now, self.readings_stale_after)}

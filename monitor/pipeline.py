@@ -16,6 +16,7 @@ costs as little as possible:
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -57,6 +58,10 @@ class StreamState:
     #: Monotonic receive time of the last accepted message.
     last_rx: float | None = None
     values: dict[str, float] = field(default_factory=dict)
+    #: Monotonic receive time of each value: a reading a publisher stopped sending
+    #: (a receiver drops MER while unlocked) goes stale on its own (see fresh_values).
+    value_rx: dict[str, float] = field(default_factory=dict)
+    info_rx: dict[str, float] = field(default_factory=dict)
     info: dict[str, str] = field(default_factory=dict)
     accepted: int = 0
     gaps: int = 0
@@ -66,6 +71,19 @@ class StreamState:
     resets: int = 0
     #: Format of the last sample block (rate, channels), for audio streams.
     block_format: tuple[int, int] | None = None
+
+
+def fresh_values(stream: StreamState, now: float, max_age: float) -> dict[str, float]:
+    """The stream's readings received within ``max_age`` seconds of ``now`` (monotonic):
+    a value its publisher stopped sending is unknown, never frozen at its last level."""
+    rx = stream.value_rx
+    return {k: v for k, v in stream.values.items() if now - rx.get(k, -math.inf) <= max_age}
+
+
+def fresh_info(stream: StreamState, now: float, max_age: float) -> dict[str, str]:
+    """Like :func:`fresh_values`, for identities (RDS PI, service id...)."""
+    rx = stream.info_rx
+    return {k: v for k, v in stream.info.items() if now - rx.get(k, -math.inf) <= max_age}
 
 
 @dataclass(slots=True)
@@ -199,7 +217,7 @@ class Pipeline:
             stream.resets += 1
             log.info("sequence reset (publisher restarted?)", target=target.settings.name,
                      stream=stream.name, seq=decoded.seq)
-        if not self._store(stream, decoded, topic):
+        if not self._store(stream, decoded, topic, rx):
             return
         stream.accepted += 1
         stream.last_rx = rx
@@ -226,7 +244,7 @@ class Pipeline:
         sink.handle(where.endpoint, where.stream, decoded)
         self.stats.accepted()
 
-    def _store(self, stream: StreamState, decoded: Payload, topic: str) -> bool:
+    def _store(self, stream: StreamState, decoded: Payload, topic: str, rx: float) -> bool:
         if isinstance(decoded, SampleBlock):
             frames, channels = decoded.samples.shape
             end = decoded.ts + frames / decoded.rate
@@ -248,7 +266,9 @@ class Pipeline:
             end = decoded.ts
             if stream.last_ts is None or end >= stream.last_ts:
                 values.update(decoded.values)
+                stream.value_rx.update(dict.fromkeys(decoded.values, rx))
                 stream.info.update(decoded.info)
+                stream.info_rx.update(dict.fromkeys(decoded.info, rx))
                 stream.last_ts = end
             return True
         assert isinstance(decoded, Batch)
@@ -257,6 +277,8 @@ class Pipeline:
         if stream.last_ts is None or end >= stream.last_ts:
             for key, arr in decoded.values.items():
                 values[key] = float(arr[-1])
+                stream.value_rx[key] = rx
             stream.info.update(decoded.info)
+            stream.info_rx.update(dict.fromkeys(decoded.info, rx))
             stream.last_ts = end
         return True

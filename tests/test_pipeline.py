@@ -133,6 +133,7 @@ def _scrape(pipe: Pipeline) -> str:
 def test_collector_exposes_only_configured_targets(pipe: Pipeline) -> None:
     send(pipe, "anbo/teststation/fm-97.5/rf", encode_readings(NOW, 1, {"rf_level_dbuv": 61.5}))
     pipe.targets["fm-97.5"].streams["rf"].last_rx = 90.0
+    pipe.targets["fm-97.5"].streams["rf"].value_rx["rf_level_dbuv"] = 90.0  # received 10 s ago
     for i in range(200):
         send(pipe, f"anbo/teststation/rogue-{i}/rf", encode_readings(NOW, 1, {"rf_level_dbuv": 1.0}))
     text = _scrape(pipe)
@@ -216,3 +217,18 @@ def test_publisher_restart_is_a_reset_not_duplicates(pipe: Pipeline) -> None:
     s = pipe.targets["tx-a"].streams["status"]
     assert (s.resets, s.duplicates, s.accepted) == (1, 0, 55)
     assert s.values["forward_power_w"] == 2.0
+
+
+def test_a_reading_the_publisher_stopped_sending_goes_stale(pipe: Pipeline) -> None:
+    from monitor.pipeline import fresh_info, fresh_values
+
+    topic = "anbo/teststation/dtv-ds21/rf"
+    pipe.handle(topic, encode_readings(NOW, 1, {"rf_level_dbuv": 60.0, "mer_db": 34.0},
+                                       info={"service_id": "101"}), None, None, 10.0)
+    # The receiver loses lock: it keeps sending the RF level, no longer MER or ids.
+    for i in range(2, 40):
+        pipe.handle(topic, encode_readings(NOW + i, i, {"rf_level_dbuv": 20.0}), None, None, 10.0 + i)
+    stream = pipe.targets["dtv-ds21"].streams["rf"]
+    assert fresh_values(stream, now=49.0, max_age=30.0) == {"rf_level_dbuv": 20.0}
+    assert fresh_info(stream, now=49.0, max_age=30.0) == {}
+    assert fresh_values(stream, now=30.0, max_age=30.0)["mer_db"] == 34.0  # still within the window
