@@ -223,8 +223,11 @@ class Evaluator:
             for stream in target.streams.values():
                 values.update(fresh_values(stream, now, stale_after))
                 values.update(fresh_info(stream, now, stale_after))
-                if stream.last_rx is not None and (last_seen is None or stream.last_rx > last_seen):
-                    last_seen = stream.last_rx
+                if stream.last_rx is not None:
+                    # Per stream, once seen: AudioLost when only the audio stops.
+                    values[f"{stream.name}_age_seconds"] = max(0.0, now - stream.last_rx)
+                    if last_seen is None or stream.last_rx > last_seen:
+                        last_seen = stream.last_rx
             values.update(measurements.get(name, {}))
             labels = {**t.labels, "station": station, "target": name, "kind": t.kind.value,
                       "service": t.service}
