@@ -24,7 +24,7 @@ from monitor.settings import AlertmanagerSettings, ConfigError, LoadedSettings, 
 from monitor.simulator.eb import endpoint_id
 from monitor.simulator.publisher import Publisher
 from monitor.simulator.scenario import Scenario, ScenarioError, region_id, resolve_scenario, scenario_problems
-from monitor.simulator.station import SimOptions, StationSimulator
+from monitor.simulator.station import Protocol, SimOptions, StationSimulator
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -46,7 +46,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="print events as lines instead of the live view (automatic off a terminal)")
 
 
-def _demo_settings(args: argparse.Namespace, url: str, protocol: str, metrics: str,
+def _demo_settings(args: argparse.Namespace, url: str, protocol: Protocol, metrics: str,
                    state: Path) -> LoadedSettings:
     if args.config is not None:
         loaded = load_settings(args.config)
@@ -102,6 +102,7 @@ async def _demo(args: argparse.Namespace, scenario: Scenario) -> int:
     console = Console(stderr=False)
     view = console.is_terminal and not args.no_view
     broker: EmbeddedBroker | None = None
+    protocol: Protocol
     if args.mqtt_url is None:
         broker = EmbeddedBroker()
         await broker.start()
@@ -143,8 +144,8 @@ async def _demo(args: argparse.Namespace, scenario: Scenario) -> int:
             try:
                 await asyncio.wait_for(daemon.ready.wait(), 30)
                 sim = StationSimulator(loaded.settings, scenario,
-                                       SimOptions(start=time.time(), protocol=protocol))  # type: ignore[arg-type]
-                publisher = Publisher(url, protocol=protocol, client_id="anbo-demo-simulator")  # type: ignore[arg-type]
+                                       SimOptions(start=time.time(), protocol=protocol))
+                publisher = Publisher(url, protocol=protocol, client_id="anbo-demo-simulator")
                 publisher_task = asyncio.create_task(publisher.run(sim.messages(until=duration)))
                 if not view:
                     print(header, flush=True)
