@@ -21,9 +21,8 @@ from monitor.demo.broker import EmbeddedBroker, free_port
 from monitor.demo.view import EventLog, render
 from monitor.logs import configure_logging
 from monitor.settings import AlertmanagerSettings, ConfigError, LoadedSettings, load_settings
-from monitor.simulator.eb import endpoint_id
 from monitor.simulator.publisher import Publisher
-from monitor.simulator.scenario import Scenario, ScenarioError, region_id, resolve_scenario, scenario_problems
+from monitor.simulator.scenario import Scenario, ScenarioError, resolve_scenario, scenario_problems
 from monitor.simulator.station import Protocol, SimOptions, StationSimulator
 
 
@@ -69,13 +68,10 @@ def _demo_settings(args: argparse.Namespace, url: str, protocol: Protocol, metri
 
 
 def _with_eb_inventory(loaded: LoadedSettings, scenario: Scenario, path: Path) -> LoadedSettings:
-    """An endpoint inventory matching the scenario's simulated fleet (regions r01, r02...)."""
-    n, regions = scenario.eb.endpoints, max(1, scenario.eb.regions)
-    lines = ["id,name,county,township"]
-    for i in range(n):
-        r = i % regions
-        lines.append(f"{endpoint_id(r, i + 1)},village loudspeaker {i + 1},{region_id(r)},{region_id(r)}")
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    """An endpoint inventory of the scenario's simulated fleet (regions r01, r02... at county level)."""
+    fleet = StationSimulator(loaded.settings, scenario,
+                             SimOptions(start=time.time(), audio_targets=frozenset())).eb
+    path.write_text(fleet.inventory_csv(), encoding="utf-8")
     s = loaded.settings
     eb = s.eb.model_copy(update={"inventory": [path], "region_level": "county"})
     return LoadedSettings(settings=s.model_copy(update={"eb": eb}), path=loaded.path,
