@@ -31,13 +31,13 @@ import numpy as np
 import scipy.signal
 from numpy.typing import NDArray
 
+from probes import _kernels
 from probes._util import (
     DB_FLOOR,
     BlockContinuity,
     Debounced,
     Debouncer,
     DetectionState,
-    amplitude_db,
     check_block,
     power_db,
 )
@@ -66,10 +66,6 @@ __all__ = [
     "spectral_features",
 ]
 
-#: Below this share of the two channels' summed energy, the fast stereo energy split
-#: (see :func:`_channel_energy`) is recomputed exactly, so a silent channel next to a loud
-#: one still reads its true level.
-_SPLIT_EXACT_BELOW: Final = 2e-3
 #: Frames per row in the wide per-column sums of :func:`dc_offset`.
 _WIDE: Final = 4096
 
@@ -89,68 +85,28 @@ def _prepare(samples: NDArray[np.floating]) -> NDArray[Float]:
     return x
 
 
-def _complex_view(v: NDArray[Float]) -> NDArray[np.complexfloating]:
-    """View interleaved stereo ``[L0, R0, L1, R1, …]`` as complex ``L + iR``."""
-    return v.view(np.complex64 if v.dtype == np.float32 else np.complex128)
+def _frame_stats(
+    x: NDArray[Float], head: int, frame_len: int
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """Per-segment ``Σx²`` and the block's ``Σx²`` and peak power, per channel, in one pass.
 
-
-def _exact_channel_energy(x: NDArray[Float]) -> NDArray[np.float64]:
-    """Per-column sum of squares, one BLAS dot per column."""
-    return np.array([float(np.dot(x[:, k], x[:, k])) for k in range(x.shape[1])])
-
-
-def _channel_energy(x: NDArray[Float]) -> NDArray[np.float64]:
-    """Per-column sum of squares of a C-contiguous ``(frames, channels)`` block.
-
-    Stereo uses two contiguous BLAS passes instead of two strided ones: seen as complex
-    numbers ``z = L + iR``, ``Σ|z|² = ΣL² + ΣR²`` and ``Re Σz² = ΣL² − ΣR²``. When one
-    channel is far below the other (cancellation), the split is redone exactly.
+    ``x`` is C-contiguous ``(n, channels)``. Returns ``(sums, totals)``: rows of ``sums``
+    are 0 = the first ``head`` frames, 1…m = the ``m = (n − head) // frame_len`` whole
+    frames that follow, m + 1 = the remainder; ``totals[0]`` is the whole block's ``Σx²``
+    and ``totals[1]`` its peak power ``max x²``. The compiled kernel
+    (``probes/_kernels.c``) reads each sample once, where numpy needs a pass per
+    statistic and strided passes to split the channels.
     """
     n, c = x.shape
-    if n == 0:
-        return np.zeros(c)
-    v = x.reshape(-1)
-    if c == 1:
-        return np.array([float(np.dot(v, v))])
-    if c == 2:
-        z = _complex_view(v)
-        return _split_stereo(float(np.dot(v, v)), complex(np.dot(z, z)).real, x)
-    energy: NDArray[np.float64] = np.einsum("ij,ij->j", x, x, dtype=np.float64)
-    return energy
+    sums = np.empty(((n - head) // frame_len + 2, c))
+    totals = np.empty((2, c))
+    _kernels.frame_stats(x, c, head, frame_len, sums, totals)
+    return sums, totals
 
 
-def _split_stereo(total: float, diff: float, x: NDArray[Float]) -> NDArray[np.float64]:
-    """``[ΣL², ΣR²]`` from ``ΣL²+ΣR²`` and ``ΣL²−ΣR²``, exact fallback on cancellation."""
-    if total - abs(diff) < _SPLIT_EXACT_BELOW * total:
-        return _exact_channel_energy(x)
-    return np.array([0.5 * (total + diff), 0.5 * (total - diff)])
-
-
-def _channel_peak(x: NDArray[Float]) -> NDArray[np.float64]:
-    """Per-column ``max|x|`` of a C-contiguous block, with contiguous (SIMD) reductions.
-
-    Reducing a ``(frames, 2)`` array along axis 0 makes numpy step through it two values
-    at a time (~100× slower than a contiguous reduction). Instead, the interleaved
-    samples are viewed as about a dozen rows of ``r`` frames, reduced element-wise down
-    the rows (contiguous, vectorised); only the resulting row of ``r`` interleaved values
-    is split by channel.
-    """
-    n, c = x.shape
-    v = x.reshape(-1)
-    if c == 1:
-        return np.array([max(float(v.max()), -float(v.min()))])
-    width = min(max(n // 12, 256), 2048) * c
-    rows = v.shape[0] // width
-    rest = v[rows * width :]
-    if rows:
-        wide = v[: rows * width].reshape(rows, width)
-        row = np.maximum(wide.max(axis=0), -wide.min(axis=0))
-        if rest.shape[0]:
-            k = rest.shape[0]
-            row[:k] = np.maximum(row[:k], np.abs(rest))
-    else:
-        row = np.abs(rest)
-    return np.array([float(row[k::c].max()) for k in range(c)])
+def _channel_stats(x: NDArray[Float]) -> NDArray[np.float64]:
+    """``[Σx², max x²]`` per channel of a C-contiguous ``(frames, channels)`` block."""
+    return _frame_stats(x, x.shape[0], 1)[1]
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,7 +122,7 @@ def rms_dbfs(samples: NDArray[np.floating], floor_db: float = DB_FLOOR) -> NDArr
     x = _prepare(samples)
     if x.shape[0] == 0:
         raise ValueError("empty audio block")
-    return power_db(_channel_energy(x) / x.shape[0], floor_db)
+    return power_db(_channel_stats(x)[0] / x.shape[0], floor_db)
 
 
 def peak_dbfs(samples: NDArray[np.floating], floor_db: float = DB_FLOOR) -> NDArray[np.float64]:
@@ -174,7 +130,7 @@ def peak_dbfs(samples: NDArray[np.floating], floor_db: float = DB_FLOOR) -> NDAr
     x = _prepare(samples)
     if x.shape[0] == 0:
         raise ValueError("empty audio block")
-    return amplitude_db(_channel_peak(x), floor_db)
+    return power_db(_channel_stats(x)[1], floor_db)
 
 
 def block_levels(samples: NDArray[np.floating], floor_db: float = DB_FLOOR) -> BlockLevels:
@@ -182,10 +138,10 @@ def block_levels(samples: NDArray[np.floating], floor_db: float = DB_FLOOR) -> B
     x = _prepare(samples)
     if x.shape[0] == 0:
         raise ValueError("empty audio block")
-    return BlockLevels(
-        rms_dbfs=power_db(_channel_energy(x) / x.shape[0], floor_db),
-        peak_dbfs=amplitude_db(_channel_peak(x), floor_db),
-    )
+    totals = _channel_stats(x)
+    totals[0] /= x.shape[0]
+    db = power_db(totals, floor_db)
+    return BlockLevels(rms_dbfs=db[0], peak_dbfs=db[1])
 
 
 def frame_rms_dbfs(
@@ -198,10 +154,8 @@ def frame_rms_dbfs(
     x = _prepare(samples)
     if frame_len < 1:
         raise ValueError(f"frame length must be >= 1 sample, got {frame_len}")
-    m = x.shape[0] // frame_len
-    f = x[: m * frame_len].reshape(m, frame_len, x.shape[1])
-    energy = np.einsum("fkc,fkc->fc", f, f, dtype=np.float64)
-    return power_db(energy / frame_len, floor_db)
+    sums, _ = _frame_stats(x, 0, frame_len)
+    return power_db(sums[1:-1] / frame_len, floor_db)
 
 
 def clipping_ratio(samples: NDArray[np.floating], threshold: float = 0.999) -> NDArray[np.float64]:
@@ -269,7 +223,7 @@ def level_imbalance_db(
     a, b = _pairs(x, left, right)
     if x.shape[0] == 0:
         raise ValueError("empty audio block")
-    levels = power_db(_channel_energy(x) / x.shape[0], floor_db)
+    levels = power_db(_channel_stats(x)[0] / x.shape[0], floor_db)
     out: NDArray[np.float64] = levels[a] - levels[b]
     return out
 
@@ -287,7 +241,7 @@ def channel_correlation(
     """
     x = _prepare(samples)
     a, b = _pairs(x, left, right)
-    energy = _exact_channel_energy(x)
+    energy = _channel_stats(x)[0]
     cross = np.array([float(np.dot(x[:, i], x[:, j])) for i, j in zip(a, b, strict=True)])
     denom = np.sqrt(energy[a] * energy[b])
     safe = np.where(denom > 0.0, denom, 1.0)
@@ -355,9 +309,9 @@ def _first_completion(mask: NDArray[np.bool_], carried: int, need: int) -> tuple
     m = mask.shape[0]
     if m == 0:
         return -1, carried
-    if not mask.any():
+    if not mask[mask.argmax()]:  # no True at all (argmax: the cheapest test for small masks)
         return -1, 0
-    first_false = int(np.argmin(mask))
+    first_false = int(mask.argmin())
     if mask[first_false]:  # all True
         j = max(need - carried - 1, 0)
         return (j, 0) if j < m else (-1, carried + m)
@@ -426,6 +380,7 @@ class SilenceDetector:
         self.off_s = float(off_s)
         self.frame_s = float(frame_s)
         self.floor_db = float(floor_db)
+        self._floor_power = 10.0 ** (self.floor_db / 10.0)
         self._continuity = BlockContinuity(gap_tolerance_s)
         self._configure(48000, 1)
         self._reset_stream()
@@ -439,12 +394,9 @@ class SilenceDetector:
         frame_dur = self._frame_len / rate
         self._on_frames = max(1, math.ceil(self.on_s / frame_dur - 1e-9))
         self._off_frames = max(1, math.ceil(self.off_s / frame_dur - 1e-9))
-        # Frames are scored by their loudest channel's energy (sum of squares), times 2
-        # for stereo, where the score is Σ|z|² + |Re Σz²| (see _score_frames).
-        scale = self._frame_len * (2.0 if channels == 2 else 1.0)
-        self._quiet_below = scale * 10.0 ** (self.on_dbfs / 10.0)
-        self._loud_from = scale * 10.0 ** (self.off_dbfs / 10.0)
-        self._score_scale = scale / self._frame_len
+        # Frames are scored by their loudest channel's energy (sum of squares).
+        self._quiet_below = self._frame_len * 10.0 ** (self.on_dbfs / 10.0)
+        self._loud_from = self._frame_len * 10.0 ** (self.off_dbfs / 10.0)
 
     def _reset_stream(self) -> None:
         self._state = DetectionState.UNKNOWN
@@ -511,33 +463,34 @@ class SilenceDetector:
         # Frames completed in this block: the carried partial frame (if completed here),
         # then whole frames; a trailing remainder is carried to the next block.
         head = min(fl - self._partial_len, n) if self._partial_len else 0
-        m = (n - head) // fl
-        body_end = head + m * fl
-        energy = np.zeros(c)
-        scores: NDArray[np.floating] | None = None
+        sums, totals = _frame_stats(x, head, fl)
+        m = sums.shape[0] - 2
+        scores: NDArray[np.float64] | None = None
         self._i0 = 0
         if head:
-            head_e = _channel_energy(x[:head])
-            energy += head_e
-            self._partial_energy = self._partial_energy + head_e
+            self._partial_energy = self._partial_energy + sums[0]
             self._partial_len += head
             if self._partial_len == fl:
                 self._partial_len = 0
                 self._i0 = 1
                 self._carried_start = self._partial_start
-                scores = np.array([self._partial_energy.max() * self._score_scale])
+                scores = np.array([self._partial_energy.max()])
         if m:
-            body_scores, body_e = self._score_frames(x[head:body_end], m)
-            energy += body_e
+            # A frame's score is its loudest channel's energy.
+            if c == 1:
+                body_scores = sums[1:-1, 0]
+            elif c == 2:
+                body_scores = np.maximum(sums[1:-1, 0], sums[1:-1, 1])
+            else:
+                body_scores = sums[1:-1].max(axis=1)
             scores = body_scores if scores is None else np.concatenate([scores, body_scores])
+        body_end = head + m * fl
         if body_end < n:
-            tail_e = _channel_energy(x[body_end:])
-            energy += tail_e
             if self._partial_len == 0:
                 self._partial_start = ts + body_end / rate
-                self._partial_energy = tail_e
+                self._partial_energy = sums[-1]
             else:
-                self._partial_energy = self._partial_energy + tail_e
+                self._partial_energy = self._partial_energy + sums[-1]
             self._partial_len += n - body_end
 
         if scores is not None:
@@ -546,10 +499,13 @@ class SilenceDetector:
             closed += self._advance(scores)
             self._evaluated_until = self._frame_start(scores.shape[0] - 1) + fl / rate
 
-        # RMS and peak as powers, through one log10 call.
-        peak = _channel_peak(x)
-        db = power_db(np.concatenate((energy / n, peak * peak)), self.floor_db)
-        levels = BlockLevels(rms_dbfs=db[:c], peak_dbfs=db[c:])
+        # RMS and peak as powers, through one log10 call, in place.
+        totals[0] /= n
+        db = totals
+        np.maximum(db, self._floor_power, out=db)
+        np.log10(db, out=db)
+        db *= 10.0
+        levels = BlockLevels(rms_dbfs=db[0], peak_dbfs=db[1])
         return SilenceUpdate(
             state=self._state,
             closed=closed,
@@ -566,28 +522,6 @@ class SilenceDetector:
         if i < self._i0:
             return self._carried_start
         return self._ts + (self._head + (i - self._i0) * self._frame_len) / self._rate
-
-    def _score_frames(self, body: NDArray[Float], m: int) -> tuple[NDArray[np.floating], NDArray[np.float64]]:
-        """Score ``m`` whole frames (loudest channel's Σx², ×2 for stereo); per-channel Σx²."""
-        c = body.shape[1]
-        fl = self._frame_len
-        if c > 2:
-            f = body.reshape(m, fl, c)
-            e = np.einsum("fkc,fkc->fc", f, f, dtype=np.float64)
-            return e.max(axis=1), e.sum(axis=0)
-        rows = body.reshape(m, 1, fl * c)
-        # Batched vector dot products (BLAS): per-frame Σx² over all channels.
-        total = np.matmul(rows, rows.reshape(m, fl * c, 1)).reshape(m)
-        if c == 1:
-            return total, np.array([total.sum(dtype=np.float64)])
-        # Stereo as complex z = L + iR: per frame, Re Σz² = ΣL² − ΣR², so twice the
-        # loudest channel's energy is Σ|z|² + |Re Σz²|, without any strided pass.
-        zr = _complex_view(body.reshape(-1)).reshape(m, 1, fl)
-        diff = np.matmul(zr, zr.reshape(m, fl, 1)).reshape(m).real
-        per_channel = _split_stereo(
-            float(total.sum(dtype=np.float64)), float(diff.sum(dtype=np.float64)), body
-        )
-        return total + np.abs(diff), per_channel
 
     def _advance(self, scores: NDArray[np.floating]) -> tuple[SilenceInterval, ...]:
         """Run the state machine over this block's frame scores; return closed silences."""
@@ -732,7 +666,7 @@ def spectral_features(
 
 
 def _loudest_rms_dbfs(x: NDArray[Float], floor_db: float) -> float:
-    return float(power_db(_channel_energy(x).max() / x.shape[0], floor_db))
+    return float(power_db(_channel_stats(x)[0].max() / x.shape[0], floor_db))
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,16 @@
+"""Type stub of the compiled one-pass audio kernel (probes/_kernels.c)."""
+
+from typing import Any
+
+from numpy.typing import NDArray
+
+def frame_stats(
+    samples: NDArray[Any],
+    channels: int,
+    head: int,
+    frame_len: int,
+    sums: NDArray[Any],
+    peaks: NDArray[Any],
+    /,
+) -> None:
+    """Per-segment, per-channel sums of squares (head, whole frames, tail) and per-channel peaks."""

@@ -1,0 +1,149 @@
+"""The compiled one-pass block kernel (probes/_kernels.c) against a float64 numpy reference."""
+
+from __future__ import annotations
+
+import importlib.util
+import shutil
+import subprocess
+import sysconfig
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from numpy.typing import NDArray
+
+from probes import _kernels
+from probes.audio import _channel_stats, _frame_stats
+
+
+def reference(x: NDArray[np.floating], head: int, fl: int) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """What frame_stats must compute, the slow obvious way."""
+    n, c = x.shape
+    m = (n - head) // fl
+    sq = x.astype(np.float64) ** 2
+    rows = [sq[:head].sum(axis=0)]
+    rows += [sq[head + i * fl : head + (i + 1) * fl].sum(axis=0) for i in range(m)]
+    rows.append(sq[head + m * fl :].sum(axis=0))
+    peak = np.abs(x).max(axis=0).astype(np.float64) if n else np.zeros(c)
+    return np.array(rows), np.stack([sq.sum(axis=0), peak * peak])
+
+
+def assert_close(x: NDArray[np.floating], head: int, fl: int) -> None:
+    sums, totals = _frame_stats(x, head, fl)
+    want_sums, want_totals = reference(x, head, fl)
+    assert sums.shape == want_sums.shape
+    # float32 lanes are flushed into float64 every 8192 samples: relative error < 3e-5
+    # (and exact zeros stay zero); float64 input is accumulated in float64.
+    rtol = 3e-5 if x.dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(sums, want_sums, rtol=rtol, atol=0.0)
+    np.testing.assert_allclose(totals[0], want_totals[0], rtol=rtol, atol=0.0)
+    # The peak power is the exact square of the peak sample.
+    np.testing.assert_array_equal(totals[1], want_totals[1])
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    dtype=st.sampled_from([np.float32, np.float64]),
+    channels=st.sampled_from([1, 2, 3, 4, 5, 6, 8, 16, 17]),
+    frames=st.integers(0, 3000),
+    head_share=st.floats(0.0, 1.0),
+    fl=st.integers(1, 700),
+    scale=st.sampled_from([1e-6, 1e-3, 1.0, 3.0]),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_matches_reference_for_any_layout(
+    dtype: type[np.floating], channels: int, frames: int, head_share: float, fl: int, scale: float, seed: int
+) -> None:
+    rng = np.random.default_rng(seed)
+    x = (rng.standard_normal((frames, channels)) * scale).astype(dtype)
+    assert_close(x, round(head_share * frames), fl)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_long_segments_span_several_flushes(dtype: type[np.floating]) -> None:
+    rng = np.random.default_rng(7)
+    x = rng.uniform(-1.0, 1.0, (48_000 * 3 + 17, 2)).astype(dtype)
+    assert_close(x, 5, 48_000)  # segments of 96 000 samples = 12 flushes each
+    assert_close(x, x.shape[0], 1)  # one segment of the whole block
+
+
+def test_quiet_channel_next_to_a_full_scale_one_keeps_its_own_level() -> None:
+    """Each channel has its own lanes: no cancellation between a loud and a silent channel."""
+    t = np.arange(48_000) / 48_000
+    x = np.stack([np.sin(2 * np.pi * 997 * t), 1e-5 * np.sin(2 * np.pi * 440 * t)], axis=1).astype(np.float32)
+    energy, peak_power = _channel_stats(x)
+    want = (x.astype(np.float64) ** 2).sum(axis=0)
+    np.testing.assert_allclose(energy, want, rtol=1e-5)
+    assert peak_power[1] == np.float64(np.abs(x[:, 1]).max()) ** 2
+
+
+def test_peak_is_exact_for_negative_and_extreme_values() -> None:
+    x = np.array([[0.5, -0.25], [-1.0, 0.125], [0.75, -3.0e38]], dtype=np.float32)
+    peak_power = _channel_stats(x)[1]
+    assert peak_power.tolist() == [1.0, float(np.float32(3.0e38)) ** 2]
+
+
+def test_nan_poisons_the_sum_of_its_segment_only() -> None:
+    x = np.ones((10, 1), dtype=np.float32)
+    x[3, 0] = np.nan
+    sums, totals = _frame_stats(x, 0, 5)
+    assert np.isnan(sums[1, 0]) and sums[2, 0] == 5.0 and sums[0, 0] == 0.0
+    assert np.isnan(totals[0, 0]) and totals[1, 0] == 1.0
+
+
+def test_bad_arguments_are_refused_with_clear_errors() -> None:
+    x = np.zeros((10, 2), dtype=np.float32)
+    sums, totals = np.empty((4, 2)), np.empty((2, 2))
+    _kernels.frame_stats(x, 2, 2, 4, sums, totals)  # (10 − 2) // 4 = 2 frames + head + tail
+    with pytest.raises(ValueError, match="sums must hold"):
+        _kernels.frame_stats(x, 2, 0, 3, sums, totals)  # 3 frames: 5 rows needed
+    with pytest.raises(ValueError, match="head"):
+        _kernels.frame_stats(x, 2, 11, 4, np.empty((2, 2)), totals)
+    with pytest.raises(ValueError, match="totals 2 x 2"):
+        _kernels.frame_stats(x, 2, 2, 4, sums, np.empty(2))
+    with pytest.raises(ValueError, match="frame_len >= 1"):
+        _kernels.frame_stats(x, 2, 0, 0, sums, totals)
+    with pytest.raises(ValueError, match="whole frames"):
+        _kernels.frame_stats(x, 3, 0, 4, sums, totals)
+    with pytest.raises(TypeError, match="float32 or float64"):
+        _kernels.frame_stats(x.astype(np.int16), 2, 2, 4, sums, totals)
+    with pytest.raises(TypeError, match="float64"):
+        _kernels.frame_stats(x, 2, 2, 4, sums.astype(np.float32), totals)
+    with pytest.raises(TypeError, match="C-contiguous"):
+        _kernels.frame_stats(np.zeros((10, 4), dtype=np.float32)[:, ::2], 2, 2, 4, sums, totals)
+    with pytest.raises(TypeError, match="writable"):
+        _kernels.frame_stats(x, 2, 2, 4, b"\0" * 64, totals)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"frame_stats\(samples"):
+        _kernels.frame_stats(x, 2)  # type: ignore[call-arg]
+
+
+def test_portable_build_matches_the_sse2_build(tmp_path: Path) -> None:
+    """The compare-and-select path used off x86-64, built here with ANBO_PORTABLE_SIMD."""
+    source = Path(_kernels.__file__).with_name("_kernels.c")
+    target = tmp_path / f"_kernels{sysconfig.get_config_var('EXT_SUFFIX')}"
+    include = sysconfig.get_paths()["include"]
+    gcc = shutil.which("gcc")
+    assert gcc, "gcc is needed to build probes/_kernels.c (scripts/setup installs it)"
+    subprocess.run(
+        [gcc, "-shared", "-fPIC", "-O3", "-std=c11", "-Wall", "-Wextra", "-Werror",
+         "-DANBO_PORTABLE_SIMD", f"-I{include}", str(source), "-o", str(target)],
+        check=True,
+    )  # fmt: skip
+    spec = importlib.util.spec_from_file_location("_kernels", target)
+    assert spec and spec.loader
+    portable = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(portable)
+    rng = np.random.default_rng(11)
+    for dtype in (np.float32, np.float64):
+        for channels in (1, 2, 3, 4):
+            x = (rng.standard_normal((5000, channels)) * 0.3).astype(dtype)
+            x[17, 0] = np.nan  # ignored by the peak in both builds
+            out = []
+            for module in (_kernels, portable):
+                sums, totals = np.empty((2 + 4990 // 480, channels)), np.empty((2, channels))
+                module.frame_stats(x, channels, 10, 480, sums, totals)
+                out.append((sums, totals))
+            np.testing.assert_array_equal(out[0][0], out[1][0])
+            np.testing.assert_array_equal(out[0][1], out[1][1])
