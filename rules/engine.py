@@ -98,7 +98,11 @@ class InhibitRule(BaseModel):
     """While a ``source`` alert fires, ``targets`` alerts with equal ``equal`` labels are not notified.
 
     ``source_severity`` / ``target_severity`` narrow either side to one severity (so a
-    critical variant can inhibit the warning variant of the same alert).
+    critical variant can inhibit the warning variant of the same alert). The inhibition
+    lasts ``hold`` beyond the source's resolution: consequences clear after their cause
+    (the audio alarms need a few seconds of programme after the carrier returns, the
+    quality alarms their own ``clear_for``), and must not be paged as new incidents in
+    between. A target still firing after the hold is notified then.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -108,6 +112,8 @@ class InhibitRule(BaseModel):
     equal: list[str] = Field(default_factory=lambda: ["target"])
     source_severity: Severity | None = None
     target_severity: Severity | None = None
+    #: how long the inhibition outlasts the source (the built-in packs' longest clear_for)
+    hold: Duration = 30.0
 
 
 def default_inhibit_rules() -> list[InhibitRule]:
@@ -142,6 +148,8 @@ def default_inhibit_rules() -> list[InhibitRule]:
                 targets=[name],
                 source_severity=Severity.CRITICAL,
                 target_severity=Severity.WARNING,
+                # Back from critical to warning is news, not a consequence clearing.
+                hold=0.0,
             )
         )
     return rules
@@ -380,6 +388,8 @@ class Engine:
         # (spec id) → target → instance; rules by uid, TelemetryLost, Flapping:<id>, MaintenanceOverrun
         self._instances: dict[str, dict[str, _Instance]] = {}
         self._flaps: dict[tuple[str, str], _Flap] = {}
+        #: resolved inhibit sources still holding their targets: (instance, resolved at)
+        self._released: list[tuple[_Instance, float]] = []
         self._in_maintenance: set[str] = set()
         self._views: dict[str, TargetView] = {}
         self._match_cache: tuple[tuple[Any, ...], list[NDArray[np.intp]]] | None = None
@@ -432,7 +442,7 @@ class Engine:
         self._step_flapping(events, now, wall)
         in_maintenance = self._maintenance_mask(tick, wall)
         self._step_overrun(tick, in_maintenance, now, wall, events)
-        self._suppress(tick, in_maintenance)
+        self._suppress(tick, in_maintenance, events, now)
         return self._finalize(events)
 
     def active(self) -> list[Alert]:
@@ -788,19 +798,27 @@ class Engine:
                 inst.facts = {"alerts": ", ".join(unique) + (" is" if len(unique) == 1 else " are")}
         self._in_maintenance = {name for i, name in enumerate(tick.names) if in_maintenance[i]}
 
-    def _suppress(self, tick: _Tick, in_maintenance: NDArray[np.bool_]) -> None:
+    def _suppress(
+        self, tick: _Tick, in_maintenance: NDArray[np.bool_], events: Sequence[_Event], now: float
+    ) -> None:
         """Recompute every active alert's suppression reason."""
         active = list(self._all_instances())
-        sources: dict[str, list[_Instance]] = {}
+        sources: dict[str, list[tuple[_Instance, float]]] = {}
         for inst in active:
             if inst.state is AlertState.FIRING:
-                sources.setdefault(inst.spec.alertname, []).append(inst)
+                sources.setdefault(inst.spec.alertname, []).append((inst, math.inf))
+        # Sources that resolved recently keep inhibiting for their rule's hold.
+        self._released += [(ev.inst, now) for ev in events if ev.to_state is AlertState.RESOLVED]
+        longest = max((rule.hold for rule in self.config.inhibit_rules), default=0.0)
+        self._released = [(inst, t) for inst, t in self._released if now - t < longest]
+        for inst, resolved_at in self._released:
+            sources.setdefault(inst.spec.alertname, []).append((inst, resolved_at))
         for inst in active:
             reason: SuppressReason | None = None
             i = tick.index.get(inst.target)
             if inst.kind is not _Kind.OVERRUN and i is not None and in_maintenance[i]:
                 reason = SuppressReason.MAINTENANCE
-            elif self._inhibited(inst, sources):
+            elif self._inhibited(inst, sources, now):
                 reason = SuppressReason.INHIBITED
             elif inst.kind in (_Kind.RULE, _Kind.TELEMETRY):
                 flap = self._flaps.get(inst.key)
@@ -810,15 +828,18 @@ class Engine:
             if reason is not None and not inst.notified:
                 inst.held_reason = reason
 
-    def _inhibited(self, inst: _Instance, sources: Mapping[str, list[_Instance]]) -> bool:
+    def _inhibited(
+        self, inst: _Instance, sources: Mapping[str, list[tuple[_Instance, float]]], now: float
+    ) -> bool:
+        """Whether a firing source, or one resolved less than its rule's hold ago, inhibits ``inst``."""
         name = inst.spec.alertname
         for rule in self.config.inhibit_rules:
             if name not in rule.targets:
                 continue
             if rule.target_severity is not None and inst.spec.severity is not rule.target_severity:
                 continue
-            for src in sources.get(rule.source, ()):
-                if src is inst:
+            for src, resolved_at in sources.get(rule.source, ()):
+                if src is inst or now - resolved_at >= rule.hold:
                     continue
                 if rule.source_severity is not None and src.spec.severity is not rule.source_severity:
                     continue

@@ -293,15 +293,48 @@ def test_carrier_loss_inhibits_dead_air_on_the_same_target() -> None:
     dead = next(a for a in d.engine.active() if a.alertname == "DeadAir")
     assert dead.state is AlertState.FIRING and not dead.notify and dead.reason is SuppressReason.INHIBITED
 
-    # carrier back, programme still silent: DeadAir must now be delivered, with its original start
+    # carrier back, programme still silent: held for the inhibit rule's hold (30 s) ...
     out = d.tick(5, fm(5, rf_level_dbuv=60.0, silence=1.0))
+    assert [(t.alertname, t.to_state.value, t.notify) for t in out] == [("CarrierLoss", "resolved", True)]
+    out = d.tick(34, fm(34, rf_level_dbuv=60.0, silence=1.0))
+    assert out == []
+    # ... then, still silent, DeadAir is an incident of its own: delivered with its original start
+    out = d.tick(35, fm(35, rf_level_dbuv=60.0, silence=1.0))
     got2 = {t.alertname: (t.from_state.value, t.to_state.value, t.notify, t.starts_at) for t in out}
-    assert got2 == {
-        "CarrierLoss": ("firing", "resolved", True, WALL0),
-        "DeadAir": ("firing", "firing", True, WALL0),
-    }
-    out = d.tick(8, fm(8, rf_level_dbuv=60.0, silence=0.0))
+    assert got2 == {"DeadAir": ("firing", "firing", True, WALL0)}
+    out = d.tick(38, fm(38, rf_level_dbuv=60.0, silence=0.0))
     assert [(t.alertname, t.to_state.value, t.notify) for t in out] == [("DeadAir", "resolved", True)]
+
+
+def test_consequences_that_clear_soon_after_their_cause_are_never_notified() -> None:
+    """The audio returns a few seconds after the carrier: no DeadAir page in between."""
+    d = Driver(rules_from(CARRIER_AND_AUDIO))
+    d.tick(0, fm(0, rf_level_dbuv=5.0, silence=1.0))
+    out = d.tick(5, fm(5, rf_level_dbuv=60.0, silence=1.0))
+    assert [(t.alertname, t.notify) for t in out] == [("CarrierLoss", True)]
+    out = d.tick(12, fm(12, rf_level_dbuv=60.0, silence=0.0))
+    assert [(t.alertname, t.to_state.value, t.notify, t.reason) for t in out] == [
+        ("DeadAir", "resolved", False, SuppressReason.INHIBITED)
+    ]
+
+
+def test_a_consequence_firing_during_the_hold_waits_for_it() -> None:
+    d = Driver(rules_from(CARRIER_AND_AUDIO))
+    d.tick(0, fm(0, rf_level_dbuv=5.0, silence=0.0))
+    d.tick(5, fm(5, rf_level_dbuv=60.0, silence=0.0))  # CarrierLoss resolved at 5
+    out = d.tick(10, fm(10, rf_level_dbuv=60.0, silence=1.0))
+    assert [(t.alertname, t.notify, t.reason) for t in out] == [("DeadAir", False, SuppressReason.INHIBITED)]
+    out = d.tick(35, fm(35, rf_level_dbuv=60.0, silence=1.0))
+    assert [(t.alertname, t.to_state.value, t.notify) for t in out] == [("DeadAir", "firing", True)]
+
+
+def test_hold_is_per_inhibit_rule() -> None:
+    rule = InhibitRule(source="CarrierLoss", targets=["DeadAir"], hold=0.0)
+    d = Driver(rules_from(CARRIER_AND_AUDIO), EngineConfig(inhibit_rules=[rule]))
+    d.tick(0, fm(0, rf_level_dbuv=5.0, silence=1.0))
+    out = d.tick(5, fm(5, rf_level_dbuv=60.0, silence=1.0))
+    got = {t.alertname: (t.to_state.value, t.notify) for t in out}
+    assert got == {"CarrierLoss": ("resolved", True), "DeadAir": ("firing", True)}
 
 
 def test_an_inhibited_alert_resolves_silently() -> None:
