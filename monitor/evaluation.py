@@ -157,6 +157,7 @@ class Evaluator:
         engine = build_engine(settings)  # raises RuleFileError before anything changes
         snapshot = self.engine.snapshot()
         engine.restore(snapshot, self._mono(), self._wall(), tolerance=float("inf"))
+        engine.carry_history(self.engine)
         self.engine = engine
         self.settings = settings
         self.workers.reconfigure(self._specs(settings))

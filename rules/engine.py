@@ -943,6 +943,14 @@ class Engine:
 
     # ------------------------------------------------------------------ persistence
 
+    def carry_history(self, old: Engine) -> int:
+        """Take over ``old``'s history of windowed measurements (rules reloaded on SIGHUP).
+
+        Without it every ``avg_over``/``min_over``/``max_over``/``changes_over`` window
+        would start empty after a reload. Returns the number of samples carried.
+        """
+        return self._history.carry_over(old._history)
+
     def snapshot(self) -> dict[str, Any]:
         """JSON-serializable alert state as of the last evaluation (ages in seconds, wall times)."""
         now, wall = self._now, self._wall

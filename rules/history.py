@@ -124,6 +124,39 @@ class History:
             raise ValueError(f"unknown window function {func!r}")
         return out
 
+    def carry_over(self, old: History) -> int:
+        """Take over ``old``'s samples of the measurements both keep; return how many samples.
+
+        Used when the rules are reloaded (SIGHUP): a window that was half full stays
+        half full instead of starting empty. Measurements only ``old`` kept are dropped,
+        ones only this history keeps have no past; the samples are replayed in time order,
+        so the ring grows as it would have.
+        """
+        if self._count or not old._count or not set(self.names) & set(old.names):
+            return 0
+        targets = list(old._slots)
+        old_rows = np.array([old._slots[t] for t in targets], dtype=np.intp)
+        rows = self.rows_for(targets)
+        nothing = np.full(len(targets), np.nan)
+        order = old._columns(-np.inf)
+        for w in order:
+            columns: dict[str, Column] = {}
+            for name in self.names:
+                if name not in old._values:
+                    columns[name] = nothing
+                    continue
+                values = old._values[name][old_rows, w]
+                strings = old._strings.get(name)
+                if strings is None:
+                    columns[name] = values
+                else:
+                    col = strings[old_rows, w].copy()
+                    plain = col == None  # noqa: E711 (element-wise test of an object array)
+                    col[plain] = values[plain]
+                    columns[name] = col
+            self.sample(float(old._times[w]), rows, columns)
+        return len(order)
+
     # -- internals
 
     def _columns(self, since: float) -> NDArray[np.intp]:

@@ -626,6 +626,60 @@ def test_only_windowed_measurements_are_kept() -> None:
     assert d0.engine._history.names == ()
 
 
+def test_reloaded_rules_carry_the_window_history_over() -> None:
+    """SIGHUP rebuilds the engine: a half-full window stays half full (numbers and strings)."""
+    text = """\
+        groups:
+          - name: g
+            rules:
+              - {alert: AvgLow, expr: "avg_over(mer_db, 10s) < 20", annotations: {v: "{{ value }}"}}
+              - {alert: Changes, expr: "changes_over(rds_pi, 1m) >= 2"}
+        """
+    reloaded_text = """\
+        groups:
+          - name: g
+            rules:
+              - {alert: AvgLow, expr: "avg_over(mer_db, 10s) < 20", annotations: {v: "{{ value }}"}}
+              - {alert: Changes, expr: "changes_over(rds_pi, 1m) >= 2"}
+              - {alert: NewOne, expr: "max_over(c_n_db, 1m) < 0"}
+        """
+    mer = [30.0, 30.0, 10.0, 10.0, 10.0, 10.0, 10.0, 10.0]
+    pi = ["A", "B", "B", "B", "B", "A", "A", "A"]
+
+    def views(t: int) -> list[TargetView]:
+        return [view("a", last_seen=t, mer_db=mer[t], rds_pi=pi[t]), view("b", last_seen=t, mer_db=30.0)]
+
+    straight = Driver(rules_from(text))
+    for t in range(8):
+        straight.tick(t, *views(t))
+
+    d = Driver(rules_from(text))
+    for t in range(4):
+        d.tick(t, *views(t))
+    old = d.engine
+    d.engine = Engine(rules_from(reloaded_text))
+    d.engine.restore(old.snapshot(), 3.0, WALL0 + 3.0, tolerance=math.inf)
+    assert d.engine.carry_history(old) == 4
+    assert d.engine._history.names == ("c_n_db", "mer_db", "rds_pi")
+    for t in range(4, 8):
+        d.tick(t, *views(t))
+
+    def summary(engine: Engine) -> set[tuple[str, str, str, object]]:
+        return {(a.alertname, a.target, a.state.value, a.value) for a in engine.active()}
+
+    assert summary(d.engine) == summary(straight.engine)
+    avg = next(a for a in d.engine.active() if a.alertname == "AvgLow")
+    assert avg.value == pytest.approx(15.0)  # t = 0 … 7: (2 × 30 + 6 × 10) / 8
+    assert {a.alertname for a in d.engine.active()} == {"AvgLow", "Changes"}
+
+
+def test_nothing_to_carry_over_is_harmless() -> None:
+    windowed = Engine(rules_from("groups: [{name: g, rules: [{alert: A, expr: 'avg_over(x, 5s) > 1'}]}]"))
+    plain = Engine(one_rule("alert: A\nexpr: y > 1\n"))
+    assert windowed.carry_history(plain) == 0
+    assert plain.carry_history(windowed) == 0
+
+
 # --------------------------------------------------------------------------- snapshot / restore
 
 
