@@ -32,10 +32,12 @@ from monitor.simulator.accelerated import TransitionRecorder, counts_from, run_a
 from monitor.simulator.publisher import Publisher
 from monitor.simulator.scenario import (
     CarrierLoss,
+    Clipping,
     DeadAir,
     DtvLockLoss,
     DuplicateBlocks,
     Hiss,
+    PhaseReversal,
     ReorderedBlocks,
     Scenario,
     StuckTone,
@@ -72,7 +74,8 @@ def _needs_audio(scenario: Scenario, settings: Settings) -> frozenset[str]:
     wanted: set[str] = set()
     for f in scenario.timeline:
         target = str(getattr(f, "target", ""))
-        if isinstance(f, DeadAir | Hiss | StuckTone | CarrierLoss | DtvLockLoss) or (
+        in_audio = DeadAir | Hiss | StuckTone | Clipping | PhaseReversal | CarrierLoss | DtvLockLoss
+        if isinstance(f, in_audio) or (
                 isinstance(f, DuplicateBlocks | ReorderedBlocks) and f.stream == "audio") or (
                 isinstance(f, TelemetrySilence) and f.streams == ["audio"]):
             wanted.add(target)
@@ -115,7 +118,9 @@ def test_quiet_day_programme_on_every_service_raises_nothing(example: Settings) 
 @pytest.mark.parametrize("name", FAULT_SCENARIOS)
 def test_fault_scenario_raises_exactly_its_expected_alerts(example: Settings, name: str) -> None:
     scenario = load_scenario(bundled_scenarios()[name])
-    options = SimOptions(start=START, audio_rate=8000, audio_channels=1,
+    # Mono at 8 kHz keeps the runs quick; a polarity inversion needs both channels.
+    stereo = any(isinstance(f, PhaseReversal) for f in scenario.timeline)
+    options = SimOptions(start=START, audio_rate=8000, audio_channels=2 if stereo else 1,
                          audio_targets=_needs_audio(scenario, example))
     result = asyncio.run(run_accelerated(example, scenario, options))
     verdict = verify(scenario, result.episodes, result.count)

@@ -156,6 +156,19 @@ class StuckTone(_TargetFault):
     level_dbfs: float = Field(default=-18.0, ge=-50.0, le=-1.0, description="RMS level of the tone")
 
 
+class Clipping(_TargetFault):
+    """A gain stage turned up: the programme is driven into the converter's rails (±1.0)."""
+
+    fault: Literal["clipping"]
+    gain_db: float = Field(default=18.0, ge=3.0, le=40.0, description="Gain applied before the rails")
+
+
+class PhaseReversal(_TargetFault):
+    """One channel's polarity inverted (a miswired balanced line); needs stereo audio."""
+
+    fault: Literal["phase_reversal"]
+
+
 class CarrierLoss(_TargetFault):
     """The carrier is gone at the receiver: RF level drops, the receiver mutes (silence)."""
 
@@ -364,8 +377,9 @@ class EbDispatch(_EbFault):
 
 
 Fault = Annotated[
-    DeadAir | Hiss | StuckTone | CarrierLoss | LowRF | Overmodulation | PilotLoss | WrongRdsPi
-    | MerDegradation | DtvLockLoss | VswrSpike | PaOverTemperature | PowerDrop | TxFault
+    DeadAir | Hiss | StuckTone | Clipping | PhaseReversal | CarrierLoss | LowRF | Overmodulation
+    | PilotLoss | WrongRdsPi | MerDegradation | DtvLockLoss | VswrSpike | PaOverTemperature | PowerDrop
+    | TxFault
     | VacatedEmission | TelemetrySilence | DuplicateBlocks | ReorderedBlocks | MalformedPayloads
     | EbOffline | EbEndpointFault | EbDispatch,
     Field(discriminator="fault"),
@@ -379,7 +393,8 @@ _TX: Final = frozenset({TargetKind.TX})
 
 #: Fault kinds that act on a configured target → the target kinds they apply to.
 TARGET_FAULTS: Final[dict[str, frozenset[TargetKind]]] = {
-    "dead_air": _AUDIO, "hiss": _FM, "stuck_tone": _AUDIO, "carrier_loss": _AUDIO, "low_rf": _AUDIO,
+    "dead_air": _AUDIO, "hiss": _FM, "stuck_tone": _AUDIO, "clipping": _AUDIO, "phase_reversal": _AUDIO,
+    "carrier_loss": _AUDIO, "low_rf": _AUDIO,
     "overmodulation": _FM, "pilot_loss": _FM, "wrong_rds_pi": _FM, "mer_degradation": _DTV,
     "dtv_lock_loss": _DTV, "vswr_spike": _TX, "pa_over_temperature": _TX, "power_drop": _TX,
     "tx_fault": _TX, "telemetry_silence": _ALL, "duplicate_blocks": _ALL, "reordered_blocks": _ALL,

@@ -49,6 +49,7 @@ from monitor.simulator.eb import EbFleet
 from monitor.simulator.scenario import (
     MALFORMATIONS,
     CarrierLoss,
+    Clipping,
     DeadAir,
     DtvLockLoss,
     DuplicateBlocks,
@@ -62,6 +63,7 @@ from monitor.simulator.scenario import (
     MerDegradation,
     Overmodulation,
     PaOverTemperature,
+    PhaseReversal,
     PilotLoss,
     PowerDrop,
     ReorderedBlocks,
@@ -250,6 +252,8 @@ class _Audio:
                 0.15 if "music" in service else 0.5
             self.source = prog.Programme(self.rate, self.channels, seed=zlib.crc32(
                 f"{sim.seed}:{target.name}".encode()), talk_share=talk)
+        if self.channels < 2 and any(isinstance(f, PhaseReversal) for f in faults):
+            raise ValueError(f"{target.name}: a phase_reversal fault needs stereo audio (audio channels 2)")
         self.faults = faults
         self.rng = np.random.default_rng(_seed(sim.seed, target.name, "audio"))
         self.hiss_state = prog.HissState()
@@ -266,6 +270,12 @@ class _Audio:
                 x = prog.dead_air(self.rng, n, ch, f.level_dbfs)
             elif isinstance(f, StuckTone):
                 x = prog.tone(self.frame, n, ch, self.rate, f.frequency_hz, f.level_dbfs)
+        for f in faults:  # in the programme chain, after the source
+            if isinstance(f, Clipping):
+                x = np.clip(x * np.float32(10.0 ** (f.gain_db / 20.0)), -1.0, 1.0).astype(np.float32)
+            elif isinstance(f, PhaseReversal):
+                x = x.copy()
+                x[:, 1] = -x[:, 1]
         self.recent.append((float(np.max(np.abs(x))), float(np.mean(np.square(x, dtype=np.float64)))))
         for f in faults:  # at the receiver
             if isinstance(f, CarrierLoss | DtvLockLoss):

@@ -137,7 +137,7 @@ def test_all_problems_are_reported_at_once() -> None:
 def test_bundled_scenarios_load_and_fit_the_example_station(example: Settings) -> None:
     bundled = bundled_scenarios()
     assert {"quiet-day", "fm-faults", "dtv-faults", "transmitter-faults", "telemetry-faults",
-            "eb-faults", "demo"} <= set(bundled)
+            "eb-faults", "audio-faults", "demo"} <= set(bundled)
     kinds: set[str] = set()
     for path in bundled.values():
         sc = load_scenario(path)

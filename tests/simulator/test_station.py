@@ -23,6 +23,7 @@ from monitor.wire import (
     TopicParser,
     decode,
 )
+from probes.audio import clipping_ratio
 from tests.simulator.helpers import START, by_topic, decoded, simulate, station
 
 FM_KEYS = {"rf_level_dbuv", "freq_offset_khz", "peak_deviation_khz", "modulation_percent", "mpx_power_dbr",
@@ -155,6 +156,9 @@ CHANGES: dict[str, tuple[str, str, dict[str, object]]] = {
                               "rf": {"peak_deviation_khz", "modulation_percent", "mpx_power_dbr"}}),
     "stuck_tone": ("fm-a", "", {"audio": AUDIO,
                                 "rf": {"peak_deviation_khz", "modulation_percent", "mpx_power_dbr"}}),
+    "clipping": ("fm-a", "", {"audio": AUDIO,
+                              "rf": {"peak_deviation_khz", "modulation_percent", "mpx_power_dbr"}}),
+    "phase_reversal": ("fm-a", "", {"audio": AUDIO}),  # same levels: nothing else changes
     "hiss": ("fm-a", "", {"audio": AUDIO, "rf": FM_RF_LOST}),
     "carrier_loss": ("fm-a", "", {"audio": AUDIO, "rf": FM_RF_LOST}),
     "low_rf": ("fm-a", ", drop_db: 10", {"rf": {"rf_level_dbuv"}}),
@@ -264,6 +268,34 @@ timeline:
     # The tone continues in phase from block to block (no clicks).
     joined = np.concatenate(tone)
     assert np.max(np.abs(np.diff(joined))) < 2 * math.pi * 1000 / 48000 * 0.2
+
+
+def test_audio_of_programme_chain_faults(settings: Settings) -> None:
+    text = """\
+name: x
+duration: 6s
+timeline:
+  - {at: 1s, for: 5s, target: fm-a, fault: clipping, gain_db: 18}
+  - {at: 1s, for: 5s, target: fm-plain, fault: phase_reversal}
+"""
+    base = {(m.target, m.t): decoded(m) for m in simulate(settings, "name: x\nduration: 6s\n")}
+    for m in simulate(settings, text):
+        p = decoded(m)
+        if not isinstance(p, SampleBlock) or p.ts < START + 1.0:
+            continue
+        before = base[(m.target, m.t)]
+        assert isinstance(before, SampleBlock)
+        if m.target == "fm-a":  # pinned at the rails (int16 full scale) where it was loud
+            assert clipping_ratio(p.samples).min() > 0.01 and np.abs(p.samples).max() >= 0.999
+        elif m.target == "fm-plain":  # the same programme, right channel inverted
+            np.testing.assert_array_equal(p.samples[:, 0], before.samples[:, 0])
+            np.testing.assert_array_equal(p.samples[:, 1], -before.samples[:, 1])
+
+
+def test_phase_reversal_needs_stereo(settings: Settings) -> None:
+    text = "name: x\nduration: 4s\ntimeline:\n  - {at: 1s, for: 2s, target: fm-a, fault: phase_reversal}\n"
+    with pytest.raises(ValueError, match="fm-a: a phase_reversal fault needs stereo audio"):
+        simulate(settings, text, audio_channels=1)
 
 
 def test_telemetry_silence_removes_only_that_target(settings: Settings, calm: list[Message]) -> None:
