@@ -18,8 +18,11 @@ What runs, each in its own process, against a private Mosquitto on a free loopba
   2 % of the endpoints never report (offline), so 1 633 messages/s arrive; 0.5 % report
   a fault.
 - **receiver**: loads the endpoint inventory (a generated CSV, through
-  ``monitor.inventory``), subscribes with aiomqtt (MQTT v5 and QoS 1 by default, as the
-  daemon does; ``--protocol``/``--qos``/``--client paho`` to compare), and
+  ``monitor.inventory``), subscribes through the daemon's own ingest
+  (``monitor.ingest.MqttIngest``: aiomqtt with anbo's MQTT fast path ``monitor.mqttio``,
+  the bounded ``IngestQueue``, latency histogram; MQTT v5 and QoS 1 by default, as the
+  daemon does; ``--protocol``/``--qos`` to compare, ``--client aiomqtt`` for a plain
+  aiomqtt loop and ``--client paho`` for bare paho's network thread), and
   for every message parses the topic and decodes the payload with ``monitor.wire``,
   then queues the heartbeat. Every 1 s tick it applies the queued heartbeats and
   faults to a ``probes.eb.Fleet`` in one batch, evaluates the fleet and builds the
@@ -30,12 +33,16 @@ Printed: the receiver's CPU share of one core (``process_time / wall`` over the 
 window, after a warm-up that starts with the first message), split into anbo's per-message
 handler and the rest (the MQTT client, the ticks), and the tick's evaluation time
 (median, p99, max). Goals: under 25 % of one core and under 20 ms per tick.
+
+``ANBO_BENCH_PROFILE=out.prof`` profiles the receiver's measured window with cProfile
+(``anbo`` and ``aiomqtt`` clients; the profiler roughly doubles the CPU figure).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import cProfile
 import json
 import os
 import platform
@@ -78,6 +85,21 @@ def write_inventory(path: Path, n: int) -> None:
 
 
 # --------------------------------------------------------------------------- receiver
+def _profiler() -> cProfile.Profile | None:
+    """A running profiler if ``ANBO_BENCH_PROFILE`` names a file to write its stats to."""
+    if not os.environ.get("ANBO_BENCH_PROFILE"):
+        return None
+    prof = cProfile.Profile()
+    prof.enable()
+    return prof
+
+
+def _dump(prof: cProfile.Profile | None) -> None:
+    if prof is not None:
+        prof.disable()
+        prof.dump_stats(os.environ["ANBO_BENCH_PROFILE"])
+
+
 class Receiver:
     """The fleet side: per message topic → endpoint → decode → queue; per tick batch → Fleet."""
 
@@ -193,17 +215,67 @@ class Receiver:
         }
 
 
+async def ticker(rx: Receiver) -> None:
+    nxt = time.monotonic() + TICK_S
+    while True:
+        await asyncio.sleep(max(0.0, nxt - time.monotonic()))
+        nxt += TICK_S
+        rx.tick()
+
+
+async def measure(rx: Receiver, warmup: float, seconds: float) -> tuple[float, float, int, float]:
+    """Wait for the first message and the warm-up, then measure: CPU s, wall s, messages, handler s."""
+    while rx.messages == 0:  # the warm-up starts with the publisher  # noqa: ASYNC110
+        await asyncio.sleep(0.01)
+    await asyncio.sleep(warmup)
+    rx.measuring = True
+    prof = _profiler()
+    m0, c0, w0, h0 = rx.messages, time.process_time(), time.monotonic(), rx.handle_s
+    await asyncio.sleep(seconds)
+    cpu, wall = time.process_time() - c0, time.monotonic() - w0
+    _dump(prof)
+    rx.measuring = False
+    return cpu, wall, rx.messages - m0, rx.handle_s - h0
+
+
+async def receive_anbo(rx: Receiver, port: int, ready: Path, warmup: float, seconds: float, qos: int,
+                       v5: bool) -> dict[str, object]:
+    """The daemon's ingest: ``monitor.ingest.MqttIngest`` (aiomqtt with anbo's fast path, its
+    bounded queue, latency histogram, persistent session), ticks on the same event loop."""
+    import contextlib
+
+    from monitor.ingest import Credentials, IngestQueue, MqttIngest
+    from monitor.settings import MqttSettings
+    from monitor.stats import Stats
+
+    settings = MqttSettings(url=[f"mqtt://127.0.0.1:{port}"], protocol="5" if v5 else "3.1.1", qos=qos)
+    stats = Stats()
+    queue = IngestQueue(settings.queue_size, stats)
+    handle = rx.handle
+
+    def handler(topic: str, payload: bytes, ctype: str | None, props: object, rx_time: float) -> None:
+        handle(topic, payload, ctype)
+
+    ingest = MqttIngest(settings, client_id=f"bench-fleet-{os.getpid()}", credentials=Credentials(None, None),
+                        subscriptions=lambda: ["anbo/eb/+/status"], handler=handler, queue=queue, stats=stats)
+    task = asyncio.create_task(ingest.run())
+    await ingest.subscribed.wait()
+    await asyncio.to_thread(ready.touch)
+    tick_task = asyncio.create_task(ticker(rx))
+    cpu, wall, messages, handle_s = await measure(rx, warmup, seconds)
+    for t in (tick_task, task):
+        t.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await t
+    if stats.connects != 1:
+        raise SystemExit(f"the receiver connected {stats.connects} times (expected once)")
+    return rx.result(cpu, wall, messages, handle_s)
+
+
 async def receive_aiomqtt(rx: Receiver, port: int, ready: Path, warmup: float, seconds: float, qos: int,
                           v5: bool) -> dict[str, object]:
-    """The daemon's client: aiomqtt, ticks on the same event loop."""
+    """For comparison: plain aiomqtt (``async for message in client.messages``), ticks on the same loop."""
     import aiomqtt
-
-    async def ticker() -> None:
-        nxt = time.monotonic() + TICK_S
-        while True:
-            await asyncio.sleep(max(0.0, nxt - time.monotonic()))
-            nxt += TICK_S
-            rx.tick()
 
     async def consume(client: aiomqtt.Client) -> None:
         async for message in client.messages:
@@ -218,16 +290,8 @@ async def receive_aiomqtt(rx: Receiver, port: int, ready: Path, warmup: float, s
                               protocol=protocol) as client:
         await client.subscribe("anbo/eb/+/status", qos=qos)
         await asyncio.to_thread(ready.touch)
-        tasks = [asyncio.create_task(ticker()), asyncio.create_task(consume(client))]
-        while rx.messages == 0:  # the warm-up starts with the publisher  # noqa: ASYNC110
-            await asyncio.sleep(0.01)
-        await asyncio.sleep(warmup)
-        rx.measuring = True
-        m0, c0, w0, h0 = rx.messages, time.process_time(), time.monotonic(), rx.handle_s
-        await asyncio.sleep(seconds)
-        cpu, wall = time.process_time() - c0, time.monotonic() - w0
-        messages, handle_s = rx.messages - m0, rx.handle_s - h0
-        rx.measuring = False
+        tasks = [asyncio.create_task(ticker(rx)), asyncio.create_task(consume(client))]
+        cpu, wall, messages, handle_s = await measure(rx, warmup, seconds)
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -277,9 +341,14 @@ def receive_paho(rx: Receiver, port: int, ready: Path, warmup: float, seconds: f
 
 def receiver_main(client: str, port: int, inventory: str, ready: str, warmup: float, seconds: float, qos: int,
                   protocol: str) -> None:
+    from monitor.logs import configure_logging
+
+    configure_logging("warning", "json", sys.stderr)  # stdout carries the result
     rx = Receiver(Path(inventory))
     v5 = protocol == "5"
-    if client == "aiomqtt":
+    if client == "anbo":
+        result = asyncio.run(receive_anbo(rx, port, Path(ready), warmup, seconds, qos, v5))
+    elif client == "aiomqtt":
         result = asyncio.run(receive_aiomqtt(rx, port, Path(ready), warmup, seconds, qos, v5))
     else:
         result = receive_paho(rx, port, Path(ready), warmup, seconds, qos, v5)
@@ -343,8 +412,9 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, default=5.0)
     parser.add_argument("--qos", type=int, choices=[0, 1], default=1, help="subscription and publish QoS")
     parser.add_argument("--protocol", choices=["5", "3.1.1"], default="5")
-    parser.add_argument("--client", choices=["aiomqtt", "paho"], default="aiomqtt",
-                        help="receiver's MQTT client: aiomqtt (the daemon's) or bare paho, for comparison")
+    parser.add_argument("--client", choices=["anbo", "aiomqtt", "paho"], default="anbo",
+                        help="receiver's MQTT client: anbo (the daemon's ingest, monitor.ingest.MqttIngest), "
+                             "or for comparison plain aiomqtt or bare paho")
     args = parser.parse_args()
     if args.seconds < 30:
         parser.error("--seconds: measure at least 30 s (the heartbeats arrive spread over the period)")

@@ -1,8 +1,11 @@
-"""Ingest pieces that need no broker: queue accounting, backoff, error classification."""
+"""Ingest pieces that need no broker: queue accounting, backoff, error classification, and the
+consumer that takes every queued message per wake-up."""
 
 from __future__ import annotations
 
+import asyncio
 import itertools
+import types
 
 import aiomqtt
 import pytest
@@ -92,3 +95,86 @@ def test_suback_failure_codes_mean_refused() -> None:
     assert not _refused((1,))
     assert _refused([ReasonCode(PacketTypes.SUBACK, identifier=0x87)])
     assert not _refused([ReasonCode(PacketTypes.SUBACK, identifier=1)])
+
+
+def _ingest(queue: IngestQueue, seen: list[str]) -> MqttIngest:
+    def handler(topic: str, payload: bytes, ctype: str | None, props: object, rx: float) -> None:
+        seen.append(topic)
+
+    return MqttIngest(
+        MqttSettings(),
+        client_id="c",
+        credentials=Credentials(None, None),
+        subscriptions=lambda: ["a/#"],
+        handler=handler,
+        queue=queue,
+        stats=queue._stats,
+    )
+
+
+def test_consumer_handles_everything_queued_then_ends_like_aiomqtt() -> None:
+    queue = IngestQueue(100, Stats())
+    seen: list[str] = []
+    ingest = _ingest(queue, seen)
+    cause = ConnectionResetError("reset by peer")
+
+    async def main() -> None:
+        lost: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        task = asyncio.create_task(ingest._consume(types.SimpleNamespace(_disconnected=lost)))  # type: ignore[arg-type]
+        await asyncio.sleep(0.01)  # waiting on an empty queue
+        for i in range(3):
+            queue.put_nowait(message(f"a/{i}"))
+        await asyncio.sleep(0.01)
+        assert seen == ["a/0", "a/1", "a/2"]
+        queue.put_nowait(message("a/3"))
+        lost.set_exception(cause)
+        await task
+
+    with pytest.raises(aiomqtt.MqttError, match="Disconnected during message iteration") as info:
+        asyncio.run(main())
+    assert info.value.__cause__ is cause
+    assert seen == ["a/0", "a/1", "a/2", "a/3"]  # what was queued is handled first
+    assert queue.empty() and queue._waiter is None
+
+
+def test_consumer_yields_between_long_batches() -> None:
+    queue = IngestQueue(10_000, Stats())
+    seen: list[str] = []
+    ingest = _ingest(queue, seen)
+    for i in range(3 * MqttIngest.BATCH):
+        queue.put_nowait(message(f"a/{i}"))
+
+    async def main() -> None:
+        lost: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        task = asyncio.create_task(ingest._consume(types.SimpleNamespace(_disconnected=lost)))  # type: ignore[arg-type]
+        await asyncio.sleep(0)
+        assert len(seen) == MqttIngest.BATCH  # one batch, then the others' turn
+        await asyncio.sleep(0.01)
+        assert len(seen) == 3 * MqttIngest.BATCH
+        lost.set_result(None)
+        with pytest.raises(aiomqtt.MqttError):
+            await task
+
+    asyncio.run(main())
+
+
+def test_queue_wait_wakes_on_put_and_on_wake() -> None:
+    async def main() -> None:
+        queue = IngestQueue(10, Stats())
+        queue.put_nowait(message("a/1"))
+        await asyncio.wait_for(queue.wait(), 1)  # something queued: no wait
+        queue.get_nowait()
+        waiter = asyncio.create_task(queue.wait())
+        await asyncio.sleep(0)
+        assert not waiter.done()
+        queue.put_nowait(message("a/2"))
+        await asyncio.wait_for(waiter, 1)
+        queue.get_nowait()
+        waiter = asyncio.create_task(queue.wait())
+        await asyncio.sleep(0)
+        assert not waiter.done()
+        queue.wake()
+        await asyncio.wait_for(waiter, 1)
+        assert queue._waiter is None
+
+    asyncio.run(main())
