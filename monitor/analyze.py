@@ -2,7 +2,8 @@
 
 Stations keep off-air recordings; when a listener complains or the bureau asks about
 an incident, the engineer runs the same kernels the daemon runs on live audio:
-silence intervals (level and time hysteresis), levels, EBU R128 loudness, clipping.
+silence intervals (level and time hysteresis), levels, EBU R128 loudness (integrated,
+range, momentary and short-term maxima), true peak, clipping.
 The file is read through a memory map in blocks, so an hour-long recording needs
 little memory, and a progress bar shows on a terminal.
 """
@@ -20,7 +21,7 @@ import scipy.io.wavfile
 from numpy.typing import NDArray
 
 from probes.audio import SilenceDetector, clipping_ratio
-from probes.loudness import LoudnessMeter
+from probes.loudness import LoudnessMeter, TruePeakMeter
 
 BLOCK_SECONDS = 10.0
 
@@ -41,8 +42,10 @@ class Report:
     peak_dbfs: list[float] = field(default_factory=list)
     clip_ratio: float = 0.0
     integrated_lufs: float | None = None
+    loudness_range_lu: float | None = None
     max_momentary_lufs: float | None = None
     max_short_term_lufs: float | None = None
+    true_peak_dbtp: list[float] = field(default_factory=list)
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -50,8 +53,9 @@ class Report:
             "sample_format": self.sample_format, "silences": self.silences,
             "silence_total": round(sum(s["duration"] for s in self.silences), 3),
             "rms_dbfs": self.rms_dbfs, "peak_dbfs": self.peak_dbfs, "clip_ratio": self.clip_ratio,
-            "integrated_lufs": self.integrated_lufs, "max_momentary_lufs": self.max_momentary_lufs,
-            "max_short_term_lufs": self.max_short_term_lufs,
+            "integrated_lufs": self.integrated_lufs, "loudness_range_lu": self.loudness_range_lu,
+            "max_momentary_lufs": self.max_momentary_lufs, "max_short_term_lufs": self.max_short_term_lufs,
+            "true_peak_dbtp": self.true_peak_dbtp,
         }
 
 
@@ -107,6 +111,7 @@ def analyze(path: Path, *, silence_on_dbfs: float = -40.0, silence_off_dbfs: flo
         raise AnalyzeError("the silence off threshold must be at or above the on threshold")
     detector = SilenceDetector(on_dbfs=silence_on_dbfs, off_dbfs=off, on_s=min_silence, off_s=min_programme)
     meter = LoudnessMeter()
+    true_peak = TruePeakMeter()
     report = Report(str(path), rate, channels, frames / rate, fmt)
     energy = np.zeros(channels)
     peak = np.zeros(channels)
@@ -126,6 +131,7 @@ def analyze(path: Path, *, silence_on_dbfs: float = -40.0, silence_off_dbfs: flo
         update = detector.process(x, rate, ts)
         report.silences.extend(_interval(i.start, i.end) for i in update.closed)
         loud = meter.process(x, rate, ts)
+        true_peak.process(x, rate, ts)
         if loud.momentary.size:
             max_m = max(max_m, float(np.nanmax(loud.momentary, initial=-math.inf)))
             max_s = max(max_s, float(np.nanmax(loud.short_term, initial=-math.inf)))
@@ -143,6 +149,9 @@ def analyze(path: Path, *, silence_on_dbfs: float = -40.0, silence_off_dbfs: flo
     report.clip_ratio = clipped / (frames * channels)
     integrated = meter.integrated_lufs
     report.integrated_lufs = _db(integrated) if math.isfinite(integrated) else None
+    lra = meter.loudness_range_lu
+    report.loudness_range_lu = _db(lra) if math.isfinite(lra) else None
+    report.true_peak_dbtp = [_db(v) for v in true_peak.true_peak_dbtp]
     report.max_momentary_lufs = _db(max_m) if math.isfinite(max_m) else None
     report.max_short_term_lufs = _db(max_s) if math.isfinite(max_s) else None
     return report
@@ -179,8 +188,11 @@ def format_report(report: Report) -> str:
         "Levels:    RMS " + " / ".join(f"{v:.1f}" for v in report.rms_dbfs) + " dBFS, peak "
         + " / ".join(f"{v:.1f}" for v in report.peak_dbfs) + " dBFS (per channel)",
         f"Clipping:  {100 * report.clip_ratio:.3f} % of samples at full scale",
-        "Loudness:  integrated " + _lufs(report.integrated_lufs) + ", max momentary "
-        + _lufs(report.max_momentary_lufs) + ", max short-term " + _lufs(report.max_short_term_lufs),
+        "Loudness:  integrated " + _lufs(report.integrated_lufs) + ", range "
+        + ("n/a" if report.loudness_range_lu is None else f"{report.loudness_range_lu:.1f} LU")
+        + ", max momentary " + _lufs(report.max_momentary_lufs) + ", max short-term "
+        + _lufs(report.max_short_term_lufs),
+        "True peak: " + " / ".join(f"{v:.1f}" for v in report.true_peak_dbtp) + " dBTP (per channel)",
     ]
     return "\n".join(lines)
 

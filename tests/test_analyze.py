@@ -59,13 +59,16 @@ def test_json_output_from_the_cli(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert set(out["silences"][0]) == {"start", "end", "duration"}
     assert -25 < out["integrated_lufs"] < -10
     assert out["max_short_term_lufs"] >= out["integrated_lufs"]
+    assert out["loudness_range_lu"] >= 0.0
+    # 440 Hz at 0.3 × 1.5 full scale: no inter-sample overshoot to speak of.
+    assert out["true_peak_dbtp"] == pytest.approx(out["peak_dbfs"], abs=0.05)
 
 
 def test_text_output(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["analyze", str(recording(tmp_path))]) == 0
     out = capsys.readouterr().out
     assert "Silences (2," in out and "00:00:30.000 – 00:00:42.000" in out
-    assert "LUFS" in out
+    assert "LUFS" in out and "LU," in out and "dBTP (per channel)" in out
 
 
 def test_loudness_of_a_calibrated_tone(tmp_path: Path) -> None:
@@ -76,6 +79,25 @@ def test_loudness_of_a_calibrated_tone(tmp_path: Path) -> None:
     scipy.io.wavfile.write(path, RATE, np.stack([x, x], axis=1).astype(np.float32))
     report = analyze(path)
     assert report.integrated_lufs == pytest.approx(-23.0, abs=0.1)
+    assert report.loudness_range_lu == pytest.approx(0.0, abs=0.1)
+
+
+def test_loudness_range_and_true_peak(tmp_path: Path) -> None:
+    """EBU Tech 3342 signal 1 (1 kHz at −20 then −30 dBFS: LRA 10 LU), and a quarter-rate
+    sine at 45° whose samples all lie 3 dB under its −6 dBFS peak."""
+    t = np.arange(20 * RATE) / RATE
+    tone = np.sin(2 * np.pi * 1000 * t)
+    x = np.concatenate([10 ** (-20 / 20) * tone, 10 ** (-30 / 20) * tone])
+    path = tmp_path / "lra.wav"
+    scipy.io.wavfile.write(path, RATE, np.stack([x, x], axis=1).astype(np.float32))
+    assert analyze(path).loudness_range_lu == pytest.approx(10.0, abs=0.3)
+
+    q = 0.5 * np.sin(2 * np.pi * (RATE / 4) * t + np.pi / 4)
+    path = tmp_path / "true-peak.wav"
+    scipy.io.wavfile.write(path, RATE, np.stack([q, 0.5 * q], axis=1).astype(np.float32))
+    report = analyze(path)
+    assert report.peak_dbfs == pytest.approx([-9.03, -15.05], abs=0.02)
+    assert report.true_peak_dbtp == pytest.approx([-6.02, -12.04], abs=0.05)
 
 
 @pytest.mark.parametrize(

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from numpy.typing import NDArray
 
 from probes._util import DB_FLOOR
-from probes.loudness import LoudnessMeter, LoudnessUpdate, k_weighting_sos
+from probes.loudness import LoudnessMeter, LoudnessUpdate, TruePeakMeter, k_weighting_sos
 from tests.probes.test_signals import RATE, pink_noise, programme, sine, white_noise
 
 TS0 = 1_700_000_000.0
@@ -261,3 +261,81 @@ def test_quiet_audio_and_silence_after_loud_programme_read_their_own_level() -> 
     stream(silent, np.concatenate([loud, np.zeros((4 * RATE, 2), np.float32)]))
     assert silent.momentary_lufs == DB_FLOOR
     assert silent.short_term_lufs == DB_FLOOR
+
+
+# --------------------------------------------------------------------------- loudness range
+
+
+@pytest.mark.parametrize(
+    ("levels", "lra"),
+    [
+        # The stereo 1 kHz sine test signals of EBU Tech 3342 (20 s per level; ±1 LU allowed).
+        ((-20, -30), 10.0),
+        ((-20, -15), 5.0),
+        ((-40, -20), 20.0),
+        ((-50, -35, -20, -35, -50), 15.0),
+    ],
+)
+def test_loudness_range_of_the_tech_3342_signals(levels: tuple[int, ...], lra: float) -> None:
+    x = np.concatenate([sine(1000.0, 20.0, level, channels=2) for level in levels])
+    meter = LoudnessMeter()
+    stream(meter, x)
+    assert meter.loudness_range_lu == pytest.approx(lra, abs=0.05)
+
+
+def test_loudness_range_before_and_after_reset() -> None:
+    meter = LoudnessMeter()
+    assert math.isnan(meter.loudness_range_lu)
+    stream(meter, sine(1000.0, 2.0, -20.0, channels=2))
+    assert math.isnan(meter.loudness_range_lu)  # no complete 3 s window yet
+    stream(meter, sine(1000.0, 10.0, -20.0, channels=2), ts0=TS0 + 2.0)
+    assert meter.loudness_range_lu == pytest.approx(0.0, abs=0.02)  # a steady tone
+    meter.reset_integrated()
+    assert math.isnan(meter.loudness_range_lu)
+    stream(meter, np.zeros((RATE * 4, 2), dtype=np.float32), ts0=TS0 + 16.0)
+    assert meter.loudness_range_lu == 0.0  # only silence: below the absolute gate
+
+
+# --------------------------------------------------------------------------- true peak
+
+
+def tp_stream(meter: TruePeakMeter, x: NDArray[np.float32], sizes: Sequence[int], rate: int = RATE) -> None:
+    pos, i = 0, 0
+    while pos < x.shape[0]:
+        meter.process(x[pos : pos + sizes[i % len(sizes)]], rate, TS0 + pos / rate)
+        pos += sizes[i % len(sizes)]
+        i += 1
+
+
+def test_true_peak_finds_the_peak_between_samples() -> None:
+    """A quarter-rate sine at 45°: every sample is 3.01 dB below the waveform's peak."""
+    x = sine(RATE / 4, 2.0, -6.0, channels=2, phase=math.pi / 4)
+    x[:, 1] *= 0.25
+    sample_peak = 20 * np.log10(np.abs(x).max(axis=0))
+    meter = TruePeakMeter()
+    tp_stream(meter, x, [4800])
+    np.testing.assert_allclose(meter.true_peak_dbtp, [-6.0, -18.04], atol=0.05)
+    np.testing.assert_allclose(meter.true_peak_dbtp - sample_peak, 3.01, atol=0.05)
+
+
+@pytest.mark.parametrize("rate", [44_100, 48_000, 96_000])
+def test_true_peak_does_not_depend_on_the_block_cuts(rate: int) -> None:
+    x = programme(6.0, rate=rate, channels=2)
+    whole, cut = TruePeakMeter(), TruePeakMeter()
+    tp_stream(whole, x, [x.shape[0]], rate)
+    tp_stream(cut, x, ODD_SIZES, rate)
+    np.testing.assert_allclose(cut.true_peak_dbtp, whole.true_peak_dbtp, atol=1e-9)
+    # never below the sample peak, and within the 0.7 dB BS.1770-4 allows above it for programme
+    sample_peak = 20 * np.log10(np.abs(x).max(axis=0))
+    assert np.all(whole.true_peak_dbtp >= sample_peak - 1e-9)
+    assert np.all(whole.true_peak_dbtp < sample_peak + 3.1)
+
+
+def test_true_peak_restarts_after_a_gap_and_reset() -> None:
+    loud = sine(997.0, 1.0, -1.0, channels=1)
+    quiet = sine(997.0, 1.0, -20.0, channels=1)
+    meter = TruePeakMeter()
+    meter.process(loud, RATE, TS0)
+    meter.reset()
+    meter.process(quiet, RATE, TS0 + 5.0)  # after a gap: no carried frames from the loud tone
+    assert meter.true_peak_dbtp[0] == pytest.approx(-20.0, abs=0.05)
