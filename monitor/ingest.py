@@ -190,6 +190,8 @@ class MqttIngest:
         self.stats = stats
         self._rng = rng
         self._clients: dict[str, aiomqtt.Client] = {}
+        #: URLs whose client runs with monitor.mqttio's receive path
+        self._fast: set[str] = set()
         self.connected: dict[str, bool] = {b.url: False for b in self.brokers}
         #: Set once the first subscription is acknowledged (for READY=1).
         self.subscribed = asyncio.Event()
@@ -240,7 +242,15 @@ class MqttIngest:
             timeout=10,
         )
         # Batched socket reads and writes, lighter v5 properties (see monitor.mqttio).
-        mqttio.speed_up(client)
+        try:
+            mqttio.speed_up(client)
+        except mqttio.UnsupportedClientError as exc:
+            # aiomqtt's own path still works, at about twice the CPU per message: keep
+            # monitoring, and say why loudly (checked before anything is changed).
+            log.error("MQTT receive fast path unavailable, using plain aiomqtt", broker=broker.url,
+                      error=str(exc))
+        else:
+            self._fast.add(broker.url)
         self._clients[broker.url] = client
         return client
 
@@ -264,7 +274,11 @@ class MqttIngest:
                     self.subscribed.set()
                     log.info("subscribed", broker=broker.url, topics=self.subscriptions(),
                              qos=self.settings.qos)
-                    await self._consume(client)
+                    if broker.url in self._fast:
+                        await self._consume(client)
+                    else:
+                        async for message in client.messages:
+                            self._handle(message)
             except SubscriptionRefusedError as exc:
                 reason = ConnectError.AUTH
                 self._on_failure(broker, reason, exc)

@@ -15,6 +15,7 @@ import paho.mqtt.client as paho
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
+from monitor import mqttio
 from monitor.ingest import Credentials, IngestQueue, MqttIngest
 from monitor.mqttio import BufferedSocket
 from monitor.settings import MqttSettings
@@ -33,7 +34,7 @@ class Receiver:
         self.settings = MqttSettings(
             url=[url],
             client_id=client_id,
-            protocol=protocol,  # type: ignore[arg-type]
+            protocol=protocol,
             # Long enough that a stalled buffer (freed only by the next ping's answer)
             # shows as a delay far above the bound in burst_scenario.
             keepalive=30,
@@ -233,3 +234,33 @@ def test_a_qos1_burst_over_tls(tmp_path: Path) -> None:
         assert receiver.stats.connects == 1
     finally:
         broker.stop()
+
+
+def test_without_the_fast_path_the_ingest_falls_back_to_plain_aiomqtt(
+    mosquitto: Mosquitto, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An aiomqtt/paho the fast path does not know costs CPU, not monitoring."""
+
+    def refuse(client: object = None) -> None:
+        raise mqttio.UnsupportedClientError("paho-mqtt 9.9 (supported: 2.2.x)")
+
+    monkeypatch.setattr(mqttio, "check_supported", refuse)
+    receiver = Receiver(mosquitto.url, "anbo-fallback")
+
+    async def main() -> list[tuple[str, int]]:
+        task = asyncio.create_task(receiver.ingest.run())
+        try:
+            await asyncio.wait_for(receiver.ingest.subscribed.wait(), 10)
+            sock = next(iter(receiver.ingest._clients.values()))._client.socket()
+            assert sock is not None and not isinstance(sock, BufferedSocket)
+            sent = await asyncio.to_thread(publish_burst, mosquitto.port, 500)
+            await receiver.wait(lambda: len(receiver.got) >= len(sent), 30, "500 messages")
+            return sent
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    sent = asyncio.run(main())
+    assert receiver.got == sent
+    assert "MQTT receive fast path unavailable, using plain aiomqtt" in capsys.readouterr().out
