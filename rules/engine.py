@@ -947,8 +947,10 @@ class Engine:
         """Take over ``old``'s history of windowed measurements (rules reloaded on SIGHUP).
 
         Without it every ``avg_over``/``min_over``/``max_over``/``changes_over`` window
-        would start empty after a reload. Returns the number of samples carried.
+        would start empty after a reload. The inhibit holds in progress (sources resolved
+        less than their ``hold`` ago) are carried too. Returns the number of samples carried.
         """
+        self._released = list(old._released)
         return self._history.carry_over(old._history)
 
     def snapshot(self) -> dict[str, Any]:

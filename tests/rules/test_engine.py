@@ -328,6 +328,19 @@ def test_a_consequence_firing_during_the_hold_waits_for_it() -> None:
     assert [(t.alertname, t.to_state.value, t.notify) for t in out] == [("DeadAir", "firing", True)]
 
 
+def test_a_reload_keeps_the_hold_in_progress() -> None:
+    d = Driver(rules_from(CARRIER_AND_AUDIO))
+    d.tick(0, fm(0, rf_level_dbuv=5.0, silence=1.0))
+    d.tick(5, fm(5, rf_level_dbuv=60.0, silence=1.0))  # CarrierLoss resolved: the hold runs
+    old = d.engine
+    d.engine = Engine(rules_from(CARRIER_AND_AUDIO))
+    d.engine.restore(old.snapshot(), 5.0, WALL0 + 5.0, tolerance=math.inf)
+    d.engine.carry_history(old)
+    assert d.tick(6, fm(6, rf_level_dbuv=60.0, silence=1.0)) == []  # DeadAir still held
+    out = d.tick(35, fm(35, rf_level_dbuv=60.0, silence=1.0))
+    assert [(t.alertname, t.to_state.value, t.notify) for t in out] == [("DeadAir", "firing", True)]
+
+
 def test_hold_is_per_inhibit_rule() -> None:
     rule = InhibitRule(source="CarrierLoss", targets=["DeadAir"], hold=0.0)
     d = Driver(rules_from(CARRIER_AND_AUDIO), EngineConfig(inhibit_rules=[rule]))
