@@ -117,6 +117,52 @@ def _lufs_array(mean_square: NDArray[np.float64]) -> NDArray[np.float64]:
     return out
 
 
+class _GatedHistogram:
+    """Window loudness values above the absolute gate, in 0.01 LU bins.
+
+    Each bin holds the count and the summed mean squares of its windows, so memory stays
+    constant however long the meter runs, and a relative gate is exact except for
+    windows within 0.01 LU of it.
+    """
+
+    def __init__(self) -> None:
+        n_bins = round((_HIST_TOP - ABSOLUTE_GATE_LUFS) / _HIST_STEP)
+        self.count = np.zeros(n_bins, dtype=np.int64)
+        self.energy = np.zeros(n_bins, dtype=np.float64)
+        #: whether any complete window was added (gated or not)
+        self.seen = False
+
+    def reset(self) -> None:
+        self.count[:] = 0
+        self.energy[:] = 0.0
+        self.seen = False
+
+    def add(self, ms: NDArray[np.float64]) -> None:
+        """Add windows by their (weighted) mean squares; NaN = window not complete."""
+        ms = ms[~np.isnan(ms)]
+        if ms.shape[0] == 0:
+            return
+        self.seen = True
+        with np.errstate(divide="ignore"):
+            lk = _OFFSET + 10.0 * np.log10(ms)
+        keep = lk > ABSOLUTE_GATE_LUFS
+        if not keep.any():
+            return
+        bins = ((lk[keep] - ABSOLUTE_GATE_LUFS) / _HIST_STEP).astype(np.int64)
+        idx = np.minimum(bins, self.count.shape[0] - 1)
+        np.add.at(self.count, idx, 1)
+        np.add.at(self.energy, idx, ms[keep])
+
+    def above_relative_gate(self, gate_lu: float) -> int | None:
+        """First bin above ``gate_lu`` below the power mean of what passed the absolute
+        gate (bins whose centre lies above the gate); None when nothing passed it."""
+        count = int(self.count.sum())
+        if count == 0:
+            return None
+        gate = _lufs(float(self.energy.sum()) / count) + gate_lu
+        return max(0, math.ceil((gate - ABSOLUTE_GATE_LUFS) / _HIST_STEP - 0.5))
+
+
 @dataclass(frozen=True, slots=True)
 class LoudnessUpdate:
     """Loudness after one block.
@@ -165,14 +211,9 @@ class LoudnessMeter:
         self._weights = np.zeros(0)
         self._sos = np.zeros((2, 6))
         self._step = 0
-        n_bins = round((_HIST_TOP - ABSOLUTE_GATE_LUFS) / _HIST_STEP)
-        self._hist_count = np.zeros(n_bins, dtype=np.int64)
-        self._hist_energy = np.zeros(n_bins, dtype=np.float64)
-        self._gated_any = False  # whether any gating block was complete (gated or not)
-        # Short-term loudness values for the loudness range, in the same kind of histogram.
-        self._st_count = np.zeros(n_bins, dtype=np.int64)
-        self._st_energy = np.zeros(n_bins, dtype=np.float64)
-        self._st_any = False
+        # 400 ms gating blocks (integrated loudness) and 3 s windows (loudness range).
+        self._blocks = _GatedHistogram()
+        self._short_terms = _GatedHistogram()
         self._reset_stream()
 
     # -- configuration and state
@@ -209,12 +250,8 @@ class LoudnessMeter:
 
     def reset_integrated(self) -> None:
         """Forget what integrated loudness and loudness range accumulated (a new programme)."""
-        self._hist_count[:] = 0
-        self._hist_energy[:] = 0.0
-        self._gated_any = False
-        self._st_count[:] = 0
-        self._st_energy[:] = 0.0
-        self._st_any = False
+        self._blocks.reset()
+        self._short_terms.reset()
 
     def interrupt(self) -> None:
         """Declare the input interrupted: the next block starts afresh (filters reset)."""
@@ -240,17 +277,14 @@ class LoudnessMeter:
         NaN before the first complete gating block; the floor (−120 LUFS) when every
         block so far was below the absolute gate.
         """
-        count = int(self._hist_count.sum())
-        if count == 0:
-            return DB_FLOOR if self._gated_any else math.nan
-        # Relative gate from the mean energy of all absolute-gated blocks.
-        gate = _lufs(float(self._hist_energy.sum()) / count) + RELATIVE_GATE_LU
-        # Bins whose centre lies above the gate (exact for blocks away from the gate).
-        first = max(0, math.ceil((gate - ABSOLUTE_GATE_LUFS) / _HIST_STEP - 0.5))
-        n = int(self._hist_count[first:].sum())
+        blocks = self._blocks
+        first = blocks.above_relative_gate(RELATIVE_GATE_LU)
+        if first is None:
+            return DB_FLOOR if blocks.seen else math.nan
+        n = int(blocks.count[first:].sum())
         if n == 0:
             return DB_FLOOR
-        return _lufs(float(self._hist_energy[first:].sum()) / n)
+        return _lufs(float(blocks.energy[first:].sum()) / n)
 
     @property
     def loudness_range_lu(self) -> float:
@@ -259,12 +293,11 @@ class LoudnessMeter:
         NaN before the first complete 3 s window; 0.0 when every window so far was below
         the absolute gate. Exact to the histogram's 0.01 LU.
         """
-        count = int(self._st_count.sum())
-        if count == 0:
-            return 0.0 if self._st_any else math.nan
-        gate = _lufs(float(self._st_energy.sum()) / count) + LRA_RELATIVE_GATE_LU
-        first = max(0, math.ceil((gate - ABSOLUTE_GATE_LUFS) / _HIST_STEP - 0.5))
-        counts = self._st_count[first:]
+        windows = self._short_terms
+        first = windows.above_relative_gate(LRA_RELATIVE_GATE_LU)
+        if first is None:
+            return 0.0 if windows.seen else math.nan
+        counts = windows.count[first:]
         n = int(counts.sum())
         if n == 0:
             return 0.0
@@ -321,8 +354,8 @@ class LoudnessMeter:
             hist = np.concatenate([self._steps, new])
             momentary = self._window_loudness(hist, k, _MOMENTARY_STEPS)
             short_term = self._window_loudness(hist, k, _SHORT_TERM_STEPS)
-            self._gate_blocks(hist, k)
-            self._add_short_term(self._window_energy(hist, k, _SHORT_TERM_STEPS))
+            self._blocks.add(self._window_energy(hist, k, _MOMENTARY_STEPS))
+            self._short_terms.add(self._window_energy(hist, k, _SHORT_TERM_STEPS))
             self._steps = hist[-(_SHORT_TERM_STEPS - 1) :]
             self._momentary = float(momentary[-1])
             self._short_term = float(short_term[-1])
@@ -365,43 +398,6 @@ class LoudnessMeter:
     def _window_loudness(self, hist: NDArray[np.float64], k: int, width: int) -> NDArray[np.float64]:
         """Loudness of the ``width``-step windows ending at each of the last ``k`` steps."""
         return _lufs_array(self._window_energy(hist, k, width))
-
-    def _gate_blocks(self, hist: NDArray[np.float64], k: int) -> None:
-        """Add the 400 ms gating blocks ending at each of the last ``k`` steps."""
-        ms = self._window_energy(hist, k, _MOMENTARY_STEPS)
-        ms = ms[~np.isnan(ms)]
-        if ms.shape[0] == 0:
-            return
-        self._gated_any = True
-        with np.errstate(divide="ignore"):
-            lk = _OFFSET + 10.0 * np.log10(ms)
-        keep = lk > ABSOLUTE_GATE_LUFS
-        if not keep.any():
-            return
-        idx = np.minimum(
-            ((lk[keep] - ABSOLUTE_GATE_LUFS) / _HIST_STEP).astype(np.int64),
-            self._hist_count.shape[0] - 1,
-        )
-        np.add.at(self._hist_count, idx, 1)
-        np.add.at(self._hist_energy, idx, ms[keep])
-
-    def _add_short_term(self, ms: NDArray[np.float64]) -> None:
-        """Add the short-term windows' mean squares to the loudness-range histogram."""
-        ms = ms[~np.isnan(ms)]
-        if ms.shape[0] == 0:
-            return
-        self._st_any = True
-        with np.errstate(divide="ignore"):
-            lk = _OFFSET + 10.0 * np.log10(ms)
-        keep = lk > ABSOLUTE_GATE_LUFS
-        if not keep.any():
-            return
-        idx = np.minimum(
-            ((lk[keep] - ABSOLUTE_GATE_LUFS) / _HIST_STEP).astype(np.int64),
-            self._st_count.shape[0] - 1,
-        )
-        np.add.at(self._st_count, idx, 1)
-        np.add.at(self._st_energy, idx, ms[keep])
 
 
 # --------------------------------------------------------------------------- true peak
