@@ -21,7 +21,7 @@ from monitor.daemon import Daemon
 from monitor.demo import run as demo_run
 from monitor.logs import configure_logging
 from monitor.sdnotify import Notifier
-from monitor.settings import ConfigError, LoadedSettings, load_settings
+from monitor.settings import load_settings_or_report
 from monitor.simulator import cli as simulator_cli
 from rules import RuleFileError, builtin_test_files, load_rules, run_tests
 from rules.testing import RuleTestFileError
@@ -85,17 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _load(path: Path) -> LoadedSettings | None:
-    try:
-        return load_settings(path)
-    except ConfigError as exc:
-        for problem in exc.problems:
-            print(problem, file=sys.stderr)
-        return None
-
-
 def cmd_check(args: argparse.Namespace) -> int:
-    loaded = _load(args.config)
+    loaded = load_settings_or_report(args.config)
     if args.rules:
         try:
             ruleset = load_rules(args.rules, builtin=True)
@@ -117,7 +108,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    loaded = _load(args.config)
+    loaded = load_settings_or_report(args.config)
     if loaded is None:
         return 1
     s = loaded.settings

@@ -19,6 +19,7 @@ import json
 import math
 import os
 import re
+import sys
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -647,6 +648,16 @@ class LoadedSettings:
             return Path(env["STATE_DIRECTORY"].split(":")[0])
         base = Path(env["XDG_STATE_HOME"]) if env.get("XDG_STATE_HOME") else Path.home() / ".local" / "state"
         return base / "anbo"
+
+
+def load_settings_or_report(path: Path | str) -> LoadedSettings | None:
+    """:func:`load_settings` for command lines: every problem printed to stderr, then None."""
+    try:
+        return load_settings(path)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        return None
 
 
 def load_settings(path: Path | str) -> LoadedSettings:

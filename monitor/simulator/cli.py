@@ -27,7 +27,7 @@ from pathlib import Path
 import structlog
 
 from monitor.logs import configure_logging
-from monitor.settings import ConfigError, LoadedSettings, load_settings
+from monitor.settings import LoadedSettings, load_settings_or_report
 from monitor.simulator.accelerated import run_accelerated, verify
 from monitor.simulator.programme import WavError
 from monitor.simulator.publisher import Publisher
@@ -136,11 +136,8 @@ def run(args: argparse.Namespace) -> int:
     """Run ``anbo simulate`` with parsed ``args``; returns the exit code."""
     if args.list:
         return _print_list()
-    try:
-        loaded = load_settings(args.config)
-    except ConfigError as exc:
-        for problem in exc.problems:
-            print(problem, file=sys.stderr)
+    loaded = load_settings_or_report(args.config)
+    if loaded is None:
         return 1
     settings = loaded.settings
     try:
