@@ -669,6 +669,33 @@ def _loudest_rms_dbfs(x: NDArray[Float], floor_db: float) -> float:
     return float(power_db(_channel_stats(x)[0].max() / x.shape[0], floor_db))
 
 
+class _DebouncedDetector:
+    """Block continuity and a debounced verdict: what the spectral detectors below share."""
+
+    def __init__(self, on_s: float, off_s: float, gap_tolerance_s: float) -> None:
+        self._continuity = BlockContinuity(gap_tolerance_s)
+        self._debounce = Debouncer(on_s, off_s)
+
+    @property
+    def current(self) -> Debounced:
+        """Current verdict and since when it holds."""
+        return self._debounce.current
+
+    def interrupt(self) -> None:
+        """Declare the input interrupted: back to UNKNOWN."""
+        self._continuity.reset()
+        self._forget()
+
+    def _forget(self) -> None:
+        """Drop what was carried from earlier blocks (after a gap or an interruption)."""
+        self._debounce.reset()
+
+    def _follow(self, ts: float, frames: int, rate: int) -> None:
+        """Record a block; after a gap, start afresh."""
+        if not self._continuity.advance(ts, frames, rate):
+            self._forget()
+
+
 @dataclass(frozen=True, slots=True)
 class HissUpdate:
     """Verdict of :class:`HissDetector` after one block, with the block's measurements."""
@@ -685,7 +712,7 @@ class HissUpdate:
     level_spread_db: float
 
 
-class HissDetector:
+class HissDetector(_DebouncedDetector):
     """Detects noise where programme should be (a receiver that lost the carrier).
 
     A block looks like hiss when all of these hold:
@@ -730,26 +757,14 @@ class HissDetector:
         self.deemphasis_us = deemphasis_us
         self.frame_s = float(frame_s)
         self.nperseg = int(nperseg)
-        self._continuity = BlockContinuity(gap_tolerance_s)
-        self._debounce = Debouncer(on_s, off_s)
-
-    @property
-    def current(self) -> Debounced:
-        """Current verdict and since when it holds."""
-        return self._debounce.current
-
-    def interrupt(self) -> None:
-        """Declare the input interrupted: back to UNKNOWN."""
-        self._continuity.reset()
-        self._debounce.reset()
+        super().__init__(on_s, off_s, gap_tolerance_s)
 
     def process(self, samples: NDArray[np.floating], rate: int, ts: float) -> HissUpdate:
         """Feed one block; see the class docstring for the criteria."""
         check_block(samples, rate)
         x = _prepare(samples)
         n = x.shape[0]
-        if not self._continuity.advance(ts, n, rate):
-            self._debounce.reset()
+        self._follow(ts, n, rate)
         feats = spectral_features(
             x,
             rate,
@@ -781,7 +796,7 @@ class ToneUpdate:
     level_dbfs: float
 
 
-class StuckToneDetector:
+class StuckToneDetector(_DebouncedDetector):
     """Detects a steady single tone where programme should be (line-up tone left on air).
 
     A block is tonal when the strongest spectral component holds ≥ ``dominance_min`` of
@@ -811,19 +826,12 @@ class StuckToneDetector:
         self.level_tolerance_db = float(level_tolerance_db)
         self.band = band
         self.nperseg = int(nperseg)
-        self._continuity = BlockContinuity(gap_tolerance_s)
-        self._debounce = Debouncer(on_s, off_s)
+        #: (frequency, level) of the block that started the current tone
         self._ref: tuple[float, float] | None = None
+        super().__init__(on_s, off_s, gap_tolerance_s)
 
-    @property
-    def current(self) -> Debounced:
-        """Current verdict and since when it holds."""
-        return self._debounce.current
-
-    def interrupt(self) -> None:
-        """Declare the input interrupted: back to UNKNOWN."""
-        self._continuity.reset()
-        self._debounce.reset()
+    def _forget(self) -> None:
+        super()._forget()
         self._ref = None
 
     def process(self, samples: NDArray[np.floating], rate: int, ts: float) -> ToneUpdate:
@@ -831,9 +839,7 @@ class StuckToneDetector:
         check_block(samples, rate)
         x = _prepare(samples)
         n = x.shape[0]
-        if not self._continuity.advance(ts, n, rate):
-            self._debounce.reset()
-            self._ref = None
+        self._follow(ts, n, rate)
         feats = spectral_features(x, rate, band=self.band, nperseg=self.nperseg, sum_channels=True)
         freq = float(feats.peak_hz[0])
         dominance = float(feats.peak_dominance[0])
