@@ -352,10 +352,14 @@ class LoudnessMeter:
         short_term = np.full(k, np.nan)
         if k:
             hist = np.concatenate([self._steps, new])
-            momentary = self._window_loudness(hist, k, _MOMENTARY_STEPS)
-            short_term = self._window_loudness(hist, k, _SHORT_TERM_STEPS)
-            self._blocks.add(self._window_energy(hist, k, _MOMENTARY_STEPS))
-            self._short_terms.add(self._window_energy(hist, k, _SHORT_TERM_STEPS))
+            # The 400 ms windows are also the gating blocks of integrated loudness, the
+            # 3 s windows the short-term values of the loudness range.
+            momentary_ms = self._window_energy(hist, k, _MOMENTARY_STEPS)
+            short_term_ms = self._window_energy(hist, k, _SHORT_TERM_STEPS)
+            momentary = _lufs_array(momentary_ms)
+            short_term = _lufs_array(short_term_ms)
+            self._blocks.add(momentary_ms)
+            self._short_terms.add(short_term_ms)
             self._steps = hist[-(_SHORT_TERM_STEPS - 1) :]
             self._momentary = float(momentary[-1])
             self._short_term = float(short_term[-1])
@@ -394,10 +398,6 @@ class LoudnessMeter:
             windows = np.lib.stride_tricks.sliding_window_view(hist[n - full - width + 1 :], width)
             out[k - full :] = windows.sum(axis=1) / (width * self._step)
         return out
-
-    def _window_loudness(self, hist: NDArray[np.float64], k: int, width: int) -> NDArray[np.float64]:
-        """Loudness of the ``width``-step windows ending at each of the last ``k`` steps."""
-        return _lufs_array(self._window_energy(hist, k, width))
 
 
 # --------------------------------------------------------------------------- true peak
