@@ -12,8 +12,8 @@ import scipy.io.wavfile
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from monitor.analyze import AnalyzeError, analyze
-from monitor.cli import main
+from anbo.analyze import AnalyzeError, analyze
+from anbo.cli import main
 
 RATE = 48_000
 

@@ -62,7 +62,7 @@ def test_notify_protocol_order(mosquitto: Mosquitto, write_config, tmp_path: Pat
     config.write_text(config.read_text().replace('listen = "127.0.0.1:0"', f'listen = "127.0.0.1:{port}"'))
     env = {**os.environ, "NOTIFY_SOCKET": str(fake.path), "WATCHDOG_USEC": "400000"}
     env.pop("WATCHDOG_PID", None)
-    proc = subprocess.Popen([sys.executable, "-m", "monitor", "run", "--config", str(config),
+    proc = subprocess.Popen([sys.executable, "-m", "anbo", "run", "--config", str(config),
                              "--log-format", "json"], env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT)
     try:

@@ -28,9 +28,11 @@ import structlog
 
 from monitor.daemon import Daemon
 from monitor.settings import Settings, TargetKind, load_settings
-from monitor.simulator.accelerated import TransitionRecorder, counts_from, run_accelerated, verify
-from monitor.simulator.publisher import Publisher
-from monitor.simulator.scenario import (
+from monitor.stats import Result
+from monitor.wire import Reason
+from simulator.accelerated import TransitionRecorder, counts_from, run_accelerated, verify
+from simulator.publisher import Publisher
+from simulator.scenario import (
     CarrierLoss,
     Clipping,
     DeadAir,
@@ -46,9 +48,7 @@ from monitor.simulator.scenario import (
     load_scenario,
     parse_scenario,
 )
-from monitor.simulator.station import SimOptions, StationSimulator
-from monitor.stats import Result
-from monitor.wire import Reason
+from simulator.station import SimOptions, StationSimulator
 from tests.servers import Mosquitto
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "config" / "anbo.example.toml"

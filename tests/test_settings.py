@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from monitor.cli import main
+from anbo.cli import main
 from monitor.settings import (
     ConfigError,
     ds_channel_lower_edge_mhz,

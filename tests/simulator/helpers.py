@@ -6,9 +6,9 @@ from collections import defaultdict
 from pathlib import Path
 
 from monitor.settings import Settings, load_settings
-from monitor.simulator.scenario import parse_scenario
-from monitor.simulator.station import Message, SimOptions, StationSimulator
 from monitor.wire import Payload, decode
+from simulator.scenario import parse_scenario
+from simulator.station import Message, SimOptions, StationSimulator
 
 START = 1_748_833_200.0  # 2025-06-02 11:00 +08:00, a Monday
 

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from monitor.simulator.accelerated import Episode, TransitionRecorder, run_accelerated, verify
-from monitor.simulator.scenario import CounterExpectation, parse_scenario
-from monitor.simulator.station import SimOptions
 from rules import AlertState, OutageClass, Severity, SuppressReason, Transition
+from simulator.accelerated import Episode, TransitionRecorder, run_accelerated, verify
+from simulator.scenario import CounterExpectation, parse_scenario
+from simulator.station import SimOptions
 from tests.simulator.helpers import START, station
 
 SCENARIO = parse_scenario("""\

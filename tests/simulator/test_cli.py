@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from monitor.logs import _AnboHandler
-from monitor.simulator import cli
+from simulator import cli
 from tests.simulator.helpers import STATION
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "config" / "anbo.example.toml"

@@ -12,12 +12,12 @@ import numpy as np
 import pytest
 
 from monitor.settings import Settings, load_settings
-from monitor.simulator import cli
-from monitor.simulator.accelerated import run_accelerated, verify
-from monitor.simulator.eb import endpoint_id
-from monitor.simulator.scenario import bundled_scenarios, load_scenario
-from monitor.simulator.station import Message, SimOptions
 from monitor.wire import MAX_INFO_LEN, EndpointTopic, Readings, TopicParser
+from simulator import cli
+from simulator.accelerated import run_accelerated, verify
+from simulator.eb import endpoint_id
+from simulator.scenario import bundled_scenarios, load_scenario
+from simulator.station import Message, SimOptions
 from tests.simulator.helpers import START, STATION, decoded, simulate, station
 
 ID_RE = re.compile(r"eb-r\d{2}-\d{5}")

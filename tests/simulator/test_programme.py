@@ -10,8 +10,6 @@ import numpy as np
 import pytest
 import scipy.io.wavfile
 
-from monitor.simulator import programme as prog
-from monitor.simulator.programme import Programme, WavError, WavProgramme
 from probes.audio import (
     DetectionState,
     HissDetector,
@@ -20,6 +18,8 @@ from probes.audio import (
     channel_correlation,
     frame_rms_dbfs,
 )
+from simulator import programme as prog
+from simulator.programme import Programme, WavError, WavProgramme
 
 STYLES = {"talk": 1.0, "music": 0.0, "mixed": 0.5}
 

@@ -13,10 +13,10 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from monitor.settings import Settings
-from monitor.simulator.publisher import Publisher
-from monitor.simulator.scenario import parse_scenario
-from monitor.simulator.station import SimOptions, StationSimulator
 from monitor.wire import SampleBlock, decode
+from simulator.publisher import Publisher
+from simulator.scenario import parse_scenario
+from simulator.station import SimOptions, StationSimulator
 from tests.servers import Mosquitto
 from tests.simulator.helpers import station
 

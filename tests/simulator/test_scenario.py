@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from monitor.settings import Settings, load_settings
-from monitor.simulator.scenario import (
+from simulator.scenario import (
     FAULT_KINDS,
     TARGET_FAULTS,
     DeadAir,

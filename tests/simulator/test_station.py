@@ -10,8 +10,6 @@ import numpy as np
 import pytest
 
 from monitor.settings import Settings
-from monitor.simulator.scenario import MALFORMATIONS
-from monitor.simulator.station import Message, derived_pi
 from monitor.wire import (
     HEADER_SIZE,
     MAGIC,
@@ -24,6 +22,8 @@ from monitor.wire import (
     decode,
 )
 from probes.audio import clipping_ratio
+from simulator.scenario import MALFORMATIONS
+from simulator.station import Message, derived_pi
 from tests.simulator.helpers import START, by_topic, decoded, simulate, station
 
 FM_KEYS = {"rf_level_dbuv", "freq_offset_khz", "peak_deviation_khz", "modulation_percent", "mpx_power_dbr",

@@ -473,7 +473,7 @@ class WavProgramme:
     MAX_RESAMPLE_S: Final = 900.0
 
     def __init__(self, path: Path, rate: int = 48_000, channels: int = 2) -> None:
-        from monitor.analyze import AnalyzeError, read_wav
+        from anbo.analyze import AnalyzeError, read_wav
 
         self.rate = rate
         self.channels = channels

@@ -30,8 +30,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 from monitor.inventory import EndpointRecord, Inventory
-from monitor.simulator.scenario import EbDispatch, EbEndpointFault, EbOffline, region_id
 from monitor.wire import encode_readings
+from simulator.scenario import EbDispatch, EbEndpointFault, EbOffline, region_id
 
 __all__ = ["DISPATCH_ENDPOINT", "EbFleet", "endpoint_id"]
 

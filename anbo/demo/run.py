@@ -16,14 +16,14 @@ from pathlib import Path
 from rich.console import Console
 from rich.live import Live
 
+from anbo.demo.broker import EmbeddedBroker, free_port
+from anbo.demo.view import EventLog, render
 from monitor.daemon import Daemon
-from monitor.demo.broker import EmbeddedBroker, free_port
-from monitor.demo.view import EventLog, render
 from monitor.logs import configure_logging
 from monitor.settings import AlertmanagerSettings, ConfigError, LoadedSettings, load_settings
-from monitor.simulator.publisher import Publisher
-from monitor.simulator.scenario import Scenario, ScenarioError, resolve_scenario, scenario_problems
-from monitor.simulator.station import Protocol, SimOptions, StationSimulator
+from simulator.publisher import Publisher
+from simulator.scenario import Scenario, ScenarioError, resolve_scenario, scenario_problems
+from simulator.station import Protocol, SimOptions, StationSimulator
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -50,7 +50,7 @@ def _demo_settings(args: argparse.Namespace, url: str, protocol: Protocol, metri
     if args.config is not None:
         loaded = load_settings(args.config)
     else:
-        with resources.as_file(resources.files("monitor.demo") / "station.toml") as path:
+        with resources.as_file(resources.files("anbo.demo") / "station.toml") as path:
             loaded = load_settings(path)
     s = loaded.settings
     alerting = s.alerting

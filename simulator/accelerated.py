@@ -24,10 +24,10 @@ from monitor.ebfleet import EbMonitor
 from monitor.evaluation import Evaluator
 from monitor.pipeline import Pipeline
 from monitor.settings import Settings
-from monitor.simulator.scenario import CounterExpectation, Scenario
-from monitor.simulator.station import SimOptions, StationSimulator
 from monitor.stats import Result, Stats
 from rules import AlertState, Transition
+from simulator.scenario import CounterExpectation, Scenario
+from simulator.station import SimOptions, StationSimulator
 
 __all__ = [
     "Episode",

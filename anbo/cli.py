@@ -15,16 +15,16 @@ from pathlib import Path
 
 import structlog
 
+from anbo.analyze import AnalyzeError, analyze, format_report
+from anbo.demo import run as demo_run
 from monitor import __version__
-from monitor.analyze import AnalyzeError, analyze, format_report
 from monitor.daemon import Daemon
-from monitor.demo import run as demo_run
 from monitor.logs import configure_logging
 from monitor.sdnotify import Notifier
 from monitor.settings import load_settings_or_report
-from monitor.simulator import cli as simulator_cli
 from rules import RuleFileError, builtin_test_files, load_rules, run_tests
 from rules.testing import RuleTestFileError
+from simulator import cli as simulator_cli
 
 DEFAULT_CONFIG = "/etc/anbo/anbo.toml"
 

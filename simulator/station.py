@@ -5,8 +5,8 @@ yields every message the off-air receivers, transmitter controllers and
 emergency-broadcast endpoints of the station would publish, in time order, as
 :class:`Message` values stamped with *scenario time* (seconds from the start). It
 reads no clock and opens no socket: a publisher paces the messages in real time
-(``monitor.simulator.publisher``), a test feeds them straight into the daemon's
-pipeline with fake clocks (``monitor.simulator.accelerated``).
+(``simulator.publisher``), a test feeds them straight into the daemon's
+pipeline with fake clocks (``simulator.accelerated``).
 
 What each kind of target sends (rates, sizes and sequence numbers as a gateway does):
 
@@ -22,7 +22,7 @@ What each kind of target sends (rates, sizes and sequence numbers as a gateway d
 - **tx** — ``status`` once a second: ``forward_power_w`` (``params.rated_power_w`` or
   1000), ``reflected_power_w`` (VSWR 1.1–1.2), ``pa_temp_celsius`` (~45, drifting),
   ``on_air``, ``fault``.
-- the emergency-broadcast fleet (``monitor.simulator.eb``).
+- the emergency-broadcast fleet (``simulator.eb``).
 
 Audio blocks use MQTT v5 framing (``audio/L16`` content type and ``ts``/``seq`` user
 properties) or, for MQTT 3.1.1, the 28-byte ``ANBO`` header (int16le); JSON readings
@@ -44,9 +44,10 @@ import numpy as np
 from numpy.typing import NDArray
 
 from monitor.settings import Settings, TargetKind, TargetSettings
-from monitor.simulator import programme as prog
-from monitor.simulator.eb import EbFleet
-from monitor.simulator.scenario import (
+from monitor.wire import HEADER, MAGIC, encode_block_v5, encode_block_v311, encode_readings
+from simulator import programme as prog
+from simulator.eb import EbFleet
+from simulator.scenario import (
     MALFORMATIONS,
     CarrierLoss,
     Clipping,
@@ -75,7 +76,6 @@ from monitor.simulator.scenario import (
     VswrSpike,
     WrongRdsPi,
 )
-from monitor.wire import HEADER, MAGIC, encode_block_v5, encode_block_v311, encode_readings
 
 __all__ = [
     "BLOCK_SECONDS",

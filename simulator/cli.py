@@ -28,10 +28,10 @@ import structlog
 
 from monitor.logs import configure_logging
 from monitor.settings import LoadedSettings, load_settings_or_report
-from monitor.simulator.accelerated import run_accelerated, verify
-from monitor.simulator.programme import WavError
-from monitor.simulator.publisher import Publisher
-from monitor.simulator.scenario import (
+from simulator.accelerated import run_accelerated, verify
+from simulator.programme import WavError
+from simulator.publisher import Publisher
+from simulator.scenario import (
     Scenario,
     ScenarioError,
     bundled_scenarios,
@@ -39,7 +39,7 @@ from monitor.simulator.scenario import (
     resolve_scenario,
     scenario_problems,
 )
-from monitor.simulator.station import SimOptions, StationSimulator
+from simulator.station import SimOptions, StationSimulator
 
 __all__ = ["add_arguments", "run"]
 

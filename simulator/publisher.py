@@ -1,6 +1,6 @@
 """Publish the simulator's messages over MQTT, paced in real time (or ``speed`` times faster).
 
-A thin layer over :class:`monitor.simulator.station.StationSimulator`: it sleeps until
+A thin layer over :class:`simulator.station.StationSimulator`: it sleeps until
 each message is due, then hands it to one reused aiomqtt client that publishes with
 QoS 1 and reconnects with backoff. While the broker is away, messages wait in a
 bounded buffer, as a gateway's would, and what was in flight unconfirmed when the
@@ -30,8 +30,8 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from monitor.settings import parse_broker_url
-from monitor.simulator.scenario import Scenario
-from monitor.simulator.station import Message, Protocol
+from simulator.scenario import Scenario
+from simulator.station import Message, Protocol
 
 __all__ = ["PublishStats", "Publisher"]
 
