@@ -49,12 +49,20 @@ class Report:
 
     def as_json(self) -> dict[str, Any]:
         return {
-            "file": self.path, "rate": self.rate, "channels": self.channels, "duration": self.duration,
-            "sample_format": self.sample_format, "silences": self.silences,
+            "file": self.path,
+            "rate": self.rate,
+            "channels": self.channels,
+            "duration": self.duration,
+            "sample_format": self.sample_format,
+            "silences": self.silences,
             "silence_total": round(sum(s["duration"] for s in self.silences), 3),
-            "rms_dbfs": self.rms_dbfs, "peak_dbfs": self.peak_dbfs, "clip_ratio": self.clip_ratio,
-            "integrated_lufs": self.integrated_lufs, "loudness_range_lu": self.loudness_range_lu,
-            "max_momentary_lufs": self.max_momentary_lufs, "max_short_term_lufs": self.max_short_term_lufs,
+            "rms_dbfs": self.rms_dbfs,
+            "peak_dbfs": self.peak_dbfs,
+            "clip_ratio": self.clip_ratio,
+            "integrated_lufs": self.integrated_lufs,
+            "loudness_range_lu": self.loudness_range_lu,
+            "max_momentary_lufs": self.max_momentary_lufs,
+            "max_short_term_lufs": self.max_short_term_lufs,
             "true_peak_dbtp": self.true_peak_dbtp,
         }
 
@@ -99,9 +107,15 @@ def read_wav(path: Path) -> tuple[int, NDArray[Any]]:
     return int(rate), data
 
 
-def analyze(path: Path, *, silence_on_dbfs: float = -40.0, silence_off_dbfs: float | None = None,
-            min_silence: float = 2.0, min_programme: float = 1.0,
-            progress: Any = None) -> Report:
+def analyze(
+    path: Path,
+    *,
+    silence_on_dbfs: float = -40.0,
+    silence_off_dbfs: float | None = None,
+    min_silence: float = 2.0,
+    min_programme: float = 1.0,
+    progress: Any = None,
+) -> Report:
     """Analyse a WAV file. ``progress``, if given, is called with (done_s, total_s)."""
     rate, data = read_wav(path)
     fmt, offset, divisor = _scale(data)
@@ -120,7 +134,7 @@ def analyze(path: Path, *, silence_on_dbfs: float = -40.0, silence_off_dbfs: flo
     block = max(1, int(BLOCK_SECONDS * rate))
     t0 = 0.0  # times are seconds from the start of the file
     for start in range(0, frames, block):
-        raw = np.asarray(data[start:start + block])
+        raw = np.asarray(data[start : start + block])
         x = raw.astype(np.float32)
         if offset:
             x -= offset
@@ -176,8 +190,7 @@ def format_report(report: Report) -> str:
         f"{report.path}: {_clock(report.duration)} of {report.channels}-channel {report.sample_format} "
         f"at {report.rate} Hz",
         "",
-        f"Silences ({len(report.silences)}, "
-        f"{sum(s['duration'] for s in report.silences):.1f} s in all):",
+        f"Silences ({len(report.silences)}, {sum(s['duration'] for s in report.silences):.1f} s in all):",
     ]
     if not report.silences:
         lines.append("  none")
@@ -185,12 +198,19 @@ def format_report(report: Report) -> str:
         lines.append(f"  {_clock(s['start'])} – {_clock(s['end'])}  ({s['duration']:.1f} s)")
     lines += [
         "",
-        "Levels:    RMS " + " / ".join(f"{v:.1f}" for v in report.rms_dbfs) + " dBFS, peak "
-        + " / ".join(f"{v:.1f}" for v in report.peak_dbfs) + " dBFS (per channel)",
+        "Levels:    RMS "
+        + " / ".join(f"{v:.1f}" for v in report.rms_dbfs)
+        + " dBFS, peak "
+        + " / ".join(f"{v:.1f}" for v in report.peak_dbfs)
+        + " dBFS (per channel)",
         f"Clipping:  {100 * report.clip_ratio:.3f} % of samples at full scale",
-        "Loudness:  integrated " + _lufs(report.integrated_lufs) + ", range "
+        "Loudness:  integrated "
+        + _lufs(report.integrated_lufs)
+        + ", range "
         + ("n/a" if report.loudness_range_lu is None else f"{report.loudness_range_lu:.1f} LU")
-        + ", max momentary " + _lufs(report.max_momentary_lufs) + ", max short-term "
+        + ", max momentary "
+        + _lufs(report.max_momentary_lufs)
+        + ", max short-term "
         + _lufs(report.max_short_term_lufs),
         "True peak: " + " / ".join(f"{v:.1f}" for v in report.true_peak_dbtp) + " dBTP (per channel)",
     ]

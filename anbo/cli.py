@@ -31,7 +31,9 @@ DEFAULT_CONFIG = "/etc/anbo/anbo.toml"
 
 def _config_arg(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--config", "-c", type=Path,
+        "--config",
+        "-c",
+        type=Path,
         default=Path(os.environ.get("ANBO_CONFIG", DEFAULT_CONFIG)),
         help=f"station settings (TOML); default $ANBO_CONFIG or {DEFAULT_CONFIG}",
     )
@@ -47,41 +49,80 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="run the station daemon (MQTT in, /metrics out)")
     _config_arg(run)
-    run.add_argument("--log-level", choices=["debug", "info", "warning", "error"],
-                     help="overrides [logging] level")
-    run.add_argument("--log-format", choices=["auto", "json", "console"],
-                     help="overrides [logging] format (auto: JSON unless on a terminal)")
+    run.add_argument(
+        "--log-level", choices=["debug", "info", "warning", "error"], help="overrides [logging] level"
+    )
+    run.add_argument(
+        "--log-format",
+        choices=["auto", "json", "console"],
+        help="overrides [logging] format (auto: JSON unless on a terminal)",
+    )
 
-    check = sub.add_parser("check", help="validate a station config (and its rule files); "
-                                          "one line per problem")
+    check = sub.add_parser(
+        "check", help="validate a station config (and its rule files); one line per problem"
+    )
     _config_arg(check)
-    check.add_argument("--rules", type=Path, action="append", default=[], metavar="PATH",
-                       help="also validate these rule files or folders (repeatable)")
+    check.add_argument(
+        "--rules",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="also validate these rule files or folders (repeatable)",
+    )
 
     test_rules = sub.add_parser("test-rules", help="run rule tests (series in, expected alerts out)")
-    test_rules.add_argument("files", type=Path, nargs="*", metavar="FILE",
-                            help="rule-test files (YAML); none: the built-in packs' tests")
+    test_rules.add_argument(
+        "files",
+        type=Path,
+        nargs="*",
+        metavar="FILE",
+        help="rule-test files (YAML); none: the built-in packs' tests",
+    )
 
-    simulate = sub.add_parser("simulate",
-                              help="publish a simulated station's telemetry (a scenario of faults)")
+    simulate = sub.add_parser(
+        "simulate", help="publish a simulated station's telemetry (a scenario of faults)"
+    )
     simulator_cli.add_arguments(simulate)
 
-    demo = sub.add_parser("demo", help="the whole system on this machine: embedded broker, simulator, "
-                                       "daemon, live view")
+    demo = sub.add_parser(
+        "demo", help="the whole system on this machine: embedded broker, simulator, daemon, live view"
+    )
     demo_run.add_arguments(demo)
 
-    analyze = sub.add_parser("analyze", help="analyse a recorded audio file (WAV): silences, levels, "
-                                             "loudness")
+    analyze = sub.add_parser(
+        "analyze", help="analyse a recorded audio file (WAV): silences, levels, loudness"
+    )
     analyze.add_argument("file", type=Path, metavar="FILE")
     analyze.add_argument("--json", action="store_true", help="print the report as JSON")
-    analyze.add_argument("--silence-threshold-db", type=float, default=-40.0, metavar="DBFS",
-                         help="silence below this level (default -40 dBFS)")
-    analyze.add_argument("--silence-off-db", type=float, default=None, metavar="DBFS",
-                         help="programme again from this level (hysteresis; default threshold + 10 dB)")
-    analyze.add_argument("--min-silence", type=float, default=2.0, metavar="SECONDS",
-                         help="shortest silence reported (default 2 s)")
-    analyze.add_argument("--min-programme", type=float, default=1.0, metavar="SECONDS",
-                         help="programme must last this long to end a silence (default 1 s)")
+    analyze.add_argument(
+        "--silence-threshold-db",
+        type=float,
+        default=-40.0,
+        metavar="DBFS",
+        help="silence below this level (default -40 dBFS)",
+    )
+    analyze.add_argument(
+        "--silence-off-db",
+        type=float,
+        default=None,
+        metavar="DBFS",
+        help="programme again from this level (hysteresis; default threshold + 10 dB)",
+    )
+    analyze.add_argument(
+        "--min-silence",
+        type=float,
+        default=2.0,
+        metavar="SECONDS",
+        help="shortest silence reported (default 2 s)",
+    )
+    analyze.add_argument(
+        "--min-programme",
+        type=float,
+        default=1.0,
+        metavar="SECONDS",
+        help="programme must last this long to end a silence (default 1 s)",
+    )
     return parser
 
 
@@ -102,8 +143,10 @@ def cmd_check(args: argparse.Namespace) -> int:
     for t in s.targets:
         kinds[t.kind.value] = kinds.get(t.kind.value, 0) + 1
     summary = ", ".join(f"{n} {k}" for k, n in sorted(kinds.items())) or "no targets"
-    print(f"{args.config}: OK — station {s.station.name}, {len(s.targets)} targets ({summary}), "
-          f"broker {', '.join(s.mqtt.url)}, metrics on {s.metrics.listen}")
+    print(
+        f"{args.config}: OK — station {s.station.name}, {len(s.targets)} targets ({summary}), "
+        f"broker {', '.join(s.mqtt.url)}, metrics on {s.metrics.listen}"
+    )
     return 0
 
 
@@ -114,8 +157,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     s = loaded.settings
     configure_logging(args.log_level or s.logging.level, args.log_format or s.logging.format)
     log = structlog.get_logger("anbo")
-    log.info("anbo starting", version=__version__, config=str(args.config), station=s.station.name,
-             targets=len(s.targets), brokers=s.mqtt.url, metrics=s.metrics.listen)
+    log.info(
+        "anbo starting",
+        version=__version__,
+        config=str(args.config),
+        station=s.station.name,
+        targets=len(s.targets),
+        brokers=s.mqtt.url,
+        metrics=s.metrics.listen,
+    )
     notifier = Notifier.from_env()
     try:
         asyncio.run(Daemon(loaded, systemd=notifier).run())
@@ -155,13 +205,22 @@ def cmd_analyze(args: argparse.Namespace) -> int:
                 def progress(done: float, total: float) -> None:
                     bar.update(task, completed=done, total=total)
 
-                report = analyze(args.file, silence_on_dbfs=args.silence_threshold_db,
-                                 silence_off_dbfs=args.silence_off_db, min_silence=args.min_silence,
-                                 min_programme=args.min_programme, progress=progress)
+                report = analyze(
+                    args.file,
+                    silence_on_dbfs=args.silence_threshold_db,
+                    silence_off_dbfs=args.silence_off_db,
+                    min_silence=args.min_silence,
+                    min_programme=args.min_programme,
+                    progress=progress,
+                )
         else:
-            report = analyze(args.file, silence_on_dbfs=args.silence_threshold_db,
-                             silence_off_dbfs=args.silence_off_db, min_silence=args.min_silence,
-                             min_programme=args.min_programme)
+            report = analyze(
+                args.file,
+                silence_on_dbfs=args.silence_threshold_db,
+                silence_off_dbfs=args.silence_off_db,
+                min_silence=args.min_silence,
+                min_programme=args.min_programme,
+            )
     except AnalyzeError as exc:
         print(f"anbo analyze: {args.file}: {exc}", file=sys.stderr)
         return 1
@@ -171,6 +230,12 @@ def cmd_analyze(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    commands = {"run": cmd_run, "check": cmd_check, "test-rules": cmd_test_rules, "analyze": cmd_analyze,
-                "simulate": simulator_cli.run, "demo": demo_run.run}
+    commands = {
+        "run": cmd_run,
+        "check": cmd_check,
+        "test-rules": cmd_test_rules,
+        "analyze": cmd_analyze,
+        "simulate": simulator_cli.run,
+        "demo": demo_run.run,
+    }
     return commands[args.command](args)

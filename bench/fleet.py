@@ -152,8 +152,10 @@ class Receiver:
                 self.hb_idx.append(i)
                 self.hb_ts.append(reading.ts)
             self.fault_idx.append(i)
-            self.fault_val.append((1 if values.get("fault_amplifier", 0.0) else 0)
-                                  | (2 if values.get("fault_speaker_line", 0.0) else 0))
+            self.fault_val.append(
+                (1 if values.get("fault_amplifier", 0.0) else 0)
+                | (2 if values.get("fault_speaker_line", 0.0) else 0)
+            )
         except DecodeError:
             self.decode_errors += 1
         finally:
@@ -177,10 +179,12 @@ class Receiver:
             fleet.set_faults(np.array(f_idx[:n], dtype=np.intp), np.array(f_val[:n], dtype=np.int64))
         status = fleet.evaluate(time.time(), OFFLINE_AFTER_S)
         ids = self.inventory.ids
-        offline_ids = ids_by_region(np.flatnonzero(~status.online_mask), status.region, fleet.n_regions, ids,
-                                    MAX_IDS)
-        fault_ids = ids_by_region(np.flatnonzero(status.faulty_mask), status.region, fleet.n_regions, ids,
-                                  MAX_IDS)
+        offline_ids = ids_by_region(
+            np.flatnonzero(~status.online_mask), status.region, fleet.n_regions, ids, MAX_IDS
+        )
+        fault_ids = ids_by_region(
+            np.flatnonzero(status.faulty_mask), status.region, fleet.n_regions, ids, MAX_IDS
+        )
         ratio = status.online_ratio.tolist()
         online = status.online.tolist()
         total = status.total.tolist()
@@ -208,10 +212,17 @@ class Receiver:
 
     def result(self, cpu: float, wall: float, messages: int, handle_s: float) -> dict[str, object]:
         return {
-            "cpu_s": cpu, "wall_s": wall, "messages": messages, "handle_s": handle_s,
-            "tick_ms": self.tick_ms, "per_tick": self.per_tick, "inventory_load_s": self.load_s,
-            "decode_errors": self.decode_errors, "unknown_endpoints": self.unknown_endpoints,
-            "online": self.online, "faulty": self.faulty,
+            "cpu_s": cpu,
+            "wall_s": wall,
+            "messages": messages,
+            "handle_s": handle_s,
+            "tick_ms": self.tick_ms,
+            "per_tick": self.per_tick,
+            "inventory_load_s": self.load_s,
+            "decode_errors": self.decode_errors,
+            "unknown_endpoints": self.unknown_endpoints,
+            "online": self.online,
+            "faulty": self.faulty,
         }
 
 
@@ -238,8 +249,9 @@ async def measure(rx: Receiver, warmup: float, seconds: float) -> tuple[float, f
     return cpu, wall, rx.messages - m0, rx.handle_s - h0
 
 
-async def receive_anbo(rx: Receiver, port: int, ready: Path, warmup: float, seconds: float, qos: int,
-                       v5: bool) -> dict[str, object]:
+async def receive_anbo(
+    rx: Receiver, port: int, ready: Path, warmup: float, seconds: float, qos: int, v5: bool
+) -> dict[str, object]:
     """The daemon's ingest: ``monitor.ingest.MqttIngest`` (aiomqtt with anbo's fast path, its
     bounded queue, latency histogram, persistent session), ticks on the same event loop."""
     import contextlib
@@ -256,8 +268,15 @@ async def receive_anbo(rx: Receiver, port: int, ready: Path, warmup: float, seco
     def handler(topic: str, payload: bytes, ctype: str | None, props: object, rx_time: float) -> None:
         handle(topic, payload, ctype)
 
-    ingest = MqttIngest(settings, client_id=f"bench-fleet-{os.getpid()}", credentials=Credentials(None, None),
-                        subscriptions=lambda: ["anbo/eb/+/status"], handler=handler, queue=queue, stats=stats)
+    ingest = MqttIngest(
+        settings,
+        client_id=f"bench-fleet-{os.getpid()}",
+        credentials=Credentials(None, None),
+        subscriptions=lambda: ["anbo/eb/+/status"],
+        handler=handler,
+        queue=queue,
+        stats=stats,
+    )
     task = asyncio.create_task(ingest.run())
     await ingest.subscribed.wait()
     await asyncio.to_thread(ready.touch)
@@ -272,8 +291,9 @@ async def receive_anbo(rx: Receiver, port: int, ready: Path, warmup: float, seco
     return rx.result(cpu, wall, messages, handle_s)
 
 
-async def receive_aiomqtt(rx: Receiver, port: int, ready: Path, warmup: float, seconds: float, qos: int,
-                          v5: bool) -> dict[str, object]:
+async def receive_aiomqtt(
+    rx: Receiver, port: int, ready: Path, warmup: float, seconds: float, qos: int, v5: bool
+) -> dict[str, object]:
     """For comparison: plain aiomqtt (``async for message in client.messages``), ticks on the same loop."""
     import aiomqtt
 
@@ -286,8 +306,9 @@ async def receive_aiomqtt(rx: Receiver, port: int, ready: Path, warmup: float, s
             rx.handle(message.topic.value, payload, ctype)
 
     protocol = aiomqtt.ProtocolVersion.V5 if v5 else aiomqtt.ProtocolVersion.V311
-    async with aiomqtt.Client("127.0.0.1", port, identifier=f"bench-fleet-{os.getpid()}",
-                              protocol=protocol) as client:
+    async with aiomqtt.Client(
+        "127.0.0.1", port, identifier=f"bench-fleet-{os.getpid()}", protocol=protocol
+    ) as client:
         await client.subscribe("anbo/eb/+/status", qos=qos)
         await asyncio.to_thread(ready.touch)
         tasks = [asyncio.create_task(ticker(rx)), asyncio.create_task(consume(client))]
@@ -298,8 +319,9 @@ async def receive_aiomqtt(rx: Receiver, port: int, ready: Path, warmup: float, s
     return rx.result(cpu, wall, messages, handle_s)
 
 
-def receive_paho(rx: Receiver, port: int, ready: Path, warmup: float, seconds: float, qos: int,
-                 v5: bool) -> dict[str, object]:
+def receive_paho(
+    rx: Receiver, port: int, ready: Path, warmup: float, seconds: float, qos: int, v5: bool
+) -> dict[str, object]:
     """For comparison: paho's own network thread calling the handler, ticks in the main thread."""
     import paho.mqtt.client as paho
     from paho.mqtt.enums import CallbackAPIVersion
@@ -309,8 +331,11 @@ def receive_paho(rx: Receiver, port: int, ready: Path, warmup: float, seconds: f
         ctype = getattr(props, "ContentType", None) if props is not None else None
         rx.handle(message.topic, message.payload, ctype)
 
-    client = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"bench-fleet-{os.getpid()}",
-                         protocol=paho.MQTTv5 if v5 else paho.MQTTv311)
+    client = paho.Client(
+        CallbackAPIVersion.VERSION2,
+        client_id=f"bench-fleet-{os.getpid()}",
+        protocol=paho.MQTTv5 if v5 else paho.MQTTv311,
+    )
     client.on_message = on_message
     client.connect("127.0.0.1", port)
     client.subscribe("anbo/eb/+/status", qos=qos)
@@ -339,8 +364,9 @@ def receive_paho(rx: Receiver, port: int, ready: Path, warmup: float, seconds: f
     return rx.result(cpu, wall, messages, handle_s)
 
 
-def receiver_main(client: str, port: int, inventory: str, ready: str, warmup: float, seconds: float, qos: int,
-                  protocol: str) -> None:
+def receiver_main(
+    client: str, port: int, inventory: str, ready: str, warmup: float, seconds: float, qos: int, protocol: str
+) -> None:
     from monitor.logs import configure_logging
 
     configure_logging("warning", "json", sys.stderr)  # stdout carries the result
@@ -364,8 +390,9 @@ def publisher_main(port: int, n: int, period: float, duration: float, qos: int) 
 
     from monitor.wire import encode_readings
 
-    client = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"bench-pub-{os.getpid()}",
-                         protocol=paho.MQTTv5)
+    client = paho.Client(
+        CallbackAPIVersion.VERSION2, client_id=f"bench-pub-{os.getpid()}", protocol=paho.MQTTv5
+    )
     client.max_inflight_messages_set(2000)
     client.max_queued_messages_set(0)
     client.connect("127.0.0.1", port)
@@ -391,9 +418,16 @@ def publisher_main(port: int, n: int, period: float, duration: float, qos: int) 
             k = (k + 1) % len(order)
             if k == 0:
                 seq += 1
-            payload = encode_readings(time.time(), seq, {
-                "online": 1, "fault_amplifier": 1 if i in faulty else 0, "fault_speaker_line": 0,
-            }, info={"region": regions[i]})
+            payload = encode_readings(
+                time.time(),
+                seq,
+                {
+                    "online": 1,
+                    "fault_amplifier": 1 if i in faulty else 0,
+                    "fault_speaker_line": 0,
+                },
+                info={"region": regions[i]},
+            )
             client.publish(topics[i], payload, qos=qos)
             sent += 1
         time.sleep(0.005)
@@ -404,17 +438,22 @@ def publisher_main(port: int, n: int, period: float, duration: float, qos: int) 
 
 # --------------------------------------------------------------------------- driver
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--endpoints", type=int, default=100_000)
     parser.add_argument("--period", type=float, default=60.0, help="heartbeat period of each endpoint (s)")
     parser.add_argument("--seconds", type=float, default=60.0, help="measured window (s), at least 30")
     parser.add_argument("--warmup", type=float, default=5.0)
     parser.add_argument("--qos", type=int, choices=[0, 1], default=1, help="subscription and publish QoS")
     parser.add_argument("--protocol", choices=["5", "3.1.1"], default="5")
-    parser.add_argument("--client", choices=["anbo", "aiomqtt", "paho"], default="anbo",
-                        help="receiver's MQTT client: anbo (the daemon's ingest, monitor.ingest.MqttIngest), "
-                             "or for comparison plain aiomqtt or bare paho")
+    parser.add_argument(
+        "--client",
+        choices=["anbo", "aiomqtt", "paho"],
+        default="anbo",
+        help="receiver's MQTT client: anbo (the daemon's ingest, monitor.ingest.MqttIngest), "
+        "or for comparison plain aiomqtt or bare paho",
+    )
     args = parser.parse_args()
     if args.seconds < 30:
         parser.error("--seconds: measure at least 30 s (the heartbeats arrive spread over the period)")
@@ -428,23 +467,49 @@ def main() -> None:
         broker_dir = tmpdir / "broker"
         broker_dir.mkdir()
         broker = Mosquitto(broker_dir, extra_conf="max_queued_messages 0\nmax_queued_bytes 0\n")
-        broker.conf.write_text(broker.conf.read_text().replace("persistence true", "persistence false")
-                               .replace("max_queued_messages 100000\n", ""))
+        broker.conf.write_text(
+            broker.conf.read_text()
+            .replace("persistence true", "persistence false")
+            .replace("max_queued_messages 100000\n", "")
+        )
         broker.start()
         try:
             ready = tmpdir / "ready"
-            recv = subprocess.Popen([sys.executable, __file__, "_receive", args.client, str(broker.port),
-                                     str(inventory), str(ready), str(args.warmup), str(args.seconds),
-                                     str(args.qos), args.protocol], stdout=subprocess.PIPE)
+            recv = subprocess.Popen(
+                [
+                    sys.executable,
+                    __file__,
+                    "_receive",
+                    args.client,
+                    str(broker.port),
+                    str(inventory),
+                    str(ready),
+                    str(args.warmup),
+                    str(args.seconds),
+                    str(args.qos),
+                    args.protocol,
+                ],
+                stdout=subprocess.PIPE,
+            )
             deadline = time.monotonic() + 60
             while not ready.exists():
                 if time.monotonic() > deadline or recv.poll() is not None:
                     raise SystemExit("receiver did not subscribe")
                 time.sleep(0.05)
             duration = args.warmup + args.seconds + 3
-            pub = subprocess.Popen([sys.executable, __file__, "_publish", str(broker.port),
-                                    str(args.endpoints), str(args.period), str(duration), str(args.qos)],
-                                   stdout=subprocess.PIPE)
+            pub = subprocess.Popen(
+                [
+                    sys.executable,
+                    __file__,
+                    "_publish",
+                    str(broker.port),
+                    str(args.endpoints),
+                    str(args.period),
+                    str(duration),
+                    str(args.qos),
+                ],
+                stdout=subprocess.PIPE,
+            )
             out, _ = recv.communicate(timeout=args.warmup + args.seconds + 120)
             pub_out, _ = pub.communicate(timeout=60)
         finally:
@@ -463,8 +528,11 @@ def report(args: argparse.Namespace, result: dict[str, Any], published: dict[str
     counts = [c for c, _ in result["per_tick"]]
     delays = [d for _, d in result["per_tick"]]
     try:
-        model = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                     if line.startswith("model name"))
+        model = next(
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        )
     except (OSError, StopIteration):
         model = platform.processor() or platform.machine()
     lines = [
@@ -495,10 +563,19 @@ def report(args: argparse.Namespace, result: dict[str, Any], published: dict[str
 
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "_receive":
-        receiver_main(sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5], float(sys.argv[6]),
-                      float(sys.argv[7]), int(sys.argv[8]), sys.argv[9])
+        receiver_main(
+            sys.argv[2],
+            int(sys.argv[3]),
+            sys.argv[4],
+            sys.argv[5],
+            float(sys.argv[6]),
+            float(sys.argv[7]),
+            int(sys.argv[8]),
+            sys.argv[9],
+        )
     elif len(sys.argv) > 1 and sys.argv[1] == "_publish":
-        publisher_main(int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4]), float(sys.argv[5]),
-                       int(sys.argv[6]))
+        publisher_main(
+            int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4]), float(sys.argv[5]), int(sys.argv[6])
+        )
     else:
         main()

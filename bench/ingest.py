@@ -77,8 +77,9 @@ async def receive_bare(port: int, count: int, ready: Path) -> tuple[float, int]:
     # The baseline is plain aiomqtt: nothing of monitor.mqttio in this process.
     if paho.mqtt._packet.Properties is not Properties:
         raise SystemExit("bare baseline: paho is patched by anbo's fast path; the ratio would be wrong")
-    async with aiomqtt.Client("127.0.0.1", port, identifier=f"bare-{os.getpid()}",
-                              protocol=aiomqtt.ProtocolVersion.V5) as client:
+    async with aiomqtt.Client(
+        "127.0.0.1", port, identifier=f"bare-{os.getpid()}", protocol=aiomqtt.ProtocolVersion.V5
+    ) as client:
         await client.subscribe("anbo/+/+/+", qos=1)
         await asyncio.to_thread(ready.touch)
         n = 0
@@ -109,8 +110,9 @@ async def receive_anbo(port: int, count: int, ready: Path, kind: str) -> tuple[f
     handle = pipeline.handle
     seen = 0
 
-    def handler(topic: str, payload: bytes, ctype: str | None, props: list[tuple[str, str]] | None,
-                rx: float) -> None:
+    def handler(
+        topic: str, payload: bytes, ctype: str | None, props: list[tuple[str, str]] | None, rx: float
+    ) -> None:
         nonlocal seen
         if not first:
             first.append(time.process_time())
@@ -119,9 +121,15 @@ async def receive_anbo(port: int, count: int, ready: Path, kind: str) -> tuple[f
         if seen == count:
             done.set()
 
-    ingest = MqttIngest(settings.mqtt, client_id=settings.client_id, credentials=Credentials(None, None),
-                        subscriptions=lambda: pipeline.subscriptions, handler=handler, queue=queue,
-                        stats=stats)
+    ingest = MqttIngest(
+        settings.mqtt,
+        client_id=settings.client_id,
+        credentials=Credentials(None, None),
+        subscriptions=lambda: pipeline.subscriptions,
+        handler=handler,
+        queue=queue,
+        stats=stats,
+    )
     task = asyncio.create_task(ingest.run())
     await ingest.subscribed.wait()
     await asyncio.to_thread(ready.touch)
@@ -164,16 +172,26 @@ def publisher_main(port: int, count: int, kind: str) -> None:
     if kind == "json":
         for i in range(count):
             t = i % JSON_TARGETS
-            messages.append((f"anbo/bench/fm-{t}/rf", encode_readings(
-                now, i // JSON_TARGETS, {"rf_level_dbuv": 60.0 + (i % 7) * 0.1, "pilot_khz": 6.8})))
+            messages.append(
+                (
+                    f"anbo/bench/fm-{t}/rf",
+                    encode_readings(
+                        now, i // JSON_TARGETS, {"rf_level_dbuv": 60.0 + (i % 7) * 0.1, "pilot_khz": 6.8}
+                    ),
+                )
+            )
     else:
         rng = np.random.default_rng(1)
         block = (rng.standard_normal((BLOCK_FRAMES, 2)) * 0.1).astype(np.float32)
         for i in range(count):
             c = i % AUDIO_CHANNELS
             seq = i // AUDIO_CHANNELS
-            messages.append((f"anbo/bench/fm-{c}/audio", encode_block_v311(
-                block, ts=now + seq * 0.1, seq=seq, rate=RATE, dtype="int16be")))
+            messages.append(
+                (
+                    f"anbo/bench/fm-{c}/audio",
+                    encode_block_v311(block, ts=now + seq * 0.1, seq=seq, rate=RATE, dtype="int16be"),
+                )
+            )
     infos = [client.publish(topic, payload, qos=1) for topic, payload in messages]
     for info in infos:
         info.wait_for_publish(60)
@@ -185,8 +203,10 @@ def publisher_main(port: int, count: int, kind: str) -> None:
 def one_round(broker_port: int, mode: str, kind: str, count: int) -> float:
     with tempfile.TemporaryDirectory() as tmp:
         ready = Path(tmp) / "ready"
-        recv = subprocess.Popen([sys.executable, __file__, "_receive", mode, str(broker_port), str(count),
-                                 str(ready), kind], stdout=subprocess.PIPE)
+        recv = subprocess.Popen(
+            [sys.executable, __file__, "_receive", mode, str(broker_port), str(count), str(ready), kind],
+            stdout=subprocess.PIPE,
+        )
         deadline = time.monotonic() + 30
         while not ready.exists():
             if time.monotonic() > deadline or recv.poll() is not None:
@@ -199,25 +219,30 @@ def one_round(broker_port: int, mode: str, kind: str, count: int) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--json-messages", type=int, default=30_000)
-    parser.add_argument("--audio-seconds", type=float, default=2.0,
-                        help="seconds of the 300-channel audio load per round")
+    parser.add_argument(
+        "--audio-seconds", type=float, default=2.0, help="seconds of the 300-channel audio load per round"
+    )
     args = parser.parse_args()
 
     from tests.servers import Mosquitto
 
     with tempfile.TemporaryDirectory() as tmp:
-        broker = Mosquitto(Path(tmp), extra_conf="max_queued_messages 0\nmax_queued_bytes 0\n"
-                                                 "message_size_limit 0\n")
-        broker.conf.write_text(broker.conf.read_text().replace("persistence true", "persistence false")
-                               .replace("max_queued_messages 100000\n", ""))
+        broker = Mosquitto(
+            Path(tmp), extra_conf="max_queued_messages 0\nmax_queued_bytes 0\nmessage_size_limit 0\n"
+        )
+        broker.conf.write_text(
+            broker.conf.read_text()
+            .replace("persistence true", "persistence false")
+            .replace("max_queued_messages 100000\n", "")
+        )
         broker.start()
         try:
-            cases = [("json", args.json_messages),
-                     ("audio", int(args.audio_seconds * 10 * AUDIO_CHANNELS))]
+            cases = [("json", args.json_messages), ("audio", int(args.audio_seconds * 10 * AUDIO_CHANNELS))]
             results: dict[str, dict[str, list[float]]] = {}
             for kind, count in cases:
                 results[kind] = {"bare": [], "anbo": []}
@@ -231,20 +256,27 @@ def main() -> None:
 
     cpu = platform.processor() or platform.machine()
     try:
-        model = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                     if line.startswith("model name"))
+        model = next(
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        )
     except (OSError, StopIteration):
         model = cpu
     print(f"\nmachine: {model}, {os.cpu_count()} cores, Python {platform.python_version()}")
     print(f"{'case':34} {'bare µs/msg':>12} {'anbo µs/msg':>12} {'ratio':>7}  goal")
     j_b, j_a = (statistics.median(results["json"][m]) for m in ("bare", "anbo"))
-    print(f"{'(a) JSON reading per message':34} {j_b:12.2f} {j_a:12.2f} {j_a / j_b:7.2f}  ≤ 1.30 "
-          f"{'MET' if j_a / j_b <= 1.3 else 'NOT MET'}")
+    print(
+        f"{'(a) JSON reading per message':34} {j_b:12.2f} {j_a:12.2f} {j_a / j_b:7.2f}  ≤ 1.30 "
+        f"{'MET' if j_a / j_b <= 1.3 else 'NOT MET'}"
+    )
     a_b, a_a = (statistics.median(results["audio"][m]) for m in ("bare", "anbo"))
     load = a_a * 3000 / 1e6
-    print(f"{'(b) 100 ms stereo 48 kHz block':34} {a_b:12.2f} {a_a:12.2f} {a_a / a_b:7.2f}  "
-          f"300 channels = 3000 blocks/s → {load:.2f} of one core "
-          f"{'MET' if load < 1.0 else 'NOT MET'} (bare loop alone: {a_b * 3000 / 1e6:.2f})")
+    print(
+        f"{'(b) 100 ms stereo 48 kHz block':34} {a_b:12.2f} {a_a:12.2f} {a_a / a_b:7.2f}  "
+        f"300 channels = 3000 blocks/s → {load:.2f} of one core "
+        f"{'MET' if load < 1.0 else 'NOT MET'} (bare loop alone: {a_b * 3000 / 1e6:.2f})"
+    )
 
 
 if __name__ == "__main__":

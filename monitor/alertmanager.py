@@ -403,8 +403,9 @@ class AlertmanagerNotifier:
         problem = _time_problem(alert) if known else _problem(alert, key)
         if problem is not None:
             self.invalid += 1
-            log.error("alertmanager_invalid_alert", problem=problem, labels=dict(alert.labels),
-                      rate_key=problem)
+            log.error(
+                "alertmanager_invalid_alert", problem=problem, labels=dict(alert.labels), rate_key=problem
+            )
             return key, False
         return key, True
 
@@ -419,9 +420,14 @@ class AlertmanagerNotifier:
                 if len(q) > self.queue_size:
                     (lost_key, _) = q.popitem(last=False)
                     d.stats.dropped += 1
-                    log.warning("alertmanager_queue_full", alertmanager=d.name, capacity=self.queue_size,
-                                dropped_total=d.stats.dropped, dropped_labels=dict(lost_key),
-                                rate_key=d.name)
+                    log.warning(
+                        "alertmanager_queue_full",
+                        alertmanager=d.name,
+                        capacity=self.queue_size,
+                        dropped_total=d.stats.dropped,
+                        dropped_labels=dict(lost_key),
+                        rate_key=d.name,
+                    )
             d.stats.queue_depth = len(q)
             d.wake.set()
 
@@ -457,8 +463,11 @@ class AlertmanagerNotifier:
         try:
             await asyncio.wait_for(self._drained(), timeout)
         except TimeoutError:
-            log.warning("alertmanager_flush_incomplete", timeout_s=timeout,
-                        pending={d.name: len(d.queue) for d in self._dests if d.queue})
+            log.warning(
+                "alertmanager_flush_incomplete",
+                timeout_s=timeout,
+                pending={d.name: len(d.queue) for d in self._dests if d.queue},
+            )
         finally:
             self._flushing = False
             self._hurry.clear()
@@ -500,9 +509,16 @@ class AlertmanagerNotifier:
                     continue
                 d.stats.consecutive_failures += 1
                 delay = self._backoff(d.stats.consecutive_failures)
-                log.warning("alertmanager_send_failed", alertmanager=d.name, reason=reason.value,
-                            alerts=len(batch), pending=len(d.queue), retry_in_s=round(delay, 3),
-                            failures=d.stats.consecutive_failures, rate_key=f"{d.name}:{reason.value}")
+                log.warning(
+                    "alertmanager_send_failed",
+                    alertmanager=d.name,
+                    reason=reason.value,
+                    alerts=len(batch),
+                    pending=len(d.queue),
+                    retry_in_s=round(delay, 3),
+                    failures=d.stats.consecutive_failures,
+                    rate_key=f"{d.name}:{reason.value}",
+                )
                 if self._flushing:
                     await asyncio.sleep(delay)
                 else:
@@ -527,12 +543,18 @@ class AlertmanagerNotifier:
         unusable: list[_Key] = []
         for key, alert in d.queue.items():
             try:
-                blob = json.dumps(alert_payload(alert, now=now, valid_for=self.valid_for),
-                                  separators=(",", ":")).encode()
+                blob = json.dumps(
+                    alert_payload(alert, now=now, valid_for=self.valid_for), separators=(",", ":")
+                ).encode()
             except Exception as exc:  # update() checks alerts; this is the last guard against a poison entry
                 unusable.append(key)
-                log.error("alertmanager_unusable_alert", alertmanager=d.name, labels=dict(key),
-                          error=repr(exc), rate_key="unusable")
+                log.error(
+                    "alertmanager_unusable_alert",
+                    alertmanager=d.name,
+                    labels=dict(key),
+                    error=repr(exc),
+                    rate_key="unusable",
+                )
                 continue
             if parts and size + len(blob) + 1 > MAX_BATCH_BYTES:
                 break
@@ -545,20 +567,26 @@ class AlertmanagerNotifier:
         d.stats.queue_depth = len(d.queue)
         return batch, b"[" + b",".join(parts) + b"]"
 
-    async def _post(self, d: _Destination, batch: list[tuple[_Key, OutgoingAlert]],
-                    body: bytes) -> FailureReason | None:
+    async def _post(
+        self, d: _Destination, batch: list[tuple[_Key, OutgoingAlert]], body: bytes
+    ) -> FailureReason | None:
         if d.session is None:
             try:
                 d.session = await self._session_factory(d.target)
             except (OSError, ValueError) as exc:  # unreadable or bad CA/cert/key file
-                log.error("alertmanager_tls_setup_failed", alertmanager=d.name, error=str(exc),
-                          rate_key=d.name)
+                log.error(
+                    "alertmanager_tls_setup_failed", alertmanager=d.name, error=str(exc), rate_key=d.name
+                )
                 return self._failed(d, len(batch), FailureReason.TLS)
         status = 0
         text = ""
         try:
-            async with d.session.post(d.target.api_url, data=body, allow_redirects=False,
-                                      headers={"Content-Type": "application/json"}) as resp:
+            async with d.session.post(
+                d.target.api_url,
+                data=body,
+                allow_redirects=False,
+                headers={"Content-Type": "application/json"},
+            ) as resp:
                 status = resp.status
                 if 200 <= status < 300:
                     await resp.read()
@@ -578,16 +606,23 @@ class AlertmanagerNotifier:
             d.stats.posts += 1
             d.stats.last_success = self._wall()
             if d.stats.consecutive_failures:
-                log.info("alertmanager_recovered", alertmanager=d.name,
-                         after_failures=d.stats.consecutive_failures)
+                log.info(
+                    "alertmanager_recovered", alertmanager=d.name, after_failures=d.stats.consecutive_failures
+                )
             return None
         if status >= 500:
             log.debug("alertmanager_server_error", alertmanager=d.name, status=status, body=text[:512])
             return self._failed(d, len(batch), FailureReason.HTTP_5XX)
         # 4xx (and anything else that is neither success nor a server error): not retried.
         self._delivered(d, batch)
-        log.warning("alertmanager_rejected", alertmanager=d.name, status=status, alerts=len(batch),
-                    body=text[:512], rate_key=f"{d.name}:{status}")
+        log.warning(
+            "alertmanager_rejected",
+            alertmanager=d.name,
+            status=status,
+            alerts=len(batch),
+            body=text[:512],
+            rate_key=f"{d.name}:{status}",
+        )
         return self._failed(d, len(batch), FailureReason.HTTP_4XX)
 
     def _delivered(self, d: _Destination, batch: list[tuple[_Key, OutgoingAlert]]) -> None:
@@ -607,23 +642,36 @@ class AlertmanagerNotifier:
     def collect(self) -> Iterator[Metric]:
         """Metric families of the delivery counters (for the daemon's custom collector)."""
         label = ["alertmanager"]
-        sent = CounterMetricFamily("anbo_alertmanager_notifications_sent",
-                                   "Alerts accepted by an Alertmanager (2xx answers).", labels=label)
+        sent = CounterMetricFamily(
+            "anbo_alertmanager_notifications_sent",
+            "Alerts accepted by an Alertmanager (2xx answers).",
+            labels=label,
+        )
         failed = CounterMetricFamily(
             "anbo_alertmanager_notifications_failed",
             "Alerts in POSTs to an Alertmanager that failed, by reason; each retry counts again.",
-            labels=[*label, "reason"])
-        failed_posts = CounterMetricFamily("anbo_alertmanager_requests_failed",
-                                           "POSTs to an Alertmanager that failed, by reason.",
-                                           labels=[*label, "reason"])
-        dropped = CounterMetricFamily("anbo_alertmanager_notifications_dropped",
-                                      "Alerts dropped from a full Alertmanager queue (oldest first).",
-                                      labels=label)
-        depth = GaugeMetricFamily("anbo_alertmanager_queue_length",
-                                  "Alerts waiting to be delivered to an Alertmanager.", labels=label)
-        last = GaugeMetricFamily("anbo_alertmanager_last_success_timestamp_seconds",
-                                 "Time of the last successful POST to an Alertmanager (Unix seconds; "
-                                 "0 if none yet).", labels=label)
+            labels=[*label, "reason"],
+        )
+        failed_posts = CounterMetricFamily(
+            "anbo_alertmanager_requests_failed",
+            "POSTs to an Alertmanager that failed, by reason.",
+            labels=[*label, "reason"],
+        )
+        dropped = CounterMetricFamily(
+            "anbo_alertmanager_notifications_dropped",
+            "Alerts dropped from a full Alertmanager queue (oldest first).",
+            labels=label,
+        )
+        depth = GaugeMetricFamily(
+            "anbo_alertmanager_queue_length",
+            "Alerts waiting to be delivered to an Alertmanager.",
+            labels=label,
+        )
+        last = GaugeMetricFamily(
+            "anbo_alertmanager_last_success_timestamp_seconds",
+            "Time of the last successful POST to an Alertmanager (Unix seconds; 0 if none yet).",
+            labels=label,
+        )
         for d in self._dests:
             s = d.stats
             sent.add_metric([d.name], s.sent)
@@ -633,15 +681,22 @@ class AlertmanagerNotifier:
             dropped.add_metric([d.name], s.dropped)
             depth.add_metric([d.name], s.queue_depth)
             last.add_metric([d.name], s.last_success or 0.0)
-        capacity = GaugeMetricFamily("anbo_alertmanager_queue_capacity",
-                                     "Capacity of each Alertmanager queue, in alerts.", value=self.queue_size)
-        invalid = CounterMetricFamily("anbo_alertmanager_alerts_invalid",
-                                      "Alerts not sent because Alertmanager would reject them.",
-                                      value=self.invalid)
+        capacity = GaugeMetricFamily(
+            "anbo_alertmanager_queue_capacity",
+            "Capacity of each Alertmanager queue, in alerts.",
+            value=self.queue_size,
+        )
+        invalid = CounterMetricFamily(
+            "anbo_alertmanager_alerts_invalid",
+            "Alerts not sent because Alertmanager would reject them.",
+            value=self.invalid,
+        )
         firing = sum(1 for t in self._tracked.values() if t.resolved_at is None)
-        tracked = GaugeMetricFamily("anbo_alertmanager_alerts",
-                                    "Alerts being sent and re-sent to Alertmanager, by state.",
-                                    labels=["state"])
+        tracked = GaugeMetricFamily(
+            "anbo_alertmanager_alerts",
+            "Alerts being sent and re-sent to Alertmanager, by state.",
+            labels=["state"],
+        )
         tracked.add_metric(["firing"], firing)
         tracked.add_metric(["resolved"], len(self._tracked) - firing)
         yield from (sent, failed, failed_posts, dropped, depth, capacity, last, invalid, tracked)
@@ -670,7 +725,8 @@ def _problem(alert: OutgoingAlert, key: _Key | None) -> str | None:
 
 def _time_problem(alert: OutgoingAlert) -> str | None:
     for what, ts in (("starts_at", alert.starts_at), ("ends_at", alert.ends_at)):
-        if ts is not None and not (isinstance(ts, int | float) and math.isfinite(ts)
-                                   and _MIN_TS <= ts <= _MAX_TS):
+        if ts is not None and not (
+            isinstance(ts, int | float) and math.isfinite(ts) and _MIN_TS <= ts <= _MAX_TS
+        ):
             return f"{what} is not a usable Unix time: {ts!r}"
     return None

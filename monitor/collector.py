@@ -85,8 +85,10 @@ class AnboCollector(Collector):
     # -- probes' measurements and alert state --------------------------------------------
     def _measurements(self, evaluator: Evaluator) -> Iterator[Metric]:
         station = self.pipeline.settings.station.name
-        families = {name: GaugeMetricFamily(f"anbo_{name}", text, labels=TARGET_LABELS)
-                    for name, text in MEASUREMENTS.items()}
+        families = {
+            name: GaugeMetricFamily(f"anbo_{name}", text, labels=TARGET_LABELS)
+            for name, text in MEASUREMENTS.items()
+        }
         for name, values in evaluator.measurements.items():
             target = self.pipeline.targets.get(name)
             if target is None:
@@ -104,30 +106,46 @@ class AnboCollector(Collector):
         labels = ["station", "migration", "service", "old", "new"]
         station = self.pipeline.settings.station.name
         fams = {
-            "phase": GaugeMetricFamily("anbo_migration_phase",
-                                       "Migration phase: 0 before simulcast, 1 simulcast, 2 after cutover.",
-                                       labels=labels),
-            "seconds_to_cutover": GaugeMetricFamily("anbo_migration_seconds_to_cutover",
-                                                    "Seconds until the cutover (negative after it).",
-                                                    labels=labels),
-            "old_rf_level_dbuv": GaugeMetricFamily("anbo_migration_old_rf_level_dbuv",
-                                                   "RF level received on the old channel (dBµV).",
-                                                   labels=labels),
-            "new_rf_level_dbuv": GaugeMetricFamily("anbo_migration_new_rf_level_dbuv",
-                                                   "RF level received on the new channel (dBµV).",
-                                                   labels=labels),
+            "phase": GaugeMetricFamily(
+                "anbo_migration_phase",
+                "Migration phase: 0 before simulcast, 1 simulcast, 2 after cutover.",
+                labels=labels,
+            ),
+            "seconds_to_cutover": GaugeMetricFamily(
+                "anbo_migration_seconds_to_cutover",
+                "Seconds until the cutover (negative after it).",
+                labels=labels,
+            ),
+            "old_rf_level_dbuv": GaugeMetricFamily(
+                "anbo_migration_old_rf_level_dbuv",
+                "RF level received on the old channel (dBµV).",
+                labels=labels,
+            ),
+            "new_rf_level_dbuv": GaugeMetricFamily(
+                "anbo_migration_new_rf_level_dbuv",
+                "RF level received on the new channel (dBµV).",
+                labels=labels,
+            ),
             "identity_similarity": GaugeMetricFamily(
                 "anbo_migration_identity_similarity",
-                "Correlation of the old and new channels' loudness envelopes (-1..1).", labels=labels),
-            "identity_lag_s": GaugeMetricFamily("anbo_migration_identity_lag_seconds",
-                                                "Delay of the new channel's programme against the old.",
-                                                labels=labels),
-            "pi_match": GaugeMetricFamily("anbo_migration_pi_match",
-                                          "1 if the new frequency carries the expected RDS PI.",
-                                          labels=labels),
+                "Correlation of the old and new channels' loudness envelopes (-1..1).",
+                labels=labels,
+            ),
+            "identity_lag_s": GaugeMetricFamily(
+                "anbo_migration_identity_lag_seconds",
+                "Delay of the new channel's programme against the old.",
+                labels=labels,
+            ),
+            "pi_match": GaugeMetricFamily(
+                "anbo_migration_pi_match",
+                "1 if the new frequency carries the expected RDS PI.",
+                labels=labels,
+            ),
             "service_id_match": GaugeMetricFamily(
                 "anbo_migration_service_id_match",
-                "1 if the new channel carries the expected DTV service/TS ids.", labels=labels),
+                "1 if the new channel carries the expected DTV service/TS ids.",
+                labels=labels,
+            ),
         }
         for name, plan in evaluator.migrations.plans.items():
             values = [station, name, plan.plan.service, plan.plan.label("old"), plan.plan.label("new")]
@@ -140,14 +158,18 @@ class AnboCollector(Collector):
     def _eb(self, eb: EbMonitor) -> Iterator[Metric]:
         station = self.pipeline.settings.station.name
         labels = ["station", "region"]
-        total = GaugeMetricFamily("anbo_eb_endpoints", "Emergency-broadcast endpoints per region.",
-                                  labels=labels)
-        online = GaugeMetricFamily("anbo_eb_endpoints_online", "Endpoints with a recent heartbeat.",
-                                   labels=labels)
-        ratio = GaugeMetricFamily("anbo_eb_online_ratio", "Share of a region's endpoints online.",
-                                  labels=labels)
-        faulty = GaugeMetricFamily("anbo_eb_endpoints_faulty", "Online endpoints reporting a fault.",
-                                   labels=labels)
+        total = GaugeMetricFamily(
+            "anbo_eb_endpoints", "Emergency-broadcast endpoints per region.", labels=labels
+        )
+        online = GaugeMetricFamily(
+            "anbo_eb_endpoints_online", "Endpoints with a recent heartbeat.", labels=labels
+        )
+        ratio = GaugeMetricFamily(
+            "anbo_eb_online_ratio", "Share of a region's endpoints online.", labels=labels
+        )
+        faulty = GaugeMetricFamily(
+            "anbo_eb_endpoints_faulty", "Online endpoints reporting a fault.", labels=labels
+        )
         status = eb.status
         if status is not None:
             for r, region in enumerate(eb.region_names):
@@ -167,15 +189,20 @@ class AnboCollector(Collector):
         msgs.add_metric(["dispatch"], eb.counters.dispatches)
         yield msgs
         dl = ["station", "message_id"]
-        targeted = GaugeMetricFamily("anbo_eb_dispatch_targeted_endpoints",
-                                     "Endpoints a dispatch targeted (online in its regions).", labels=dl)
-        coverage = GaugeMetricFamily("anbo_eb_dispatch_coverage_ratio",
-                                     "Share of targeted endpoints that confirmed playback within a deadline.",
-                                     labels=[*dl, "within_seconds"])
-        p50 = GaugeMetricFamily("anbo_eb_dispatch_latency_p50_seconds", "Median confirmation latency.",
-                                labels=dl)
-        p90 = GaugeMetricFamily("anbo_eb_dispatch_latency_p90_seconds", "90th percentile latency.",
-                                labels=dl)
+        targeted = GaugeMetricFamily(
+            "anbo_eb_dispatch_targeted_endpoints",
+            "Endpoints a dispatch targeted (online in its regions).",
+            labels=dl,
+        )
+        coverage = GaugeMetricFamily(
+            "anbo_eb_dispatch_coverage_ratio",
+            "Share of targeted endpoints that confirmed playback within a deadline.",
+            labels=[*dl, "within_seconds"],
+        )
+        p50 = GaugeMetricFamily(
+            "anbo_eb_dispatch_latency_p50_seconds", "Median confirmation latency.", labels=dl
+        )
+        p90 = GaugeMetricFamily("anbo_eb_dispatch_latency_p90_seconds", "90th percentile latency.", labels=dl)
         for rep in eb.reports:
             targeted.add_metric([station, rep.message_id], rep.targeted)
             for deadline, cov in zip(rep.deadlines, rep.coverage, strict=True):
@@ -192,10 +219,13 @@ class AnboCollector(Collector):
         active = GaugeMetricFamily(
             "anbo_alert_active",
             "1 for each alert anbo is firing and notifying (suppressed ones are not listed).",
-            labels=labels)
+            labels=labels,
+        )
         since = GaugeMetricFamily(
-            "anbo_alert_firing_seconds", "Seconds since each firing alert started (suppressed too).",
-            labels=[*labels, "suppressed"])
+            "anbo_alert_firing_seconds",
+            "Seconds since each firing alert started (suppressed too).",
+            labels=[*labels, "suppressed"],
+        )
         counts: dict[tuple[str, str], int] = {}
         wall = time.time()
         for alert in evaluator.engine.active():
@@ -210,8 +240,9 @@ class AnboCollector(Collector):
             since.add_metric([*values, reason], max(0.0, wall - alert.starts_at))
         yield active
         yield since
-        states = GaugeMetricFamily("anbo_alerts", "Alerts by state and suppression reason.",
-                                   labels=["state", "suppressed"])
+        states = GaugeMetricFamily(
+            "anbo_alerts", "Alerts by state and suppression reason.", labels=["state", "suppressed"]
+        )
         for state in (AlertState.PENDING, AlertState.FIRING):
             for reason in ("none", *(r.value for r in SuppressReason)):
                 states.add_metric([state.value, reason], counts.get((state.value, reason), 0))
@@ -257,10 +288,13 @@ class AnboCollector(Collector):
             labels=STREAM_LABELS,
         )
         accepted = CounterMetricFamily(
-            "anbo_stream_messages", "Messages accepted per stream.", labels=STREAM_LABELS,
+            "anbo_stream_messages",
+            "Messages accepted per stream.",
+            labels=STREAM_LABELS,
         )
         gaps = CounterMetricFamily(
-            "anbo_sequence_gaps", "Sequence gaps seen (jumps forward of more than one).",
+            "anbo_sequence_gaps",
+            "Sequence gaps seen (jumps forward of more than one).",
             labels=STREAM_LABELS,
         )
         missing = CounterMetricFamily(
@@ -274,15 +308,19 @@ class AnboCollector(Collector):
             labels=STREAM_LABELS,
         )
         dupes = CounterMetricFamily(
-            "anbo_sequence_duplicates", "Duplicate sequence numbers dropped (QoS 1 redelivery).",
+            "anbo_sequence_duplicates",
+            "Duplicate sequence numbers dropped (QoS 1 redelivery).",
             labels=STREAM_LABELS,
         )
         late = CounterMetricFamily(
-            "anbo_sequence_late", "Messages that arrived after a later one (reordering).",
+            "anbo_sequence_late",
+            "Messages that arrived after a later one (reordering).",
             labels=STREAM_LABELS,
         )
         resets = CounterMetricFamily(
-            "anbo_sequence_resets", "Sequence restarts (publisher restarted).", labels=STREAM_LABELS,
+            "anbo_sequence_resets",
+            "Sequence restarts (publisher restarted).",
+            labels=STREAM_LABELS,
         )
         for target in self.pipeline.targets.values():
             t = target.settings
@@ -304,40 +342,62 @@ class AnboCollector(Collector):
                 dupes.add_metric(labels, stream.duplicates)
                 late.add_metric(labels, stream.late)
                 resets.add_metric(labels, stream.resets)
-        yield from (info, reading, reading_info, last_ts, age, accepted, gaps, missing, outstanding, dupes,
-                    late, resets)
+        yield from (
+            info,
+            reading,
+            reading_info,
+            last_ts,
+            age,
+            accepted,
+            gaps,
+            missing,
+            outstanding,
+            dupes,
+            late,
+            resets,
+        )
 
     # -- anbo itself ------------------------------------------------------------------
     def _self_metrics(self) -> Iterator[Metric]:
         stats = self.stats
         build = InfoMetricFamily("anbo_build", "anbo build information.")
-        build.add_metric([], {"version": __version__, "python_version": platform.python_version(),
-                              "wire_version": str(WIRE_VERSION)})
+        build.add_metric(
+            [],
+            {
+                "version": __version__,
+                "python_version": platform.python_version(),
+                "wire_version": str(WIRE_VERSION),
+            },
+        )
         yield build
         start = GaugeMetricFamily("anbo_start_time_seconds", "Start time of the process (Unix seconds).")
         start.add_metric([], self.start_time)
         yield start
 
-        connected = GaugeMetricFamily("anbo_mqtt_connected", "1 if connected to this broker URL.",
-                                      labels=["broker"])
+        connected = GaugeMetricFamily(
+            "anbo_mqtt_connected", "1 if connected to this broker URL.", labels=["broker"]
+        )
         for url, up in self.connected().items():
             connected.add_metric([url], 1.0 if up else 0.0)
         yield connected
         connects = CounterMetricFamily("anbo_mqtt_connects", "Successful broker connections.")
         connects.add_metric([], stats.connects)
         yield connects
-        reconnects = CounterMetricFamily("anbo_mqtt_reconnects",
-                                         "Broker connections after the first (reconnects and failovers).")
+        reconnects = CounterMetricFamily(
+            "anbo_mqtt_reconnects", "Broker connections after the first (reconnects and failovers)."
+        )
         reconnects.add_metric([], stats.reconnects)
         yield reconnects
-        errors = CounterMetricFamily("anbo_mqtt_connection_errors",
-                                     "Failed or lost broker connections by reason.", labels=["reason"])
+        errors = CounterMetricFamily(
+            "anbo_mqtt_connection_errors", "Failed or lost broker connections by reason.", labels=["reason"]
+        )
         for reason, n in stats.connect_errors.items():
             errors.add_metric([reason], n)
         yield errors
 
-        messages = CounterMetricFamily("anbo_messages", "MQTT messages by result and reason.",
-                                       labels=["result", "reason"])
+        messages = CounterMetricFamily(
+            "anbo_messages", "MQTT messages by result and reason.", labels=["result", "reason"]
+        )
         for (result, reason), n in stats.messages.items():
             messages.add_metric([result, reason], n)
         yield messages
@@ -356,8 +416,9 @@ class AnboCollector(Collector):
         hist.add_metric([], stats.latency.cumulative(), stats.latency.total)
         yield hist
 
-        reloads = CounterMetricFamily("anbo_config_reloads", "Configuration reloads (SIGHUP) by result.",
-                                      labels=["result"])
+        reloads = CounterMetricFamily(
+            "anbo_config_reloads", "Configuration reloads (SIGHUP) by result.", labels=["result"]
+        )
         reloads.add_metric(["success"], stats.reloads_ok)
         reloads.add_metric(["failure"], stats.reloads_failed)
         yield reloads

@@ -69,15 +69,29 @@ class Daemon:
         self.alertmanager = self._new_alertmanager(loaded)
         self.eb = EbMonitor.from_settings(settings.eb, settings.station.name)
         self.pipeline.endpoints = self.eb
-        self.evaluator = Evaluator(settings, self.pipeline, notifier=self.alertmanager, eb=self.eb,
-                                   state_path=loaded.state_directory / STATE_FILE)
+        self.evaluator = Evaluator(
+            settings,
+            self.pipeline,
+            notifier=self.alertmanager,
+            eb=self.eb,
+            state_path=loaded.state_directory / STATE_FILE,
+        )
         self.pipeline.consumers.append(self.evaluator.consume)
-        self.collector = AnboCollector(self.pipeline, self.stats, self.queue, lambda: self.ingest.connected,
-                                       evaluator=lambda: self.evaluator, notifier=lambda: self.alertmanager)
+        self.collector = AnboCollector(
+            self.pipeline,
+            self.stats,
+            self.queue,
+            lambda: self.ingest.connected,
+            evaluator=lambda: self.evaluator,
+            notifier=lambda: self.alertmanager,
+        )
         self.registry.register(self.collector)
-        self.http = MetricsServer(self.registry, station=lambda: self.pipeline.settings.station.name,
-                                  ready=self.is_ready,
-                                  extra_routes=[web.get("/api/v1/eb/status", self._eb_status)])
+        self.http = MetricsServer(
+            self.registry,
+            station=lambda: self.pipeline.settings.station.name,
+            ready=self.is_ready,
+            extra_routes=[web.get("/api/v1/eb/status", self._eb_status)],
+        )
         self._stop = asyncio.Event()
         self._tasks: asyncio.TaskGroup | None = None
         self._ingest_task: asyncio.Task[None] | None = None
@@ -107,12 +121,21 @@ class Daemon:
         targets = []
         for am in a.alertmanagers:
             password, token = loaded.alertmanager_secrets.get(am.url, (None, None))
-            targets.append(AlertmanagerTarget(
-                url=am.url, tls_ca_file=am.tls_ca_file, tls_cert_file=am.tls_cert_file,
-                tls_key_file=am.tls_key_file, basic_auth_user=am.username, basic_auth_password=password,
-                bearer_token=token, timeout=am.timeout))
-        return AlertmanagerNotifier(targets, resend_interval=a.resend_interval,
-                                    evaluation_interval=loaded.settings.probes.tick)
+            targets.append(
+                AlertmanagerTarget(
+                    url=am.url,
+                    tls_ca_file=am.tls_ca_file,
+                    tls_cert_file=am.tls_cert_file,
+                    tls_key_file=am.tls_key_file,
+                    basic_auth_user=am.username,
+                    basic_auth_password=password,
+                    bearer_token=token,
+                    timeout=am.timeout,
+                )
+            )
+        return AlertmanagerNotifier(
+            targets, resend_interval=a.resend_interval, evaluation_interval=loaded.settings.probes.tick
+        )
 
     async def _eb_status(self, request: web.Request) -> web.Response:
         """Offline and faulty endpoints per region, and recent dispatches (JSON)."""
@@ -143,8 +166,9 @@ class Daemon:
         if self._tasks is not None:
             self._tasks.create_task(self.reload(), name="reload")
 
-    async def run(self, shutdown_trigger: ShutdownTrigger | None = None, *,
-                  install_signal_handlers: bool = True) -> None:
+    async def run(
+        self, shutdown_trigger: ShutdownTrigger | None = None, *, install_signal_handlers: bool = True
+    ) -> None:
         loop = asyncio.get_running_loop()
         if install_signal_handlers:
             loop.add_signal_handler(signal.SIGTERM, self.request_stop)
@@ -187,12 +211,13 @@ class Daemon:
     async def _announce_ready(self) -> None:
         await self.ingest.subscribed.wait()
         s = self.pipeline.settings
-        status = (f"station {s.station.name}: {len(s.targets)} targets, metrics on port "
-                  f"{self.http.port}, subscribed to {', '.join(self.pipeline.subscriptions)}")
+        status = (
+            f"station {s.station.name}: {len(s.targets)} targets, metrics on port "
+            f"{self.http.port}, subscribed to {', '.join(self.pipeline.subscriptions)}"
+        )
         self.systemd.ready(status)
         self.ready.set()
-        log.info("anbo ready", station=s.station.name, targets=len(s.targets),
-                 metrics_port=self.http.port)
+        log.info("anbo ready", station=s.station.name, targets=len(s.targets), metrics_port=self.http.port)
 
     def pipeline_healthy(self, horizon: float) -> bool:
         """The watchdog's criterion: ingest progressing or idle with nothing queued, and
@@ -208,15 +233,21 @@ class Daemon:
             if self.pipeline_healthy(interval):
                 self.systemd.watchdog()
             else:
-                log.error("pipeline is not making progress; withholding the systemd watchdog",
-                          queued=self.queue.qsize(), rate_key="watchdog",
-                          since_last_tick_s=round(time.monotonic() - self.evaluator.progress, 1))
+                log.error(
+                    "pipeline is not making progress; withholding the systemd watchdog",
+                    queued=self.queue.qsize(),
+                    rate_key="watchdog",
+                    since_last_tick_s=round(time.monotonic() - self.evaluator.progress, 1),
+                )
             await asyncio.sleep(period)
 
     async def _shutdown(self) -> None:
         self.systemd.stopping()
-        log.info("stopping: disconnecting from the broker and draining the queue",
-                 queued=self.queue.qsize(), time_limit_s=self.drain_timeout)
+        log.info(
+            "stopping: disconnecting from the broker and draining the queue",
+            queued=self.queue.qsize(),
+            time_limit_s=self.drain_timeout,
+        )
         deadline = time.monotonic() + self.drain_timeout
         if self._ingest_task is not None:
             self._ingest_task.cancel()
@@ -254,8 +285,10 @@ class Daemon:
             except ConfigError as exc:
                 self.stats.reloads_failed += 1
                 for problem in exc.problems:
-                    log.error("configuration reload rejected; still running on the previous settings",
-                              problem=problem)
+                    log.error(
+                        "configuration reload rejected; still running on the previous settings",
+                        problem=problem,
+                    )
                 self.systemd.ready("reload failed: running on the previous settings")
                 return
             old = self.loaded
@@ -264,8 +297,10 @@ class Daemon:
             except RuleFileError as exc:  # a rule file changed between check and load
                 self.stats.reloads_failed += 1
                 for error in exc.errors:
-                    log.error("configuration reload rejected; still running on the previous settings",
-                              problem=str(error))
+                    log.error(
+                        "configuration reload rejected; still running on the previous settings",
+                        problem=str(error),
+                    )
                 self.systemd.ready("reload failed: running on the previous settings")
                 return
             self.loaded = loaded
@@ -273,12 +308,17 @@ class Daemon:
             if loaded.settings.eb != old.settings.eb:
                 self._reload_eb(loaded)
             new_s, old_s = loaded.settings, old.settings
-            if (new_s.mqtt != old_s.mqtt or new_s.client_id != old_s.client_id
-                    or loaded.mqtt_password != old.mqtt_password):
+            if (
+                new_s.mqtt != old_s.mqtt
+                or new_s.client_id != old_s.client_id
+                or loaded.mqtt_password != old.mqtt_password
+            ):
                 await self._restart_ingest(loaded)
-            if (new_s.alerting.alertmanagers != old_s.alerting.alertmanagers
-                    or new_s.alerting.resend_interval != old_s.alerting.resend_interval
-                    or loaded.alertmanager_secrets != old.alertmanager_secrets):
+            if (
+                new_s.alerting.alertmanagers != old_s.alerting.alertmanagers
+                or new_s.alerting.resend_interval != old_s.alerting.resend_interval
+                or loaded.alertmanager_secrets != old.alertmanager_secrets
+            ):
                 await self._restart_alertmanager(loaded)
             if new_s.metrics != old_s.metrics:
                 await self.http.stop()
@@ -286,19 +326,23 @@ class Daemon:
                 await self._start_http()
             self.stats.reloads_ok += 1
             self.systemd.ready(f"reloaded: {len(new_s.targets)} targets")
-            log.info("configuration reloaded", targets=len(new_s.targets),
-                     mqtt_restarted=new_s.mqtt != old_s.mqtt)
+            log.info(
+                "configuration reloaded", targets=len(new_s.targets), mqtt_restarted=new_s.mqtt != old_s.mqtt
+            )
 
     def _reload_eb(self, loaded: LoadedSettings) -> None:
         try:
             eb = EbMonitor.from_settings(loaded.settings.eb, loaded.settings.station.name)
         except InventoryError as exc:
             for problem in exc.problems:
-                log.error("endpoint inventory reload rejected; keeping the previous one",
-                          problem=str(problem))
+                log.error(
+                    "endpoint inventory reload rejected; keeping the previous one", problem=str(problem)
+                )
             return
-        log.info("endpoint inventory reloaded (heartbeat history starts afresh)",
-                 endpoints=0 if eb is None else len(eb.inventory))
+        log.info(
+            "endpoint inventory reloaded (heartbeat history starts afresh)",
+            endpoints=0 if eb is None else len(eb.inventory),
+        )
         self.eb = eb
         self.pipeline.endpoints = eb
         self.evaluator.eb = eb

@@ -59,8 +59,9 @@ class EbMonitor:
         self.region_names = inventory.region_names(self.level)
         self._region_index = {name: i for i, name in enumerate(self.region_names)}
         self.fleet: Fleet = inventory.fleet(self.level)
-        self.tracker = DispatchTracker(deadlines=settings.dispatch_deadlines,
-                                       retention_s=settings.dispatch_retention)
+        self.tracker = DispatchTracker(
+            deadlines=settings.dispatch_deadlines, retention_s=settings.dispatch_retention
+        )
         self.counters = EbCounters()
         self.status: FleetStatus | None = None
         #: Wall time of the first evaluation: until offline_after has passed since, an
@@ -143,13 +144,23 @@ class EbMonitor:
             unknown = [r for r in wanted if r not in self._region_index]
             if unknown:
                 self.counters.unknown_regions += len(unknown)
-                log.warning("dispatch names regions not in the inventory", message_id=message_id,
-                            regions=unknown[:10], rate_key="eb_dispatch_regions")
+                log.warning(
+                    "dispatch names regions not in the inventory",
+                    message_id=message_id,
+                    regions=unknown[:10],
+                    rate_key="eb_dispatch_regions",
+                )
         deadlines = None
         if "deadline_s" in payload.values and payload.values["deadline_s"] > 0:
             deadlines = sorted({*self.settings.dispatch_deadlines, payload.values["deadline_s"]})
-        targeted = self.tracker.dispatch(message_id, np.array(regions, dtype=np.intp), payload.ts,
-                                         self.fleet, self.settings.offline_after, deadlines=deadlines)
+        targeted = self.tracker.dispatch(
+            message_id,
+            np.array(regions, dtype=np.intp),
+            payload.ts,
+            self.fleet,
+            self.settings.offline_after,
+            deadlines=deadlines,
+        )
         self.counters.dispatches += 1
         log.info("dispatch announced", message_id=message_id, regions=len(regions), targeted=targeted)
 
@@ -179,24 +190,50 @@ class EbMonitor:
                 "eb_online": float(status.online[r]),
                 "eb_online_ratio": ratio if math.isfinite(ratio) and not settling else None,
                 "eb_faults": float(status.faulty[r]),
-                "eb_offline_ids": truncated_ids([ids[i] for i in offline[: self.settings.max_ids]],
-                                                self.settings.max_ids, total=int(offline.shape[0])),
-                "eb_fault_ids": truncated_ids([ids[i] for i in faulty[: self.settings.max_ids]],
-                                              self.settings.max_ids, total=int(faulty.shape[0])),
+                "eb_offline_ids": truncated_ids(
+                    [ids[i] for i in offline[: self.settings.max_ids]],
+                    self.settings.max_ids,
+                    total=int(offline.shape[0]),
+                ),
+                "eb_fault_ids": truncated_ids(
+                    [ids[i] for i in faulty[: self.settings.max_ids]],
+                    self.settings.max_ids,
+                    total=int(faulty.shape[0]),
+                ),
             }
-            views.append(TargetView(name=f"eb:{name}", kind="eb_region",
-                                    labels={"station": self.station, "target": f"eb:{name}",
-                                            "kind": "eb_region", "service": "emergency broadcast",
-                                            "region": name},
-                                    params=params, measurements=m, last_seen=now))
+            views.append(
+                TargetView(
+                    name=f"eb:{name}",
+                    kind="eb_region",
+                    labels={
+                        "station": self.station,
+                        "target": f"eb:{name}",
+                        "kind": "eb_region",
+                        "service": "emergency broadcast",
+                        "region": name,
+                    },
+                    params=params,
+                    measurements=m,
+                    last_seen=now,
+                )
+            )
         for report in self.reports:
-            views.append(TargetView(
-                name=f"dispatch:{report.message_id}", kind="eb_dispatch",
-                labels={"station": self.station, "target": f"dispatch:{report.message_id}",
-                        "kind": "eb_dispatch", "service": "emergency broadcast",
-                        "message_id": report.message_id},
-                params=params, measurements=dispatch_measurements(report, ids, max_ids=self.settings.max_ids),
-                last_seen=now))
+            views.append(
+                TargetView(
+                    name=f"dispatch:{report.message_id}",
+                    kind="eb_dispatch",
+                    labels={
+                        "station": self.station,
+                        "target": f"dispatch:{report.message_id}",
+                        "kind": "eb_dispatch",
+                        "service": "emergency broadcast",
+                        "message_id": report.message_id,
+                    },
+                    params=params,
+                    measurements=dispatch_measurements(report, ids, max_ids=self.settings.max_ids),
+                    last_seen=now,
+                )
+            )
         return views
 
     def status_json(self) -> dict[str, Any]:
@@ -209,23 +246,30 @@ class EbMonitor:
         for r, region in enumerate(self.region_names):
             if int(status.total[r]) == 0:
                 continue
-            regions.append({
-                "region": region,
-                "total": int(status.total[r]),
-                "online": int(status.online[r]),
-                "online_ratio": None if not math.isfinite(float(status.online_ratio[r]))
-                else round(float(status.online_ratio[r]), 4),
-                "offline": [{"id": ids[i], "name": names[i]} for i in status.offline_indices(r)],
-                "faulty": [{"id": ids[i], "name": names[i]} for i in status.faulty_indices(r)],
-            })
-        dispatches = [{
-            "message_id": rep.message_id,
-            "targeted": rep.targeted,
-            "confirmed_within": dict(zip([str(d) for d in rep.deadlines], rep.confirmed_within, strict=True)),
-            "coverage_final": rep.final_coverage,
-            "past_deadline": rep.past_deadline,
-            "latency_p50_s": rep.latency_p50_s,
-            "latency_p90_s": rep.latency_p90_s,
-        } for rep in self.reports]
-        return {"evaluated_at": status.now, "level": self.level, "regions": regions,
-                "dispatches": dispatches}
+            regions.append(
+                {
+                    "region": region,
+                    "total": int(status.total[r]),
+                    "online": int(status.online[r]),
+                    "online_ratio": None
+                    if not math.isfinite(float(status.online_ratio[r]))
+                    else round(float(status.online_ratio[r]), 4),
+                    "offline": [{"id": ids[i], "name": names[i]} for i in status.offline_indices(r)],
+                    "faulty": [{"id": ids[i], "name": names[i]} for i in status.faulty_indices(r)],
+                }
+            )
+        dispatches = [
+            {
+                "message_id": rep.message_id,
+                "targeted": rep.targeted,
+                "confirmed_within": dict(
+                    zip([str(d) for d in rep.deadlines], rep.confirmed_within, strict=True)
+                ),
+                "coverage_final": rep.final_coverage,
+                "past_deadline": rep.past_deadline,
+                "latency_p50_s": rep.latency_p50_s,
+                "latency_p90_s": rep.latency_p90_s,
+            }
+            for rep in self.reports
+        ]
+        return {"evaluated_at": status.now, "level": self.level, "regions": regions, "dispatches": dispatches}

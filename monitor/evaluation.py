@@ -48,9 +48,14 @@ STATE_VERSION = 1
 def audio_settings(settings: Settings) -> AudioSettings:
     p = settings.probes
     return AudioSettings(
-        silence_on_dbfs=p.silence_on_dbfs, silence_off_dbfs=p.silence_off_dbfs,
-        silence_on_s=p.silence_on_s, silence_off_s=p.silence_off_s, hiss_on_s=p.hiss_on_s,
-        tone_on_s=p.tone_on_s, deemphasis_us=p.deemphasis_us, stale_after_s=p.audio_stale_after,
+        silence_on_dbfs=p.silence_on_dbfs,
+        silence_off_dbfs=p.silence_off_dbfs,
+        silence_on_s=p.silence_on_s,
+        silence_off_s=p.silence_off_s,
+        hiss_on_s=p.hiss_on_s,
+        tone_on_s=p.tone_on_s,
+        deemphasis_us=p.deemphasis_us,
+        stale_after_s=p.audio_stale_after,
     )
 
 
@@ -59,8 +64,13 @@ def engine_config(settings: Settings) -> EngineConfig:
     extra: dict[str, Any] = {}
     if a.inhibit_rules is not None:
         extra["inhibit_rules"] = a.inhibit_rules
-    return EngineConfig(stale_after=a.stale_after, flap_threshold=a.flap_threshold,
-                        flap_window=a.flap_window, maintenance=settings.maintenance, **extra)
+    return EngineConfig(
+        stale_after=a.stale_after,
+        flap_threshold=a.flap_threshold,
+        flap_window=a.flap_window,
+        maintenance=settings.maintenance,
+        **extra,
+    )
 
 
 def build_engine(settings: Settings) -> Engine:
@@ -93,8 +103,13 @@ def write_json_atomic(path: Path, data: object) -> None:
 
 
 def to_outgoing(alert: Alert | Transition, generator_url: str) -> OutgoingAlert:
-    return OutgoingAlert(labels=dict(alert.labels), annotations=dict(alert.annotations),
-                         starts_at=alert.starts_at, ends_at=alert.ends_at, generator_url=generator_url)
+    return OutgoingAlert(
+        labels=dict(alert.labels),
+        annotations=dict(alert.annotations),
+        starts_at=alert.starts_at,
+        ends_at=alert.ends_at,
+        generator_url=generator_url,
+    )
 
 
 class Evaluator:
@@ -118,8 +133,11 @@ class Evaluator:
         self.state_path = state_path
         self._mono = mono
         self._wall = wall
-        self.workers = ProbeWorkers(self._specs(settings), audio=audio_settings(settings),
-                                    readings_stale_after_s=settings.probes.readings_stale_after)
+        self.workers = ProbeWorkers(
+            self._specs(settings),
+            audio=audio_settings(settings),
+            readings_stale_after_s=settings.probes.readings_stale_after,
+        )
         self.engine = build_engine(settings)
         self.eb = eb
         self.migrations = MigrationMonitor(settings)
@@ -132,8 +150,9 @@ class Evaluator:
         self.state_writes = 0
         self.state_write_errors = 0
         self._dirty = False
-        self._restore(restore_tolerance if restore_tolerance is not None
-                      else settings.alerting.restore_tolerance)
+        self._restore(
+            restore_tolerance if restore_tolerance is not None else settings.alerting.restore_tolerance
+        )
 
     @staticmethod
     def _specs(settings: Settings) -> list[TargetSpec]:
@@ -149,8 +168,9 @@ class Evaluator:
         elif isinstance(payload, Readings):
             self.workers.push_readings(name, payload.values, payload.info, rx)
         elif isinstance(payload, Batch):
-            self.workers.push_readings(name, {k: float(v[-1]) for k, v in payload.values.items()},
-                                       payload.info, rx)
+            self.workers.push_readings(
+                name, {k: float(v[-1]) for k, v in payload.values.items()}, payload.info, rx
+            )
 
     def reconfigure(self, settings: Settings) -> None:
         """SIGHUP: new targets and rules; state of what stays is kept."""
@@ -199,10 +219,14 @@ class Evaluator:
         if self.notifier is not None:
             gen = self.settings.alerting.generator_url
             self.notifier.update(
-                firing=[to_outgoing(a, gen) for a in self.engine.active()
-                        if a.state is AlertState.FIRING and a.notify],
-                resolved=[to_outgoing(t, gen) for t in transitions
-                          if t.to_state is AlertState.RESOLVED and t.notify],
+                firing=[
+                    to_outgoing(a, gen)
+                    for a in self.engine.active()
+                    if a.state is AlertState.FIRING and a.notify
+                ],
+                resolved=[
+                    to_outgoing(t, gen) for t in transitions if t.to_state is AlertState.RESOLVED and t.notify
+                ],
             )
         if transitions:
             self._dirty = True
@@ -230,33 +254,68 @@ class Evaluator:
                     if last_seen is None or stream.last_rx > last_seen:
                         last_seen = stream.last_rx
             values.update(measurements.get(name, {}))
-            labels = {**t.labels, "station": station, "target": name, "kind": t.kind.value,
-                      "service": t.service}
-            views.append(TargetView(name=name, kind=t.kind.value, labels=labels, params=dict(t.params),
-                                    measurements=values, last_seen=last_seen))
+            labels = {
+                **t.labels,
+                "station": station,
+                "target": name,
+                "kind": t.kind.value,
+                "service": t.service,
+            }
+            views.append(
+                TargetView(
+                    name=name,
+                    kind=t.kind.value,
+                    labels=labels,
+                    params=dict(t.params),
+                    measurements=values,
+                    last_seen=last_seen,
+                )
+            )
         return views
 
     def _report(self, transitions: list[Transition]) -> None:
         for t in transitions:
             if t.to_state is AlertState.FIRING and t.from_state is not AlertState.FIRING:
-                log.warning("alert firing", alert=t.alertname, target=t.target, severity=t.severity.value,
-                            outage_class=t.outage_class.value, value=t.value,
-                            summary=t.annotations.get("summary", ""),
-                            notified=t.notify, suppressed=t.reason.value if t.reason else None)
+                log.warning(
+                    "alert firing",
+                    alert=t.alertname,
+                    target=t.target,
+                    severity=t.severity.value,
+                    outage_class=t.outage_class.value,
+                    value=t.value,
+                    summary=t.annotations.get("summary", ""),
+                    notified=t.notify,
+                    suppressed=t.reason.value if t.reason else None,
+                )
             elif t.to_state is AlertState.RESOLVED:
-                log.info("alert resolved", alert=t.alertname, target=t.target, severity=t.severity.value,
-                         duration_s=round((t.ends_at or t.starts_at) - t.starts_at, 1))
+                log.info(
+                    "alert resolved",
+                    alert=t.alertname,
+                    target=t.target,
+                    severity=t.severity.value,
+                    duration_s=round((t.ends_at or t.starts_at) - t.starts_at, 1),
+                )
 
     def _log_closed_silences(self) -> None:
         for name, probe in self.workers.audio.items():
             for start, end, why in probe.take_closed():
-                log.info("silence ended", target=name, start=start, end=end,
-                         duration_s=round(end - start, 2), ended_by=why)
+                log.info(
+                    "silence ended",
+                    target=name,
+                    start=start,
+                    end=end,
+                    duration_s=round(end - start, 2),
+                    ended_by=why,
+                )
 
     # -- persistence ------------------------------------------------------------------------
     def _state(self) -> dict[str, object]:
-        return {"version": STATE_VERSION, "station": self.settings.station.name,
-                "saved_at": self._wall(), "engine": self.engine.snapshot()}
+        return {
+            "version": STATE_VERSION,
+            "station": self.settings.station.name,
+            "saved_at": self._wall(),
+            "engine": self.engine.snapshot(),
+        }
 
     async def _save(self) -> None:
         assert self.state_path is not None
@@ -266,8 +325,9 @@ class Evaluator:
         except OSError as exc:
             self.state_write_errors += 1
             self._dirty = True  # try again next tick
-            log.error("cannot save alert state", path=str(self.state_path), error=str(exc),
-                      rate_key="state_write")
+            log.error(
+                "cannot save alert state", path=str(self.state_path), error=str(exc), rate_key="state_write"
+            )
 
     def save_now(self) -> None:
         """Synchronous save, for shutdown."""
@@ -291,7 +351,6 @@ class Evaluator:
                 return
             restored = self.engine.restore(data["engine"], self._mono(), self._wall(), tolerance=tolerance)
         except (OSError, ValueError, KeyError, TypeError) as exc:
-            log.error("alert state file unreadable; starting with no alerts", path=str(path),
-                      error=str(exc))
+            log.error("alert state file unreadable; starting with no alerts", path=str(path), error=str(exc))
             return
         log.info("alert state restored", path=str(path), alerts=restored)

@@ -49,13 +49,15 @@ class MetricsServer:
         self._runner: web.AppRunner | None = None
         self.port: int | None = None
         self.app = web.Application()
-        self.app.add_routes([
-            web.get("/", self._index),
-            web.get("/metrics", self._metrics),
-            web.get("/-/healthy", self._healthy),
-            web.get("/-/ready", self._readyz),
-            *(extra_routes or []),
-        ])
+        self.app.add_routes(
+            [
+                web.get("/", self._index),
+                web.get("/metrics", self._metrics),
+                web.get("/-/healthy", self._healthy),
+                web.get("/-/ready", self._readyz),
+                *(extra_routes or []),
+            ]
+        )
 
     async def start(self, host: str, port: int, ssl_context: ssl.SSLContext | None = None) -> None:
         runner = web.AppRunner(self.app, access_log=None, handle_signals=False)

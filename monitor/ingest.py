@@ -110,8 +110,11 @@ class IngestQueue(asyncio.Queue[aiomqtt.Message]):
             now = self._clock()
             if now - self.overflow_logged_at >= 10.0:
                 self.overflow_logged_at = now
-                log.error("ingest queue full: messages dropped", capacity=self.maxsize,
-                          dropped_total=self._stats.count(Result.DROPPED, DropReason.QUEUE_FULL))
+                log.error(
+                    "ingest queue full: messages dropped",
+                    capacity=self.maxsize,
+                    dropped_total=self._stats.count(Result.DROPPED, DropReason.QUEUE_FULL),
+                )
             return
         super().put_nowait(item)
 
@@ -247,8 +250,9 @@ class MqttIngest:
         except mqttio.UnsupportedClientError as exc:
             # aiomqtt's own path still works, at about twice the CPU per message: keep
             # monitoring, and say why loudly (checked before anything is changed).
-            log.error("MQTT receive fast path unavailable, using plain aiomqtt", broker=broker.url,
-                      error=str(exc))
+            log.error(
+                "MQTT receive fast path unavailable, using plain aiomqtt", broker=broker.url, error=str(exc)
+            )
         else:
             self._fast.add(broker.url)
         self._clients[broker.url] = client
@@ -272,8 +276,9 @@ class MqttIngest:
                         if _refused(granted):
                             raise SubscriptionRefusedError(topic, granted)
                     self.subscribed.set()
-                    log.info("subscribed", broker=broker.url, topics=self.subscriptions(),
-                             qos=self.settings.qos)
+                    log.info(
+                        "subscribed", broker=broker.url, topics=self.subscriptions(), qos=self.settings.qos
+                    )
                     if broker.url in self._fast:
                         await self._consume(client)
                     else:
@@ -295,15 +300,19 @@ class MqttIngest:
             if reason is ConnectError.AUTH:
                 delay = self.settings.backoff_max
             else:
-                delay = backoff_delay(attempt, self.settings.backoff_min, self.settings.backoff_max,
-                                      self._rng)
+                delay = backoff_delay(
+                    attempt, self.settings.backoff_min, self.settings.backoff_max, self._rng
+                )
             attempt += 1
             await self._sleep_idle(delay)
 
     def _handle(self, message: aiomqtt.Message) -> None:
         props = message.properties
-        content_type, user_props = (None, None) if props is None else (
-            getattr(props, "ContentType", None), getattr(props, "UserProperty", None))
+        content_type, user_props = (
+            (None, None)
+            if props is None
+            else (getattr(props, "ContentType", None), getattr(props, "UserProperty", None))
+        )
         payload = message.payload
         if not isinstance(payload, bytes):  # paho always gives bytes; keep mypy honest
             payload = str(payload).encode()
@@ -313,8 +322,11 @@ class MqttIngest:
         except Exception:
             # A bug must not take the station's monitoring down with it: count, log, go on.
             self.stats.dropped(DropReason.INTERNAL_ERROR)
-            log.exception("internal error while processing a message; message dropped",
-                          topic=message.topic.value, rate_key="internal_error")
+            log.exception(
+                "internal error while processing a message; message dropped",
+                topic=message.topic.value,
+                rate_key="internal_error",
+            )
         self.progress = now = time.monotonic()
         self.stats.latency.observe(now - rx)
 
@@ -367,20 +379,33 @@ class MqttIngest:
         if self._ever_connected:
             self.stats.reconnects += 1
         self._ever_connected = True
-        log.info("connected to broker", broker=broker.url, client_id=self.client_id,
-                 protocol=self.settings.protocol)
+        log.info(
+            "connected to broker",
+            broker=broker.url,
+            client_id=self.client_id,
+            protocol=self.settings.protocol,
+        )
 
     def _on_failure(self, broker: BrokerAddress, reason: ConnectError, exc: Exception) -> None:
         was_connected = self.connected.get(broker.url, False)
         self.stats.connect_errors[reason.value] += 1
         if reason is ConnectError.AUTH:
-            log.error("broker refused our credentials or identity; check mqtt.username, "
-                      "mqtt.password_file and the broker ACL. Retrying at the slowest backoff",
-                      broker=broker.url, client_id=self.client_id, error=str(exc),
-                      retry_in_s=self.settings.backoff_max, rate_key=broker.url)
+            log.error(
+                "broker refused our credentials or identity; check mqtt.username, "
+                "mqtt.password_file and the broker ACL. Retrying at the slowest backoff",
+                broker=broker.url,
+                client_id=self.client_id,
+                error=str(exc),
+                retry_in_s=self.settings.backoff_max,
+                rate_key=broker.url,
+            )
         elif was_connected:
-            log.warning("lost broker connection", broker=broker.url, error=str(exc),
-                        rate_key=broker.url)
+            log.warning("lost broker connection", broker=broker.url, error=str(exc), rate_key=broker.url)
         else:
-            log.warning("cannot connect to broker", broker=broker.url, reason=reason.value,
-                        error=str(exc), rate_key=broker.url)
+            log.warning(
+                "cannot connect to broker",
+                broker=broker.url,
+                reason=reason.value,
+                error=str(exc),
+                rate_key=broker.url,
+            )

@@ -180,8 +180,9 @@ def _validate(fields: Mapping[str, object]) -> tuple[EndpointRecord | None, list
         if not ident:
             problems.append(("id", "must not be empty"))
         elif SEGMENT_RE.match(ident) is None:
-            problems.append(("id", f"{ident[:70]!r} is not a valid MQTT topic segment "
-                                   "(1–64 of A–Z a–z 0–9 _ . -)"))
+            problems.append(
+                ("id", f"{ident[:70]!r} is not a valid MQTT topic segment (1–64 of A–Z a–z 0–9 _ . -)")
+            )
     for column in ("county", "township"):
         if texts.get(column) == "":
             problems.append((column, "must not be empty"))
@@ -304,9 +305,11 @@ def parse_toml(text: str, source: str = "<toml>") -> list[EndpointRecord]:
             continue
         for key in entry:
             if key not in COLUMNS:
-                problems.append(InventoryProblem(
-                    source, lines[i], f"{where}.{key}", f"unknown key (keys: {', '.join(COLUMNS)})"
-                ))
+                problems.append(
+                    InventoryProblem(
+                        source, lines[i], f"{where}.{key}", f"unknown key (keys: {', '.join(COLUMNS)})"
+                    )
+                )
         missing = [key for key in REQUIRED if key not in entry]
         problems.extend(InventoryProblem(source, lines[i], f"{where}.{key}", "required") for key in missing)
         record, bad = _validate(entry)
@@ -341,18 +344,28 @@ def read_inventory_file(path: Path | str) -> list[EndpointRecord]:
 
 def _decode(data: bytes, source: str) -> str:
     if data.startswith((b"\xff\xfe", b"\xfe\xff")):
-        raise InventoryError([InventoryProblem(
-            source, 1, None, "the file is UTF-16; save it as UTF-8 (in Excel: 'CSV UTF-8')"
-        )])
+        raise InventoryError(
+            [
+                InventoryProblem(
+                    source, 1, None, "the file is UTF-16; save it as UTF-8 (in Excel: 'CSV UTF-8')"
+                )
+            ]
+        )
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         line = data.count(b"\n", 0, exc.start) + 1
-        raise InventoryError([InventoryProblem(
-            source, line, None,
-            f"not UTF-8 (byte 0x{data[exc.start]:02x}); if it was saved as GBK, save it as UTF-8 "
-            "(in Excel: 'CSV UTF-8')",
-        )]) from None
+        raise InventoryError(
+            [
+                InventoryProblem(
+                    source,
+                    line,
+                    None,
+                    f"not UTF-8 (byte 0x{data[exc.start]:02x}); if it was saved as GBK, save it as UTF-8 "
+                    "(in Excel: 'CSV UTF-8')",
+                )
+            ]
+        ) from None
 
 
 def load_inventory(paths: Iterable[Path | str]) -> Inventory:
@@ -426,8 +439,11 @@ class Inventory:
             if first != i:
                 f = records[first]
                 where = f.file if f.line is None else f"{f.file}:{f.line}"
-                problems.append(InventoryProblem(r.file or "<inventory>", r.line, "id",
-                                                 f"duplicate id {r.id!r} (first at {where})"))
+                problems.append(
+                    InventoryProblem(
+                        r.file or "<inventory>", r.line, "id", f"duplicate id {r.id!r} (first at {where})"
+                    )
+                )
         if problems:
             raise InventoryError(problems)
         county_names, county = _first_appearance([r.county for r in records])

@@ -66,8 +66,15 @@ class MigrationMonitor:
                 prev.config, prev.plan = m, m.plan()
                 self.plans[m.name] = prev
             else:
-                self.plans[m.name] = _Plan(m, m.plan(), old.name, new.name, EnvelopeTracker(),
-                                           EnvelopeTracker(), IdentityResult(None, None, 0.0))
+                self.plans[m.name] = _Plan(
+                    m,
+                    m.plan(),
+                    old.name,
+                    new.name,
+                    EnvelopeTracker(),
+                    EnvelopeTracker(),
+                    IdentityResult(None, None, 0.0),
+                )
         self._by_target: dict[str, list[tuple[_Plan, EnvelopeTracker]]] = {}
         for p in self.plans.values():
             self._by_target.setdefault(p.old_target, []).append((p, p.old_env))
@@ -99,24 +106,42 @@ class MigrationMonitor:
             if p.plan.rds_pi is not None:
                 seen = parse_pi(info.get("rds_pi"))
                 m["pi_match"] = None if seen is None else float(seen == parse_pi(p.plan.rds_pi))
-            expected = [(k, v) for k, v in (("service_id", p.plan.service_id), ("ts_id", p.plan.ts_id))
-                        if v is not None]
+            expected = [
+                (k, v)
+                for k, v in (("service_id", p.plan.service_id), ("ts_id", p.plan.ts_id))
+                if v is not None
+            ]
             if expected:
                 got = [parse_identifier(info.get(k)) for k, _ in expected]
                 if all(g is not None for g in got):
                     m["service_id_match"] = float(
-                        all(g == v for g, (_, v) in zip(got, expected, strict=True)))
+                        all(g == v for g, (_, v) in zip(got, expected, strict=True))
+                    )
             if ph is Phase.SIMULCAST:
                 if now - p.identity_at >= IDENTITY_EVERY_S:
                     p.identity = compare(p.old_env, p.new_env)
                     p.identity_at = now
                 m["identity_similarity"] = p.identity.similarity
                 m["identity_lag_s"] = p.identity.lag_s
-            labels = {"station": self.station, "target": name, "kind": "migration",
-                      "service": p.plan.service, "old": p.plan.label("old"), "new": p.plan.label("new")}
+            labels = {
+                "station": self.station,
+                "target": name,
+                "kind": "migration",
+                "service": p.plan.service,
+                "old": p.plan.label("old"),
+                "new": p.plan.label("new"),
+            }
             self.latest[name] = m
-            out.append(TargetView(name=name, kind="migration", labels=labels, params=dict(p.config.params),
-                                  measurements=m, last_seen=now))
+            out.append(
+                TargetView(
+                    name=name,
+                    kind="migration",
+                    labels=labels,
+                    params=dict(p.config.params),
+                    measurements=m,
+                    last_seen=now,
+                )
+            )
         return out
 
     def _rf(self, streams: Mapping[str, StreamState], now: float) -> float | None:
@@ -129,5 +154,7 @@ class MigrationMonitor:
         stream = streams.get("rf")
         if stream is None:
             return {}
-        return {**fresh_values(stream, now, self.readings_stale_after),
-                **fresh_info(stream, now, self.readings_stale_after)}
+        return {
+            **fresh_values(stream, now, self.readings_stale_after),
+            **fresh_info(stream, now, self.readings_stale_after),
+        }

@@ -175,8 +175,13 @@ class Pipeline:
             where = self._parser.parse(topic)
         except DecodeError as exc:
             stats.rejected(exc.reason)
-            log.warning("message rejected", topic=topic[:200], reason=exc.reason.value,
-                        detail=exc.detail, rate_key=exc.reason.value)
+            log.warning(
+                "message rejected",
+                topic=topic[:200],
+                reason=exc.reason.value,
+                detail=exc.detail,
+                rate_key=exc.reason.value,
+            )
             return
         if isinstance(where, EndpointTopic):
             self._endpoint(where, topic, payload, content_type, user_properties)
@@ -204,14 +209,24 @@ class Pipeline:
         if event is SeqEvent.GAP:
             stream.gaps += 1
             stream.missing += seq.missing
-            log.warning("sequence gap", target=target.settings.name, stream=stream.name,
-                        missing=seq.missing, seq=decoded.seq, rate_key=topic)
+            log.warning(
+                "sequence gap",
+                target=target.settings.name,
+                stream=stream.name,
+                missing=seq.missing,
+                seq=decoded.seq,
+                rate_key=topic,
+            )
         elif event is SeqEvent.LATE:
             stream.late += 1
         elif event is SeqEvent.RESET:
             stream.resets += 1
-            log.info("sequence reset (publisher restarted?)", target=target.settings.name,
-                     stream=stream.name, seq=decoded.seq)
+            log.info(
+                "sequence reset (publisher restarted?)",
+                target=target.settings.name,
+                stream=stream.name,
+                seq=decoded.seq,
+            )
         if not self._store(stream, decoded, topic, rx):
             return
         stream.accepted += 1
@@ -220,20 +235,43 @@ class Pipeline:
         for consumer in self.consumers:
             consumer(target, stream, decoded, rx)
 
-    def _decode(self, topic: str, payload: bytes, content_type: str | None,
-                user_properties: Sequence[tuple[str, str]] | None, *, rate_key: str) -> Payload | None:
+    def _decode(
+        self,
+        topic: str,
+        payload: bytes,
+        content_type: str | None,
+        user_properties: Sequence[tuple[str, str]] | None,
+        *,
+        rate_key: str,
+    ) -> Payload | None:
         """Decode strictly; a rejection is counted and logged (rate limited per key and reason)."""
         try:
-            return decode(payload, content_type=content_type, user_properties=user_properties,
-                          now=self._wall(), limits=self._limits)
+            return decode(
+                payload,
+                content_type=content_type,
+                user_properties=user_properties,
+                now=self._wall(),
+                limits=self._limits,
+            )
         except DecodeError as exc:
             self.stats.rejected(exc.reason)
-            log.warning("message rejected", topic=topic, reason=exc.reason.value, detail=exc.detail,
-                        rate_key=f"{rate_key}:{exc.reason.value}")
+            log.warning(
+                "message rejected",
+                topic=topic,
+                reason=exc.reason.value,
+                detail=exc.detail,
+                rate_key=f"{rate_key}:{exc.reason.value}",
+            )
             return None
 
-    def _endpoint(self, where: EndpointTopic, topic: str, payload: bytes, content_type: str | None,
-                  user_properties: Sequence[tuple[str, str]] | None) -> None:
+    def _endpoint(
+        self,
+        where: EndpointTopic,
+        topic: str,
+        payload: bytes,
+        content_type: str | None,
+        user_properties: Sequence[tuple[str, str]] | None,
+    ) -> None:
         sink = self.endpoints
         reason = DropReason.UNKNOWN_ENDPOINT if sink is None else sink.check(where.endpoint, where.stream)
         if reason is not None:
@@ -262,8 +300,12 @@ class Pipeline:
             len(stream.info) + len(new_info) > MAX_KEYS_PER_STREAM
         ):
             self.stats.dropped(DropReason.KEY_LIMIT)
-            log.warning("too many distinct reading names on one stream; message dropped",
-                        topic=topic, limit=MAX_KEYS_PER_STREAM, rate_key=topic)
+            log.warning(
+                "too many distinct reading names on one stream; message dropped",
+                topic=topic,
+                limit=MAX_KEYS_PER_STREAM,
+                rate_key=topic,
+            )
             return False
         if isinstance(decoded, Readings):
             end = decoded.ts

@@ -63,10 +63,24 @@ SEGMENT_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 LABEL_NAME_RE = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]{0,63}$")
 #: Labels anbo sets itself on per-target series; user labels may not shadow them.
 RESERVED_LABELS = frozenset(
-    {"station", "target", "kind", "service", "stream", "name", "value", "reason", "result",
-     "job", "instance", "alertname", "severity", "le", "quantile"}
+    {
+        "station",
+        "target",
+        "kind",
+        "service",
+        "stream",
+        "name",
+        "value",
+        "reason",
+        "result",
+        "job",
+        "instance",
+        "alertname",
+        "severity",
+        "le",
+        "quantile",
+    }
 )
-
 
 
 class Strict(BaseModel):
@@ -466,12 +480,18 @@ class MigrationSettings(Strict):
 
     def plan(self) -> MigrationPlan:
         return MigrationPlan(
-            name=self.name, service=self.service, kind=MigrationKind(self.kind),
-            simulcast_start=self.simulcast_start.timestamp(), cutover=self.cutover.timestamp(),
+            name=self.name,
+            service=self.service,
+            kind=MigrationKind(self.kind),
+            simulcast_start=self.simulcast_start.timestamp(),
+            cutover=self.cutover.timestamp(),
             old_channel=None if self.old_channel is None else ds_channel_number(self.old_channel),
             new_channel=None if self.new_channel is None else ds_channel_number(self.new_channel),
-            old_frequency_mhz=self.old_frequency_mhz, new_frequency_mhz=self.new_frequency_mhz,
-            rds_pi=self.rds_pi, service_id=self.service_id, ts_id=self.ts_id,
+            old_frequency_mhz=self.old_frequency_mhz,
+            new_frequency_mhz=self.new_frequency_mhz,
+            rds_pi=self.rds_pi,
+            service_id=self.service_id,
+            ts_id=self.ts_id,
         )
 
 
@@ -493,7 +513,7 @@ class Settings(BaseSettings):
     state_directory: Path | None = Field(
         default=None,
         description="Alert state kept across restarts; default $STATE_DIRECTORY (systemd), "
-                    "else $XDG_STATE_HOME/anbo or ~/.local/state/anbo",
+        "else $XDG_STATE_HOME/anbo or ~/.local/state/anbo",
     )
     probes: ProbeSettings = Field(default_factory=lambda: ProbeSettings())
     alerting: AlertingSettings = Field(default_factory=lambda: AlertingSettings())
@@ -531,12 +551,15 @@ class Settings(BaseSettings):
             if unknown:
                 raise ValueError(f"maintenance[{i}] names unknown targets: {', '.join(unknown)}")
             if window.station is not None and window.station != self.station.name:
-                raise ValueError(f"maintenance[{i}] is for station {window.station!r}, "
-                                 f"not this one ({self.station.name!r})")
+                raise ValueError(
+                    f"maintenance[{i}] is for station {window.station!r}, "
+                    f"not this one ({self.station.name!r})"
+                )
         return self
 
     def migration_targets(self, m: MigrationSettings) -> tuple[TargetSettings | None, TargetSettings | None]:
         """The configured targets that receive a migration's old and new channel."""
+
         def find(channel: int | str | None, mhz: float | None) -> TargetSettings | None:
             for t in self.targets:
                 if t.kind.value != m.kind:
@@ -602,13 +625,16 @@ def _unknown_env(environ: Mapping[str, str]) -> list[str]:
             continue
         section = upper[len(ENV_PREFIX) :].split("__", 1)[0]
         if section not in sections:
-            problems.append(f"environment {key}: unknown setting (known sections: "
-                            f"{', '.join(sorted(s.lower() for s in sections))})")
+            problems.append(
+                f"environment {key}: unknown setting (known sections: "
+                f"{', '.join(sorted(s.lower() for s in sections))})"
+            )
     return problems
 
 
-def read_secret(name_or_path: str, *, environ: Mapping[str, str] | None = None,
-                base: Path | None = None) -> str:
+def read_secret(
+    name_or_path: str, *, environ: Mapping[str, str] | None = None, base: Path | None = None
+) -> str:
     """Read a secret file: an absolute path, a bare name in ``$CREDENTIALS_DIRECTORY``
     (systemd ``LoadCredential=``), or a path relative to ``base`` (the config's folder).
 
@@ -681,8 +707,10 @@ def load_settings(path: Path | str) -> LoadedSettings:
     problems = _unknown_env(env)
     mqtt_section = data.get("mqtt")
     if isinstance(mqtt_section, dict) and "password" in mqtt_section:
-        problems.append(f"{where}: mqtt.password: secrets are not accepted in the config file; "
-                        "put the password in a file and name it in mqtt.password_file")
+        problems.append(
+            f"{where}: mqtt.password: secrets are not accepted in the config file; "
+            "put the password in a file and name it in mqtt.password_file"
+        )
         mqtt_section.pop("password")
 
     settings: Settings | None = None
@@ -700,36 +728,46 @@ def load_settings(path: Path | str) -> LoadedSettings:
         # An environment value that should be JSON (a list or table) and is not.
         field = str(exc).split('"')[1] if '"' in str(exc) else "?"
         names = sorted(k for k in env if k.upper().startswith(f"{ENV_PREFIX}{field.upper()}"))
-        problems.append(f"environment {', '.join(names) or ENV_PREFIX + field.upper()}: {field}: "
-                        f"not valid JSON ({exc.__cause__ or exc})")
+        problems.append(
+            f"environment {', '.join(names) or ENV_PREFIX + field.upper()}: {field}: "
+            f"not valid JSON ({exc.__cause__ or exc})"
+        )
 
     password: str | None = None
     if settings is not None:
-        for key, file in (("mqtt.tls_ca_file", settings.mqtt.tls_ca_file),
-                          ("mqtt.tls_cert_file", settings.mqtt.tls_cert_file),
-                          ("mqtt.tls_key_file", settings.mqtt.tls_key_file),
-                          ("metrics.tls_cert_file", settings.metrics.tls_cert_file),
-                          ("metrics.tls_key_file", settings.metrics.tls_key_file)):
+        for key, file in (
+            ("mqtt.tls_ca_file", settings.mqtt.tls_ca_file),
+            ("mqtt.tls_cert_file", settings.mqtt.tls_cert_file),
+            ("mqtt.tls_key_file", settings.mqtt.tls_key_file),
+            ("metrics.tls_cert_file", settings.metrics.tls_cert_file),
+            ("metrics.tls_key_file", settings.metrics.tls_key_file),
+        ):
             if file is not None and not resolve_path(file, path).is_file():
                 problems.append(f"{where}: {key}: {file}: no such file")
         if settings.mqtt.password_file is not None:
             try:
-                password = read_secret(settings.mqtt.password_file, environ=env,
-                                       base=path.parent)
+                password = read_secret(settings.mqtt.password_file, environ=env, base=path.parent)
             except OSError as exc:
-                problems.append(f"{where}: mqtt.password_file: {settings.mqtt.password_file}: "
-                                f"cannot read secret: {exc.strerror or exc}")
+                problems.append(
+                    f"{where}: mqtt.password_file: {settings.mqtt.password_file}: "
+                    f"cannot read secret: {exc.strerror or exc}"
+                )
     secrets: dict[str, tuple[str | None, str | None]] = {}
     if settings is not None:
         for i, am in enumerate(settings.alerting.alertmanagers):
             key = f"alerting.alertmanagers[{i}]"
-            for sub, file in (("tls_ca_file", am.tls_ca_file), ("tls_cert_file", am.tls_cert_file),
-                              ("tls_key_file", am.tls_key_file)):
+            for sub, file in (
+                ("tls_ca_file", am.tls_ca_file),
+                ("tls_cert_file", am.tls_cert_file),
+                ("tls_key_file", am.tls_key_file),
+            ):
                 if file is not None and not resolve_path(file, path).is_file():
                     problems.append(f"{where}: {key}.{sub}: {file}: no such file")
             found: list[str | None] = []
-            for sub, name in (("password_file", am.password_file),
-                              ("bearer_token_file", am.bearer_token_file)):
+            for sub, name in (
+                ("password_file", am.password_file),
+                ("bearer_token_file", am.bearer_token_file),
+            ):
                 if name is None:
                     found.append(None)
                     continue
@@ -737,32 +775,42 @@ def load_settings(path: Path | str) -> LoadedSettings:
                     found.append(read_secret(name, environ=env, base=path.parent))
                 except OSError as exc:
                     found.append(None)
-                    problems.append(f"{where}: {key}.{sub}: {name}: cannot read secret: "
-                                    f"{exc.strerror or exc}")
+                    problems.append(
+                        f"{where}: {key}.{sub}: {name}: cannot read secret: {exc.strerror or exc}"
+                    )
             secrets[am.url] = (found[0], found[1])
         problems.extend(_rule_problems(settings, path))
         problems.extend(_migration_problems(settings, where))
         problems.extend(_inventory_problems(settings, path))
     if problems or settings is None:
         raise ConfigError(problems)
-    return LoadedSettings(settings=_absolute_paths(settings, path), path=path, mqtt_password=password,
-                          alertmanager_secrets=secrets)
+    return LoadedSettings(
+        settings=_absolute_paths(settings, path),
+        path=path,
+        mqtt_password=password,
+        alertmanager_secrets=secrets,
+    )
 
 
 def _migration_problems(settings: Settings, where: str) -> list[str]:
-    problems = [f"{where}: {p}" for p in
-                validate_plans([m.plan() for m in settings.migrations], key="migrations")]
+    problems = [
+        f"{where}: {p}" for p in validate_plans([m.plan() for m in settings.migrations], key="migrations")
+    ]
     if problems:
         return problems
     for i, m in enumerate(settings.migrations):
         old, new = settings.migration_targets(m)
-        for which, target, channel, mhz in (("old", old, m.old_channel, m.old_frequency_mhz),
-                                            ("new", new, m.new_channel, m.new_frequency_mhz)):
+        for which, target, channel, mhz in (
+            ("old", old, m.old_channel, m.old_frequency_mhz),
+            ("new", new, m.new_channel, m.new_frequency_mhz),
+        ):
             if target is None:
                 what = f"DS-{ds_channel_number(channel)}" if channel is not None else f"{mhz} MHz"
-                problems.append(f"{where}: migrations[{i}].{which}_"
-                                f"{'channel' if channel is not None else 'frequency_mhz'}: no [[targets]] "
-                                f"entry of kind {m.kind} receives {what}; add one so anbo can watch it")
+                problems.append(
+                    f"{where}: migrations[{i}].{which}_"
+                    f"{'channel' if channel is not None else 'frequency_mhz'}: no [[targets]] "
+                    f"entry of kind {m.kind} receives {what}; add one so anbo can watch it"
+                )
     return problems
 
 
@@ -783,8 +831,9 @@ def _rule_problems(settings: Settings, config_path: Path) -> list[str]:
     from rules import RuleFileError, load_rules  # rules import nothing of monitor
 
     paths = [resolve_path(p, config_path) for p in settings.alerting.rule_paths]
-    missing = [f"{config_path}: alerting.rule_paths: {p}: no such file or folder"
-               for p in paths if not p.exists()]
+    missing = [
+        f"{config_path}: alerting.rule_paths: {p}: no such file or folder" for p in paths if not p.exists()
+    ]
     if missing:
         return missing
     try:
@@ -797,22 +846,32 @@ def _rule_problems(settings: Settings, config_path: Path) -> list[str]:
 def _absolute_paths(settings: Settings, config_path: Path) -> Settings:
     """Resolve relative paths (TLS files, rule paths, state folder) against the config
     file's folder, once, here."""
+
     def fix(model: MqttSettings | MetricsSettings) -> dict[str, Path]:
-        return {name: resolve_path(value, config_path) for name in
-                ("tls_ca_file", "tls_cert_file", "tls_key_file")
-                if isinstance(value := getattr(model, name, None), Path)}
+        return {
+            name: resolve_path(value, config_path)
+            for name in ("tls_ca_file", "tls_cert_file", "tls_key_file")
+            if isinstance(value := getattr(model, name, None), Path)
+        }
 
     def fix_am(am: AlertmanagerSettings) -> AlertmanagerSettings:
-        return am.model_copy(update={name: resolve_path(value, config_path) for name in
-                                     ("tls_ca_file", "tls_cert_file", "tls_key_file")
-                                     if isinstance(value := getattr(am, name), Path)})
+        return am.model_copy(
+            update={
+                name: resolve_path(value, config_path)
+                for name in ("tls_ca_file", "tls_cert_file", "tls_key_file")
+                if isinstance(value := getattr(am, name), Path)
+            }
+        )
 
-    eb = settings.eb.model_copy(update={"inventory": [resolve_path(p, config_path)
-                                                      for p in settings.eb.inventory]})
-    alerting = settings.alerting.model_copy(update={
-        "alertmanagers": [fix_am(am) for am in settings.alerting.alertmanagers],
-        "rule_paths": [resolve_path(p, config_path) for p in settings.alerting.rule_paths],
-    })
+    eb = settings.eb.model_copy(
+        update={"inventory": [resolve_path(p, config_path) for p in settings.eb.inventory]}
+    )
+    alerting = settings.alerting.model_copy(
+        update={
+            "alertmanagers": [fix_am(am) for am in settings.alerting.alertmanagers],
+            "rule_paths": [resolve_path(p, config_path) for p in settings.alerting.rule_paths],
+        }
+    )
     update: dict[str, object] = {
         "mqtt": settings.mqtt.model_copy(update=fix(settings.mqtt)),
         "metrics": settings.metrics.model_copy(update=fix(settings.metrics)),

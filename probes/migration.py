@@ -331,12 +331,16 @@ def _uses(i: int, plan: MigrationPlan) -> list[_Use]:
     """Channels plan ``i`` occupies: the old one until cutover, the new one from simulcast on."""
     if plan.kind == MigrationKind.DTV:
         fields = ("old_channel", "new_channel")
-        keys = [None if plan.old_channel is None else ("DS", plan.old_channel),
-                None if plan.new_channel is None else ("DS", plan.new_channel)]
+        keys = [
+            None if plan.old_channel is None else ("DS", plan.old_channel),
+            None if plan.new_channel is None else ("DS", plan.new_channel),
+        ]
     else:
         fields = ("old_frequency_mhz", "new_frequency_mhz")
-        keys = [None if plan.old_frequency_mhz is None else ("FM", round(plan.old_frequency_mhz * 10)),
-                None if plan.new_frequency_mhz is None else ("FM", round(plan.new_frequency_mhz * 10))]
+        keys = [
+            None if plan.old_frequency_mhz is None else ("FM", round(plan.old_frequency_mhz * 10)),
+            None if plan.new_frequency_mhz is None else ("FM", round(plan.new_frequency_mhz * 10)),
+        ]
     spans = [(-math.inf, plan.cutover), (plan.simulcast_start, math.inf)]
     return [_Use(i, f, k, s, e) for f, k, (s, e) in zip(fields, keys, spans, strict=True) if k is not None]
 
@@ -403,11 +407,15 @@ def _overlap_text(key: str, plans: Sequence[MigrationPlan], use: _Use, other: _U
     role = "old" if other.field.startswith("old") else "new"
     what = "channel" if use.resource[0] == "DS" else "frequency"
     if role == "old" and use.field.startswith("new"):
-        when = (f": it is {o.name}'s old {what} until {_iso(o.cutover)}, but this plan's simulcast "
-                f"starts {_iso(plans[use.plan].simulcast_start)}")
+        when = (
+            f": it is {o.name}'s old {what} until {_iso(o.cutover)}, but this plan's simulcast "
+            f"starts {_iso(plans[use.plan].simulcast_start)}"
+        )
     elif role == "new" and use.field.startswith("old"):
-        when = (f": this plan uses it until {_iso(plans[use.plan].cutover)}, but {o.name}'s simulcast "
-                f"starts there {_iso(o.simulcast_start)}")
+        when = (
+            f": this plan uses it until {_iso(plans[use.plan].cutover)}, but {o.name}'s simulcast "
+            f"starts there {_iso(o.simulcast_start)}"
+        )
     else:
         when = ""
     return f"{where}: {res} is also the {role} {what} of {key}[{other.plan}] ({o.name}){when}"

@@ -112,8 +112,9 @@ class AudioProbe:
 
     def __post_init__(self) -> None:
         s = self.settings
-        self.silence = SilenceDetector(on_dbfs=s.silence_on_dbfs, off_dbfs=s.silence_off_dbfs,
-                                       on_s=s.silence_on_s, off_s=s.silence_off_s)
+        self.silence = SilenceDetector(
+            on_dbfs=s.silence_on_dbfs, off_dbfs=s.silence_off_dbfs, on_s=s.silence_on_s, off_s=s.silence_off_s
+        )
         self.hiss = HissDetector(on_s=s.hiss_on_s, deemphasis_us=s.deemphasis_us)
         self.tone = StuckToneDetector(on_s=s.tone_on_s)
         self.loudness = LoudnessMeter()
@@ -156,8 +157,11 @@ class AudioProbe:
             "audio_rms_dbfs": rms,
             "audio_peak_dbfs": peak,
             "silence": _flag(sil.state),
-            "silence_seconds": (open_silence.duration if open_silence is not None
-                                else (0.0 if sil.state is not DetectionState.UNKNOWN else None)),
+            "silence_seconds": (
+                open_silence.duration
+                if open_silence is not None
+                else (0.0 if sil.state is not DetectionState.UNKNOWN else None)
+            ),
             "hiss": _flag(hiss.state),
             "spectral_flatness": _finite(hiss.flatness),
             "stuck_tone": _flag(tone.state),
@@ -189,14 +193,14 @@ class AudioProbe:
             self.evaluated_until = end
             if runs:
                 parts, rate, ts, run_end = runs[-1]
-                if (rate == b.rate and parts[0].shape[1] == channels
-                        and abs(b.ts - run_end) <= 2.0 / b.rate):
+                if rate == b.rate and parts[0].shape[1] == channels and abs(b.ts - run_end) <= 2.0 / b.rate:
                     parts.append(b.samples)
                     runs[-1] = (parts, rate, ts, end)
                     continue
             runs.append(([b.samples], b.rate, b.ts, end))
-        return [(parts[0] if len(parts) == 1 else np.concatenate(parts), rate, ts)
-                for parts, rate, ts, _ in runs]
+        return [
+            (parts[0] if len(parts) == 1 else np.concatenate(parts), rate, ts) for parts, rate, ts, _ in runs
+        ]
 
     def _interrupt(self) -> None:
         for i in self.silence.interrupt():
@@ -240,8 +244,13 @@ class TargetSpec:
 class ProbeWorkers:
     """All targets' probes for one station, grouped by kind for vectorized evaluation."""
 
-    def __init__(self, targets: list[TargetSpec], *, audio: AudioSettings | None = None,
-                 readings_stale_after_s: float = 30.0) -> None:
+    def __init__(
+        self,
+        targets: list[TargetSpec],
+        *,
+        audio: AudioSettings | None = None,
+        readings_stale_after_s: float = 30.0,
+    ) -> None:
         self.audio_settings = audio or AudioSettings()
         self.readings_stale_after_s = readings_stale_after_s
         self.specs: dict[str, TargetSpec] = {}
@@ -252,19 +261,22 @@ class ProbeWorkers:
     def reconfigure(self, targets: list[TargetSpec]) -> None:
         """Keep the state of targets that stay; add and drop the others."""
         self.specs = {t.name: t for t in targets}
-        self.audio = {n: self.audio.get(n) or AudioProbe(self.audio_settings)
-                      for n, t in self.specs.items() if t.kind in ("fm", "dtv")}
+        self.audio = {
+            n: self.audio.get(n) or AudioProbe(self.audio_settings)
+            for n, t in self.specs.items()
+            if t.kind in ("fm", "dtv")
+        }
         self.readings = {n: self.readings.get(n) or ReadingsProbe() for n in self.specs}
 
     # -- input, on the event loop ------------------------------------------------------
-    def push_block(self, target: str, samples: NDArray[np.float32], rate: int, ts: float,
-                   rx: float) -> None:
+    def push_block(self, target: str, samples: NDArray[np.float32], rate: int, ts: float, rx: float) -> None:
         probe = self.audio.get(target)
         if probe is not None:
             probe.push(samples, rate, ts, rx)
 
-    def push_readings(self, target: str, values: Mapping[str, float], info: Mapping[str, str],
-                      rx: float) -> None:
+    def push_readings(
+        self, target: str, values: Mapping[str, float], info: Mapping[str, str], rx: float
+    ) -> None:
         probe = self.readings.get(target)
         if probe is not None:
             probe.push(values, info, rx)

@@ -85,8 +85,9 @@ class TransitionRecorder:
             elif tr.to_state is AlertState.FIRING:
                 ep = self._open.get(key)
                 if ep is None or tr.from_state is not AlertState.FIRING:
-                    ep = Episode(tr.alertname, tr.target, tr.severity.value, t,
-                                 tr.reason.value if tr.reason else None)
+                    ep = Episode(
+                        tr.alertname, tr.target, tr.severity.value, t, tr.reason.value if tr.reason else None
+                    )
                     self._open[key] = ep
                     self.episodes.append(ep)
                 ep.notified = ep.notified or tr.notify
@@ -160,8 +161,11 @@ async def run_accelerated(
     pipeline = Pipeline(settings, stats, wall=wall)
     eb = EbMonitor.from_settings(settings.eb, settings.station.name)
     if eb is None and eb_inventory and sim.eb.n:
-        eb = EbMonitor(settings.eb.model_copy(update={"region_level": "county"}), sim.eb.inventory(),
-                       settings.station.name)
+        eb = EbMonitor(
+            settings.eb.model_copy(update={"region_level": "county"}),
+            sim.eb.inventory(),
+            settings.station.name,
+        )
     pipeline.endpoints = eb
     evaluator = Evaluator(settings, pipeline, state_path=None, eb=eb, mono=mono, wall=wall)
     pipeline.consumers.append(evaluator.consume)
@@ -241,9 +245,14 @@ def verify(
         exp = scenario.expect[i]
         fault = scenario.fault_of(exp)
         label = f"expect[{i}] {exp.alert}{'/' + exp.severity if exp.severity else ''} on {exp.target}"
-        candidates = [e for e in left if e.alert == exp.alert and e.target == exp.target
-                      and (exp.severity is None or e.severity == exp.severity)
-                      and e.fired_at >= fault.at - 1e-6]
+        candidates = [
+            e
+            for e in left
+            if e.alert == exp.alert
+            and e.target == exp.target
+            and (exp.severity is None or e.severity == exp.severity)
+            and e.fired_at >= fault.at - 1e-6
+        ]
         ep = min(candidates, key=lambda e: e.fired_at, default=None)
         if exp.informational:
             why = exp.pending or exp.known_gap
@@ -261,12 +270,15 @@ def verify(
         delay = ep.fired_at - fault.at
         ok = True
         if delay > exp.fire_within + slack + 1e-6:
-            v.problems.append(f"{label}: fired {delay:.1f} s after the fault started "
-                              f"(fire_within {exp.fire_within:g} s)")
+            v.problems.append(
+                f"{label}: fired {delay:.1f} s after the fault started (fire_within {exp.fire_within:g} s)"
+            )
             ok = False
         if (ep.reason or "none") != exp.suppressed:
-            v.problems.append(f"{label}: fired {'as ' + ep.reason if ep.reason else 'notified'}, "
-                              f"expected {exp.suppressed if exp.suppressed != 'none' else 'notified'}")
+            v.problems.append(
+                f"{label}: fired {'as ' + ep.reason if ep.reason else 'notified'}, "
+                f"expected {exp.suppressed if exp.suppressed != 'none' else 'notified'}"
+            )
             ok = False
         if exp.resolves:
             assert exp.resolve_within is not None
@@ -274,12 +286,15 @@ def verify(
                 v.problems.append(f"{label}: never resolved (fault ended at {fault.end:g} s)")
                 ok = False
             elif ep.resolved_at < fault.end - 1e-6:
-                v.problems.append(f"{label}: resolved at {ep.resolved_at:.1f} s, before the fault "
-                                  f"ended ({fault.end:g} s)")
+                v.problems.append(
+                    f"{label}: resolved at {ep.resolved_at:.1f} s, before the fault ended ({fault.end:g} s)"
+                )
                 ok = False
             elif ep.resolved_at - fault.end > exp.resolve_within + slack + 1e-6:
-                v.problems.append(f"{label}: resolved {ep.resolved_at - fault.end:.1f} s after the fault "
-                                  f"ended (resolve_within {exp.resolve_within:g} s)")
+                v.problems.append(
+                    f"{label}: resolved {ep.resolved_at - fault.end:.1f} s after the fault "
+                    f"ended (resolve_within {exp.resolve_within:g} s)"
+                )
                 ok = False
         elif ep.resolved_at is not None and ep.resolved_at <= ended:
             v.problems.append(f"{label}: resolved at {ep.resolved_at:.1f} s; expected it to keep firing")
@@ -291,8 +306,9 @@ def verify(
     if count is not None:
         for i, c in enumerate(scenario.expect_counts):
             got = count(c)
-            what = (f"{c.counter} on {c.target}/{c.stream}" if c.target
-                    else f"messages {c.counter} ({c.reason})")
+            what = (
+                f"{c.counter} on {c.target}/{c.stream}" if c.target else f"messages {c.counter} ({c.reason})"
+            )
             hi = math.inf if c.max is None else c.max
             if not c.min <= got <= hi:
                 bound = f">= {c.min}" if c.max is None else f"{c.min}..{c.max}"

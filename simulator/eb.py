@@ -59,8 +59,17 @@ class _Event:
 class EbFleet:
     """``endpoints`` endpoints in ``regions`` regions, heartbeating every ``heartbeat`` s."""
 
-    def __init__(self, endpoints: int, regions: int, *, heartbeat: float, start: float, prefix: str,
-                 seed: int, faults: list[EbOffline | EbEndpointFault | EbDispatch]) -> None:
+    def __init__(
+        self,
+        endpoints: int,
+        regions: int,
+        *,
+        heartbeat: float,
+        start: float,
+        prefix: str,
+        seed: int,
+        faults: list[EbOffline | EbEndpointFault | EbDispatch],
+    ) -> None:
         self.n = endpoints
         self.regions = regions
         self.heartbeat = heartbeat
@@ -98,9 +107,17 @@ class EbFleet:
     # -- the inventory anbo needs to know these endpoints
     def records(self) -> list[EndpointRecord]:
         """The fleet as inventory records: county and township are the region id."""
-        return [EndpointRecord(id=eid, name=f"village loudspeaker {i + 1}", county=region_id(int(r)),
-                               township=region_id(int(r)), lat=None, lon=None)
-                for i, (eid, r) in enumerate(zip(self.ids, self.region_of, strict=True))]
+        return [
+            EndpointRecord(
+                id=eid,
+                name=f"village loudspeaker {i + 1}",
+                county=region_id(int(r)),
+                township=region_id(int(r)),
+                lat=None,
+                lon=None,
+            )
+            for i, (eid, r) in enumerate(zip(self.ids, self.region_of, strict=True))
+        ]
 
     def inventory(self) -> Inventory:
         """An :class:`Inventory` of the fleet (regions at ``region_level = "county"``)."""
@@ -116,14 +133,18 @@ class EbFleet:
     def _region_index(self, region: str) -> int:
         return int(region[1:]) - 1
 
-    def _choose(self, f: EbOffline | EbEndpointFault | EbDispatch,
-                rng: np.random.Generator) -> NDArray[np.int64]:
+    def _choose(
+        self, f: EbOffline | EbEndpointFault | EbDispatch, rng: np.random.Generator
+    ) -> NDArray[np.int64]:
         if isinstance(f, EbDispatch):
             members = np.flatnonzero(np.isin(self.region_of, [self._region_index(r) for r in f.regions]))
             keep = rng.random(members.size) < f.confirm_share
             return members[keep]
-        pool = (np.arange(self.n) if f.region is None
-                else np.flatnonzero(self.region_of == self._region_index(f.region)))
+        pool = (
+            np.arange(self.n)
+            if f.region is None
+            else np.flatnonzero(self.region_of == self._region_index(f.region))
+        )
         k = math.ceil(f.share * pool.size - 1e-9)
         return np.sort(rng.permutation(pool)[:k])
 
@@ -134,11 +155,18 @@ class EbFleet:
     # -- messages
     def _status(self, t: float, i: int, emit: Emit) -> None:
         self._status_seq[i] += 1
-        values = {"online": True, "playing": bool(t < self.playing_until[i]),
-                  "fault_amplifier": bool(self.fault_amplifier[i]),
-                  "fault_speaker_line": bool(self.fault_speaker_line[i])}
-        payload = encode_readings(self.start + t, int(self._status_seq[i]), values,
-                                  info={"region": region_id(int(self.region_of[i]))})
+        values = {
+            "online": True,
+            "playing": bool(t < self.playing_until[i]),
+            "fault_amplifier": bool(self.fault_amplifier[i]),
+            "fault_speaker_line": bool(self.fault_speaker_line[i]),
+        }
+        payload = encode_readings(
+            self.start + t,
+            int(self._status_seq[i]),
+            values,
+            info={"region": region_id(int(self.region_of[i]))},
+        )
         emit(t, f"{self.prefix}/eb/{self.ids[i]}/status", self.ids[i], "status", payload)
 
     def _apply_faults(self, t0: float, t1: float, emit: Emit, rng: np.random.Generator) -> None:
@@ -171,8 +199,12 @@ class EbFleet:
     def _dispatch(self, t: float, index: int, f: EbDispatch, emit: Emit, rng: np.random.Generator) -> None:
         message_id = f.message_id or f"M{int(self.start + t)}{index:02d}"
         self._dispatch_seq += 1
-        payload = encode_readings(self.start + t, self._dispatch_seq, {"deadline_s": f.deadline},
-                                  info={"message_id": message_id, "regions": ",".join(f.regions)})
+        payload = encode_readings(
+            self.start + t,
+            self._dispatch_seq,
+            {"deadline_s": f.deadline},
+            info={"message_id": message_id, "regions": ",".join(f.regions)},
+        )
         emit(t, f"{self.prefix}/eb/{DISPATCH_ENDPOINT}/dispatch", DISPATCH_ENDPOINT, "dispatch", payload)
         targeted = int(np.isin(self.region_of, [self._region_index(r) for r in f.regions]).sum())
         self.dispatches[message_id] = (t, list(f.regions), targeted)
@@ -184,8 +216,9 @@ class EbFleet:
     def _playback(self, t: float, i: int, message_id: str, duration: float, emit: Emit) -> None:
         self._playback_seq[i] += 1
         self.playing_until[i] = t + duration
-        payload = encode_readings(self.start + t, int(self._playback_seq[i]), {"playing": True},
-                                  info={"message_id": message_id})
+        payload = encode_readings(
+            self.start + t, int(self._playback_seq[i]), {"playing": True}, info={"message_id": message_id}
+        )
         emit(t, f"{self.prefix}/eb/{self.ids[i]}/playback", self.ids[i], "playback", payload)
 
     def emit(self, t0: float, t1: float, emit: Emit, rng: np.random.Generator) -> None:

@@ -75,15 +75,18 @@ _ITEM_GAIN_DB: Final = 2.5
 _EDGE_S: Final = 0.005
 
 # Vowel formants (Hz) of an adult male voice: F1, F2, F3.
-_VOWELS: Final = np.array([
-    [730, 1090, 2440],  # a
-    [270, 2290, 3010],  # i
-    [300, 870, 2240],   # u
-    [530, 1840, 2480],  # e
-    [570, 840, 2410],   # o
-    [660, 1720, 2410],  # æ
-    [490, 1350, 1690],  # ɚ
-], dtype=np.float64)
+_VOWELS: Final = np.array(
+    [
+        [730, 1090, 2440],  # a
+        [270, 2290, 3010],  # i
+        [300, 870, 2240],  # u
+        [530, 1840, 2480],  # e
+        [570, 840, 2410],  # o
+        [660, 1720, 2410],  # æ
+        [490, 1350, 1690],  # ɚ
+    ],
+    dtype=np.float64,
+)
 _BANDWIDTHS: Final = np.array([90.0, 110.0, 170.0])
 
 # Diatonic triads (semitones above the key's root) of a I–V–vi–IV–ii world.
@@ -197,7 +200,7 @@ def _speech_phrase(rng: np.random.Generator, rate: int, female: bool) -> F32:
             m = min(int(rng.uniform(0.04, 0.09) * rate), int(bounds[k + 1]) - lo)
             burst = scipy.signal.lfilter(hb_b, hb_a, rng.standard_normal(m))
             burst *= np.hanning(m) * rng.uniform(0.3, 0.7)
-            x[lo:lo + m] += burst / max(_rms(burst), 1e-12) * 0.3
+            x[lo : lo + m] += burst / max(_rms(burst), 1e-12) * 0.3
     return _edges(_normalise(x, PROGRAMME_DBFS), rate)
 
 
@@ -224,8 +227,9 @@ def _breath(rng: np.random.Generator, rate: int, seconds: float) -> F32:
 # --------------------------------------------------------------------------- music
 
 
-def _partials(freq: np.ndarray, t: np.ndarray, amps: tuple[float, ...], rate: int,
-              phase0: float) -> NDArray[np.float64]:
+def _partials(
+    freq: np.ndarray, t: np.ndarray, amps: tuple[float, ...], rate: int, phase0: float
+) -> NDArray[np.float64]:
     """Sum of harmonics ``amps`` of a (possibly time-varying) fundamental, band-limited."""
     ph = 2.0 * np.pi * (np.cumsum(freq) / rate) + phase0
     out = np.zeros_like(t)
@@ -290,15 +294,15 @@ def _music_bar(rng: np.random.Generator, rate: int, key: int, degree: int, tempo
         tt = np.arange(m) / rate
         sweep = 2 * np.pi * np.cumsum(50.0 + 90.0 * np.exp(-tt / 0.03)) / rate
         kick = np.sin(sweep) * np.exp(-tt / 0.07) * 0.9
-        left[lo:lo + m] += kick
-        right[lo:lo + m] += kick
+        left[lo : lo + m] += kick
+        right[lo : lo + m] += kick
         lo2 = round((b + 0.5) * beat * rate)
         m2 = min(n - lo2, round(0.06 * rate))
         if m2 > 8:
             hat = scipy.signal.lfilter(hb_b, hb_a, rng.standard_normal(m2))
             hat *= np.exp(-np.arange(m2) / rate / 0.015)
-            left[lo2:lo2 + m2] += 0.12 * hat
-            right[lo2:lo2 + m2] += 0.18 * hat
+            left[lo2 : lo2 + m2] += 0.12 * hat
+            right[lo2 : lo2 + m2] += 0.18 * hat
     x = np.stack([left, right], axis=1)
     return _edges(_normalise(x, PROGRAMME_DBFS), rate)
 
@@ -351,8 +355,9 @@ class Programme:
     :meth:`render` returns the next ``frames`` frames, shape ``(frames, channels)``.
     """
 
-    def __init__(self, rate: int = 48_000, channels: int = 2, *, seed: int = 0,
-                 talk_share: float = 0.5) -> None:
+    def __init__(
+        self, rate: int = 48_000, channels: int = 2, *, seed: int = 0, talk_share: float = 0.5
+    ) -> None:
         if channels not in (1, 2):
             raise ValueError("programme audio has 1 or 2 channels")
         self.rate = rate
@@ -410,8 +415,11 @@ class Programme:
         self._talk = bool(rng.random() < self.talk_share)
         self._segment_left = float(rng.uniform(25, 90) if self._talk else rng.uniform(30, 120))
         self._segment_gain = _db(float(rng.uniform(-_SEGMENT_GAIN_DB, _SEGMENT_GAIN_DB)))
-        if (self._talk != was_talk or rng.random() < 0.5) and self._since_pause >= MIN_PAUSE_SPACING_S \
-                and rng.random() < 0.7:
+        if (
+            (self._talk != was_talk or rng.random() < 0.5)
+            and self._since_pause >= MIN_PAUSE_SPACING_S
+            and rng.random() < 0.7
+        ):
             self._pause()
 
     def _next_item(self) -> None:
@@ -430,8 +438,9 @@ class Programme:
             else:
                 self._push(_breath(rng, self.rate, float(rng.uniform(0.12, 0.4))))
         else:
-            self._item_gain_db = float(np.clip(self._item_gain_db + rng.uniform(-0.6, 0.6),
-                                               -_ITEM_GAIN_DB, _ITEM_GAIN_DB))
+            self._item_gain_db = float(
+                np.clip(self._item_gain_db + rng.uniform(-0.6, 0.6), -_ITEM_GAIN_DB, _ITEM_GAIN_DB)
+            )
             # Bars follow each other in their progression, now and then jumping to another.
             if rng.random() < 0.2:
                 self._music_at = int(rng.integers(0, len(b.music)))
@@ -448,7 +457,7 @@ class Programme:
                 continue
             head = self._queue[0]
             take = min(frames - filled, head.shape[0] - self._offset)
-            out[filled:filled + take] = head[self._offset:self._offset + take]
+            out[filled : filled + take] = head[self._offset : self._offset + take]
             filled += take
             self._offset += take
             if self._offset >= head.shape[0]:
@@ -500,9 +509,11 @@ class WavProgramme:
         if file_rate != rate:
             seconds = data.shape[0] / file_rate
             if seconds > self.MAX_RESAMPLE_S:
-                raise WavError(f"{path}: {file_rate} Hz; files at another rate than {rate} Hz are resampled "
-                               f"in memory, up to {self.MAX_RESAMPLE_S:g} s (convert it first, e.g. "
-                               f"ffmpeg -i in.wav -ar {rate} out.wav)")
+                raise WavError(
+                    f"{path}: {file_rate} Hz; files at another rate than {rate} Hz are resampled "
+                    f"in memory, up to {self.MAX_RESAMPLE_S:g} s (convert it first, e.g. "
+                    f"ffmpeg -i in.wav -ar {rate} out.wav)"
+                )
             g = math.gcd(file_rate, rate)
             x = (np.asarray(data, dtype=np.float64) - offset) / scale
             self._data = scipy.signal.resample_poly(x, rate // g, file_rate // g, axis=0).astype(np.float32)
@@ -535,8 +546,15 @@ class HissState:
     zi: NDArray[np.float64] | None = None
 
 
-def hiss(rng: np.random.Generator, frames: int, channels: int, rate: int, level_dbfs: float,
-         state: HissState, deemphasis_us: float = 50.0) -> F32:
+def hiss(
+    rng: np.random.Generator,
+    frames: int,
+    channels: int,
+    rate: int,
+    level_dbfs: float,
+    state: HissState,
+    deemphasis_us: float = 50.0,
+) -> F32:
     """What a receiver without carrier outputs: white FM noise through its de-emphasis
     (a first-order low-pass, 50 µs in China), at ``level_dbfs`` RMS."""
     tau = deemphasis_us * 1e-6

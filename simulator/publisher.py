@@ -101,16 +101,22 @@ class Publisher:
         self._failed: list[Message] = []
 
     # -- pacing ---------------------------------------------------------------------------
-    async def run(self, messages: Iterable[Message], *, scenario: Scenario | None = None,
-                  drain_timeout: float = 10.0) -> PublishStats:
+    async def run(
+        self, messages: Iterable[Message], *, scenario: Scenario | None = None, drain_timeout: float = 10.0
+    ) -> PublishStats:
         """Publish ``messages`` at their times; returns when all are out (or on cancel).
 
         With ``scenario``, fault starts and ends are logged as scenario time passes them.
         """
         sender = asyncio.create_task(self._send_loop(), name="simulator-mqtt")
-        events = sorted([(t, what, f) for f in (scenario.timeline if scenario else [])
-                         for t, what in ((f.at, "fault started"), (f.end, "fault ended"))],
-                        key=lambda e: e[0])
+        events = sorted(
+            [
+                (t, what, f)
+                for f in (scenario.timeline if scenario else [])
+                for t, what in ((f.at, "fault started"), (f.end, "fault ended"))
+            ],
+            key=lambda e: e[0],
+        )
         try:
             t0 = self.clock()
             for msg in messages:
@@ -141,8 +147,11 @@ class Publisher:
             self._buffer.popleft()
             self.stats.dropped += 1
             if self.stats.dropped == 1 or self.stats.dropped % 10_000 == 0:
-                log.warning("publish buffer full: oldest messages dropped", dropped=self.stats.dropped,
-                            capacity=self._buffer_size)
+                log.warning(
+                    "publish buffer full: oldest messages dropped",
+                    dropped=self.stats.dropped,
+                    capacity=self._buffer_size,
+                )
         self._buffer.append(msg)
         self._wake.set()
 
@@ -150,11 +159,16 @@ class Publisher:
     def _client(self) -> aiomqtt.Client:
         v5 = self.protocol == "5"
         return aiomqtt.Client(
-            self.broker.host, self.broker.port, identifier=self.client_id,
-            username=self.username, password=self.password,
+            self.broker.host,
+            self.broker.port,
+            identifier=self.client_id,
+            username=self.username,
+            password=self.password,
             protocol=aiomqtt.ProtocolVersion.V5 if v5 else aiomqtt.ProtocolVersion.V311,
-            keepalive=self.keepalive, tls_context=self.tls_context if self.broker.tls else None,
-            max_inflight_messages=self.max_inflight, timeout=10,
+            keepalive=self.keepalive,
+            tls_context=self.tls_context if self.broker.tls else None,
+            max_inflight_messages=self.max_inflight,
+            timeout=10,
         )
 
     def _check_drained(self) -> None:
@@ -192,8 +206,12 @@ class Publisher:
                     self.stats.connects += 1
                     self.connected.set()
                     attempt = 0
-                    log.info("simulator connected", broker=self.broker.url, protocol=self.protocol,
-                             client_id=self.client_id)
+                    log.info(
+                        "simulator connected",
+                        broker=self.broker.url,
+                        protocol=self.protocol,
+                        client_id=self.client_id,
+                    )
                     await self._drain(client)
             except aiomqtt.MqttError as exc:
                 was = self.connected.is_set()
@@ -201,8 +219,13 @@ class Publisher:
                 resend = self._take_back()
                 delay = min(self.backoff[1], self.backoff[0] * 2 ** min(attempt, 10))
                 attempt += 1
-                log.warning("simulator lost the broker" if was else "simulator cannot connect",
-                            broker=self.broker.url, error=str(exc), resend=resend, retry_in_s=round(delay, 2))
+                log.warning(
+                    "simulator lost the broker" if was else "simulator cannot connect",
+                    broker=self.broker.url,
+                    error=str(exc),
+                    resend=resend,
+                    retry_in_s=round(delay, 2),
+                )
                 await asyncio.sleep(delay)
 
     def _take_back(self) -> int:

@@ -188,8 +188,9 @@ class Overmodulation(_TargetFault):
 
     fault: Literal["overmodulation"]
     percent: float = Field(default=112.0, ge=107.0, le=200.0)
-    mpx_power_dbr: float = Field(default=-0.8, ge=-10.0, le=10.0,
-                                 description="MPX power during the fault (above 0: also BS.412)")
+    mpx_power_dbr: float = Field(
+        default=-0.8, ge=-10.0, le=10.0, description="MPX power during the fault (above 0: also BS.412)"
+    )
 
 
 class PilotLoss(_TargetFault):
@@ -306,12 +307,30 @@ class ReorderedBlocks(_TargetFault):
 
 
 MALFORMATIONS: Final = (
-    "bad_json", "missing_field", "bad_type", "bad_key", "non_finite", "bad_seq",
-    "absurd_timestamp", "bad_header", "bad_length", "bad_content_type", "missing_property",
+    "bad_json",
+    "missing_field",
+    "bad_type",
+    "bad_key",
+    "non_finite",
+    "bad_seq",
+    "absurd_timestamp",
+    "bad_header",
+    "bad_length",
+    "bad_content_type",
+    "missing_property",
 )
 Malformation = Literal[
-    "bad_json", "missing_field", "bad_type", "bad_key", "non_finite", "bad_seq",
-    "absurd_timestamp", "bad_header", "bad_length", "bad_content_type", "missing_property",
+    "bad_json",
+    "missing_field",
+    "bad_type",
+    "bad_key",
+    "non_finite",
+    "bad_seq",
+    "absurd_timestamp",
+    "bad_header",
+    "bad_length",
+    "bad_content_type",
+    "missing_property",
 ]
 
 
@@ -361,8 +380,9 @@ class EbDispatch(_EbFault):
 
     fault: Literal["eb_dispatch"]
     regions: list[str] = Field(min_length=1)
-    message_id: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.:-]{1,40}$",
-                                   description="default M<unix time><index>")
+    message_id: str | None = Field(
+        default=None, pattern=r"^[A-Za-z0-9_.:-]{1,40}$", description="default M<unix time><index>"
+    )
     confirm_share: float = Field(default=0.95, ge=0.0, le=1.0)
     latency: Annotated[tuple[float, float], BeforeValidator(_latency)] = (2.0, 40.0)
     deadline: Duration = Field(default=120.0, gt=0.0)
@@ -377,11 +397,30 @@ class EbDispatch(_EbFault):
 
 
 Fault = Annotated[
-    DeadAir | Hiss | StuckTone | Clipping | PhaseReversal | CarrierLoss | LowRF | Overmodulation
-    | PilotLoss | WrongRdsPi | MerDegradation | DtvLockLoss | VswrSpike | PaOverTemperature | PowerDrop
+    DeadAir
+    | Hiss
+    | StuckTone
+    | Clipping
+    | PhaseReversal
+    | CarrierLoss
+    | LowRF
+    | Overmodulation
+    | PilotLoss
+    | WrongRdsPi
+    | MerDegradation
+    | DtvLockLoss
+    | VswrSpike
+    | PaOverTemperature
+    | PowerDrop
     | TxFault
-    | VacatedEmission | TelemetrySilence | DuplicateBlocks | ReorderedBlocks | MalformedPayloads
-    | EbOffline | EbEndpointFault | EbDispatch,
+    | VacatedEmission
+    | TelemetrySilence
+    | DuplicateBlocks
+    | ReorderedBlocks
+    | MalformedPayloads
+    | EbOffline
+    | EbEndpointFault
+    | EbDispatch,
     Field(discriminator="fault"),
 ]
 
@@ -393,11 +432,25 @@ _TX: Final = frozenset({TargetKind.TX})
 
 #: Fault kinds that act on a configured target → the target kinds they apply to.
 TARGET_FAULTS: Final[dict[str, frozenset[TargetKind]]] = {
-    "dead_air": _AUDIO, "hiss": _FM, "stuck_tone": _AUDIO, "clipping": _AUDIO, "phase_reversal": _AUDIO,
-    "carrier_loss": _AUDIO, "low_rf": _AUDIO,
-    "overmodulation": _FM, "pilot_loss": _FM, "wrong_rds_pi": _FM, "mer_degradation": _DTV,
-    "dtv_lock_loss": _DTV, "vswr_spike": _TX, "pa_over_temperature": _TX, "power_drop": _TX,
-    "tx_fault": _TX, "telemetry_silence": _ALL, "duplicate_blocks": _ALL, "reordered_blocks": _ALL,
+    "dead_air": _AUDIO,
+    "hiss": _FM,
+    "stuck_tone": _AUDIO,
+    "clipping": _AUDIO,
+    "phase_reversal": _AUDIO,
+    "carrier_loss": _AUDIO,
+    "low_rf": _AUDIO,
+    "overmodulation": _FM,
+    "pilot_loss": _FM,
+    "wrong_rds_pi": _FM,
+    "mer_degradation": _DTV,
+    "dtv_lock_loss": _DTV,
+    "vswr_spike": _TX,
+    "pa_over_temperature": _TX,
+    "power_drop": _TX,
+    "tx_fault": _TX,
+    "telemetry_silence": _ALL,
+    "duplicate_blocks": _ALL,
+    "reordered_blocks": _ALL,
     "malformed_payloads": _ALL,
 }
 #: Fault kinds of the emergency-broadcast fleet.
@@ -422,8 +475,9 @@ class Expectation(_Model):
 
     alert: str
     target: str
-    fault: str | None = Field(default=None, description="id of the timeline entry; default: the "
-                                                        "only fault on `target`")
+    fault: str | None = Field(
+        default=None, description="id of the timeline entry; default: the only fault on `target`"
+    )
     severity: Literal["critical", "warning", "info"] | None = None
     fire_within: Duration
     resolves: bool = True
@@ -452,8 +506,9 @@ class CounterExpectation(_Model):
     """A count the run must reach: a stream's sequence counters (``outstanding``: still
     missing at the end), or messages rejected or dropped by reason (anbo_messages_total)."""
 
-    counter: Literal["accepted", "gaps", "missing", "outstanding", "duplicates", "late", "resets",
-                     "rejected", "dropped"]
+    counter: Literal[
+        "accepted", "gaps", "missing", "outstanding", "duplicates", "late", "resets", "rejected", "dropped"
+    ]
     target: str | None = None
     stream: str | None = None
     reason: str | None = None
@@ -533,8 +588,12 @@ def _error_loc(doc: YamlDocument, raw: tuple[int | str, ...]) -> Location:
     loc: list[str | int] = []
     for part in raw:
         node = doc.get(tuple(loc))
-        if isinstance(part, str) and isinstance(node, dict) and node.get("fault") == part \
-                and part not in node:
+        if (
+            isinstance(part, str)
+            and isinstance(node, dict)
+            and node.get("fault") == part
+            and part not in node
+        ):
             continue  # the discriminator's tag, not a key of the file
         if isinstance(part, str) and part.startswith(("function-", "tagged-union")):
             continue
@@ -575,8 +634,10 @@ def _semantic_errors(sc: Scenario, doc: YamlDocument) -> list[SourceError]:
                 err(("timeline", i, "id"), f"duplicate id {f.id!r} (first in timeline[{ids[f.id]}])")
             ids.setdefault(f.id, i)
         if f.end > sc.duration + 1e-9:
-            err(("timeline", i, "for"), f"the fault ends at {f.end:g} s, after the scenario's "
-                                        f"duration ({sc.duration:g} s)")
+            err(
+                ("timeline", i, "for"),
+                f"the fault ends at {f.end:g} s, after the scenario's duration ({sc.duration:g} s)",
+            )
     for i, e in enumerate(sc.expect):
         if e.fault is not None:
             if e.fault not in ids:
@@ -586,17 +647,24 @@ def _semantic_errors(sc: Scenario, doc: YamlDocument) -> list[SourceError]:
             n = len(sc.target_faults(e.target))
             if n != 1:
                 why = "no fault" if n == 0 else f"{n} faults"
-                err(("expect", i), f"the timeline has {why} on {e.target!r}: name the fault it "
-                                   f"answers with `fault: <id>`")
+                err(
+                    ("expect", i),
+                    f"the timeline has {why} on {e.target!r}: name the fault it answers with `fault: <id>`",
+                )
                 continue
         fault = sc.fault_of(e)
         if e.fire_within > sc.duration - fault.at + 1e-9 and not e.informational:
             err(("expect", i, "fire_within"), "reaches past the end of the scenario")
-        if e.resolve_within is not None and not e.informational \
-                and fault.end + e.resolve_within > sc.duration + 1e-9:
-            err(("expect", i, "resolve_within"),
+        if (
+            e.resolve_within is not None
+            and not e.informational
+            and fault.end + e.resolve_within > sc.duration + 1e-9
+        ):
+            err(
+                ("expect", i, "resolve_within"),
                 f"the scenario ends {sc.duration - fault.end:g} s after the fault: lengthen "
-                f"`duration` or shorten `resolve_within`")
+                f"`duration` or shorten `resolve_within`",
+            )
     return errors
 
 
@@ -606,8 +674,9 @@ def parse_scenario(text: str, source: str = "<scenario>") -> Scenario:
     if doc is None:
         raise ScenarioError(errors)
     if not isinstance(doc.data, dict):
-        raise ScenarioError([*errors, SourceError(source, 1, "", "a scenario is a mapping with name, "
-                                                                  "duration and timeline")])
+        raise ScenarioError(
+            [*errors, SourceError(source, 1, "", "a scenario is a mapping with name, duration and timeline")]
+        )
     try:
         sc = Scenario.model_validate(doc.data)
     except ValidationError as exc:
@@ -644,15 +713,24 @@ def resolve_scenario(name_or_path: str | Path) -> Scenario:
     p = Path(text)
     if p.exists() or p.suffix in (".yml", ".yaml") or "/" in text:
         return load_scenario(p)
-    raise ScenarioError([SourceError(text, None, "", f"no such scenario file, and not a bundled scenario "
-                                                     f"({', '.join(bundled) or 'none'})")])
+    raise ScenarioError(
+        [
+            SourceError(
+                text,
+                None,
+                "",
+                f"no such scenario file, and not a bundled scenario ({', '.join(bundled) or 'none'})",
+            )
+        ]
+    )
 
 
 # --------------------------------------------------------------------------- against a station
 
 
-def scenario_problems(sc: Scenario, settings: Settings, *, eb_endpoints: int | None = None,
-                      eb_regions: int | None = None) -> list[SourceError]:
+def scenario_problems(
+    sc: Scenario, settings: Settings, *, eb_endpoints: int | None = None, eb_regions: int | None = None
+) -> list[SourceError]:
     """What in the scenario does not fit this station (and fleet size); empty if all fits."""
     problems: list[SourceError] = []
 
@@ -671,20 +749,27 @@ def scenario_problems(sc: Scenario, settings: Settings, *, eb_endpoints: int | N
             continue
         if isinstance(f, EbOffline | EbEndpointFault | EbDispatch):
             if endpoints == 0:
-                err(("timeline", i, "fault"), f"{kind} needs emergency-broadcast endpoints "
-                                              "(eb: {endpoints: N} in the scenario, or --eb-endpoints)")
+                err(
+                    ("timeline", i, "fault"),
+                    f"{kind} needs emergency-broadcast endpoints "
+                    "(eb: {endpoints: N} in the scenario, or --eb-endpoints)",
+                )
             wanted = f.regions if isinstance(f, EbDispatch) else [f.region] if f.region else []
             key = "regions" if isinstance(f, EbDispatch) else "region"
             for r in wanted:
                 if r not in regions:
-                    err(("timeline", i, key), f"unknown region {r!r}; the fleet has "
-                                              f"{', '.join(sorted(regions))}")
+                    err(
+                        ("timeline", i, key),
+                        f"unknown region {r!r}; the fleet has {', '.join(sorted(regions))}",
+                    )
             continue
         target = getattr(f, "target", "")
         t = targets.get(target)
         if t is None:
-            err(("timeline", i, "target"), f"no target {target!r} in the station config "
-                                           f"({', '.join(targets) or 'none'})")
+            err(
+                ("timeline", i, "target"),
+                f"no target {target!r} in the station config ({', '.join(targets) or 'none'})",
+            )
             continue
         if t.kind not in TARGET_FAULTS[kind]:
             allowed = "/".join(sorted(k.value for k in TARGET_FAULTS[kind]))
@@ -700,12 +785,18 @@ def scenario_problems(sc: Scenario, settings: Settings, *, eb_endpoints: int | N
         if isinstance(f, WrongRdsPi) and t.params.get("rds_pi") == f.pi:
             err(("timeline", i, "pi"), f"{f.pi} is {target}'s own PI code (params.rds_pi)")
     # Alerts of the emergency-broadcast fleet are on its regions and dispatches.
-    known = set(targets) | {f"eb:{r}" for r in regions} | {
-        f"dispatch:{f.message_id}" for f in sc.timeline if isinstance(f, EbDispatch) and f.message_id}
+    known = (
+        set(targets)
+        | {f"eb:{r}" for r in regions}
+        | {f"dispatch:{f.message_id}" for f in sc.timeline if isinstance(f, EbDispatch) and f.message_id}
+    )
     for i, e in enumerate(sc.expect):
         if e.target not in known and not e.informational:
-            hint = (" (fleet alerts are on eb:<region> and dispatch:<message_id>; give the dispatch a "
-                    "message_id)" if e.target.startswith(("eb:", "dispatch:")) else "")
+            hint = (
+                " (fleet alerts are on eb:<region> and dispatch:<message_id>; give the dispatch a message_id)"
+                if e.target.startswith(("eb:", "dispatch:"))
+                else ""
+            )
             err(("expect", i, "target"), f"no target {e.target!r} in the station config{hint}")
     for i, c in enumerate(sc.expect_counts):
         if c.target is not None:

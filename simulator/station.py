@@ -189,16 +189,20 @@ class _Stream:
     """One (target, stream): sequence numbers and the delivery faults (silence,
     duplicates, reordering) applied to its messages."""
 
-    def __init__(self, sim: StationSimulator, target: str, stream: str, seq_base: int,
-                 faults: list[Fault]) -> None:
+    def __init__(
+        self, sim: StationSimulator, target: str, stream: str, seq_base: int, faults: list[Fault]
+    ) -> None:
         self.sim = sim
         self.target = target
         self.stream = stream
         self.topic = f"{sim.prefix}/{sim.station}/{target}/{stream}"
         self.seq = seq_base
         self.rng = np.random.default_rng(_seed(sim.seed, target, stream, "delivery"))
-        self.silences = [f for f in faults if isinstance(f, TelemetrySilence)
-                         and (f.streams is None or stream in f.streams)]
+        self.silences = [
+            f
+            for f in faults
+            if isinstance(f, TelemetrySilence) and (f.streams is None or stream in f.streams)
+        ]
         self.duplicates = [f for f in faults if isinstance(f, DuplicateBlocks) and f.stream == stream]
         self.reorders = [f for f in faults if isinstance(f, ReorderedBlocks) and f.stream == stream]
         self.held: Message | None = None
@@ -208,8 +212,14 @@ class _Stream:
         self.seq += 1
         return s
 
-    def send(self, out: list[Message], t: float, payload: bytes, ctype: str | None,
-             props: list[tuple[str, str]] | None) -> None:
+    def send(
+        self,
+        out: list[Message],
+        t: float,
+        payload: bytes,
+        ctype: str | None,
+        props: list[tuple[str, str]] | None,
+    ) -> None:
         if any(f.active(t) for f in self.silences):
             return
         msg = Message(t, self.topic, payload, ctype, props, self.target, self.stream)
@@ -221,8 +231,17 @@ class _Stream:
         else:
             out.append(msg)
             if held is not None:
-                out.append(Message(t + 0.001, held.topic, held.payload, held.content_type,
-                                   held.user_properties, held.target, held.stream))
+                out.append(
+                    Message(
+                        t + 0.001,
+                        held.topic,
+                        held.payload,
+                        held.content_type,
+                        held.user_properties,
+                        held.target,
+                        held.stream,
+                    )
+                )
         if dup is not None and self.rng.random() < dup.share:
             out.append(Message(t + 0.005, self.topic, payload, ctype, props, self.target, self.stream))
 
@@ -248,10 +267,19 @@ class _Audio:
             self.source: prog.AudioSource = prog.WavProgramme(wav, self.rate, self.channels)
         else:
             service = target.service.lower()
-            talk = 0.8 if ("news" in service or "talk" in service or "traffic" in service) else \
-                0.15 if "music" in service else 0.5
-            self.source = prog.Programme(self.rate, self.channels, seed=zlib.crc32(
-                f"{sim.seed}:{target.name}".encode()), talk_share=talk)
+            talk = (
+                0.8
+                if ("news" in service or "talk" in service or "traffic" in service)
+                else 0.15
+                if "music" in service
+                else 0.5
+            )
+            self.source = prog.Programme(
+                self.rate,
+                self.channels,
+                seed=zlib.crc32(f"{sim.seed}:{target.name}".encode()),
+                talk_share=talk,
+            )
         if self.channels < 2 and any(isinstance(f, PhaseReversal) for f in faults):
             raise ValueError(f"{target.name}: a phase_reversal fault needs stereo audio (audio channels 2)")
         self.faults = faults
@@ -300,8 +328,14 @@ class _Audio:
 class _Readings:
     """A target's readings stream (rf or status) once a second at its own phase."""
 
-    def __init__(self, sim: StationSimulator, target: TargetSettings, stream: _Stream,
-                 faults: list[Fault], audio: _Audio | None) -> None:
+    def __init__(
+        self,
+        sim: StationSimulator,
+        target: TargetSettings,
+        stream: _Stream,
+        faults: list[Fault],
+        audio: _Audio | None,
+    ) -> None:
         self.sim = sim
         self.t = target
         self.stream = stream
@@ -348,8 +382,9 @@ class _Readings:
             return self._dtv(t, drift, z), {}
         return self._tx(t, drift, z), {}
 
-    def _fm(self, t: float, drift: tuple[float, float, float], z: NDArray[np.float64],
-            u: NDArray[np.float64]) -> tuple[dict[str, float | bool], dict[str, str]]:
+    def _fm(
+        self, t: float, drift: tuple[float, float, float], z: NDArray[np.float64], u: NDArray[np.float64]
+    ) -> tuple[dict[str, float | bool], dict[str, str]]:
         rf = self.param("rf_reference_dbuv", DEFAULT_FM_RF_DBUV) + drift[0] + 0.25 * z[0]
         low = _first(self.faults, t, LowRF)
         if low is not None:
@@ -389,8 +424,9 @@ class _Readings:
         }
         return values, info
 
-    def _dtv(self, t: float, drift: tuple[float, float, float],
-             z: NDArray[np.float64]) -> dict[str, float | bool]:
+    def _dtv(
+        self, t: float, drift: tuple[float, float, float], z: NDArray[np.float64]
+    ) -> dict[str, float | bool]:
         a, b = drift[0], drift[1]
         rf = self.param("rf_reference_dbuv", DEFAULT_DTV_RF_DBUV) + 0.8 * a + 0.2 * z[0]
         low = _first(self.faults, t, LowRF)
@@ -409,13 +445,20 @@ class _Readings:
                 mer = degraded.mer_db + 0.3 * z[2]
             ber_pre = min(0.1, 10.0 ** (-(mer - 8.0) / 2.5))
             ber_post = 0.0 if ber_pre < 1e-2 else min(0.01, ber_pre * 1e-3)
-            values.update({"mer_db": round(mer, 2), "cn_db": round(cn, 2), "ber_pre": float(f"{ber_pre:.3g}"),
-                           "ber_post": float(f"{ber_post:.3g}"),
-                           "freq_offset_khz": round(self.offset_khz + 0.02 * z[3], 3)})
+            values.update(
+                {
+                    "mer_db": round(mer, 2),
+                    "cn_db": round(cn, 2),
+                    "ber_pre": float(f"{ber_pre:.3g}"),
+                    "ber_post": float(f"{ber_post:.3g}"),
+                    "freq_offset_khz": round(self.offset_khz + 0.02 * z[3], 3),
+                }
+            )
         return values
 
-    def _tx(self, t: float, drift: tuple[float, float, float],
-            z: NDArray[np.float64]) -> dict[str, float | bool]:
+    def _tx(
+        self, t: float, drift: tuple[float, float, float], z: NDArray[np.float64]
+    ) -> dict[str, float | bool]:
         a, b, c = drift
         rated = self.param("rated_power_w", DEFAULT_RATED_POWER_W)
         forward = rated * (1.0 + 0.008 * a + 0.003 * z[0])
@@ -449,8 +492,10 @@ def vacated_values(f: VacatedEmission, z: float) -> tuple[dict[str, float | bool
     level = f.level_dbuv + 0.5 * z
     if f.channel is not None:
         return {"rf_level_dbuv": round(level, 2), "lock": level > 30.0}, {"channel": f.channel}
-    return ({"rf_level_dbuv": round(level, 2), "pilot_present": level > 30.0},
-            {"frequency_mhz": f"{f.frequency_mhz:.1f}"})
+    return (
+        {"rf_level_dbuv": round(level, 2), "pilot_present": level > 30.0},
+        {"frequency_mhz": f"{f.frequency_mhz:.1f}"},
+    )
 
 
 # --------------------------------------------------------------------------- extra sources
@@ -491,8 +536,11 @@ class _Malformed:
         if sim.options.protocol != "5":
             kinds = [k for k in kinds if k not in ("bad_content_type", "missing_property")]
         if self.block_topic is None or "audio" not in target.accepted_streams:
-            kinds = [k for k in kinds if k not in ("bad_header", "bad_length", "bad_content_type",
-                                                   "missing_property")]
+            kinds = [
+                k
+                for k in kinds
+                if k not in ("bad_header", "bad_length", "bad_content_type", "missing_property")
+            ]
             self.block_topic = None
         self.kinds = kinds
         self.n = 0
@@ -575,8 +623,11 @@ class StationSimulator:
             faults = scenario.target_faults(t.name)
             streams = t.accepted_streams
             audio: _Audio | None = None
-            if t.kind in (TargetKind.FM, TargetKind.DTV) and "audio" in streams and (
-                    options.audio_targets is None or t.name in options.audio_targets):
+            if (
+                t.kind in (TargetKind.FM, TargetKind.DTV)
+                and "audio" in streams
+                and (options.audio_targets is None or t.name in options.audio_targets)
+            ):
                 audio = _Audio(self, t, faults)
                 s = _Stream(self, t.name, "audio", round(start / BLOCK_SECONDS), faults)
                 self._audio.append((audio, s))
@@ -597,16 +648,24 @@ class StationSimulator:
         eb_faults = [f for f in scenario.timeline if isinstance(f, EbOffline | EbEndpointFault | EbDispatch)]
         n_eb = scenario.eb.endpoints if options.eb_endpoints is None else options.eb_endpoints
         regions = scenario.eb.regions if options.eb_regions is None else options.eb_regions
-        self.eb = EbFleet(n_eb, regions, heartbeat=scenario.eb.heartbeat, start=start, prefix=self.prefix,
-                          seed=self.seed, faults=eb_faults)
+        self.eb = EbFleet(
+            n_eb,
+            regions,
+            heartbeat=scenario.eb.heartbeat,
+            start=start,
+            prefix=self.prefix,
+            seed=self.seed,
+            faults=eb_faults,
+        )
         self._eb_rng = np.random.default_rng(_seed(self.seed, "eb-events"))
 
     @property
     def audio_targets(self) -> list[str]:
         return [s.target for _, s in self._audio]
 
-    def _block(self, audio: _Audio, stream: _Stream, t_block: float, t_send: float,
-               out: list[Message]) -> None:
+    def _block(
+        self, audio: _Audio, stream: _Stream, t_block: float, t_send: float, out: list[Message]
+    ) -> None:
         x = audio.block(t_block)
         ts = self.options.start + t_block
         seq = stream.next_seq()

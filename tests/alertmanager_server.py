@@ -46,8 +46,11 @@ receivers:
 
 
 def alertmanager_binary() -> str:
-    return shutil.which("prometheus-alertmanager") or shutil.which("alertmanager") or find_binary(
-        "prometheus-alertmanager")
+    return (
+        shutil.which("prometheus-alertmanager")
+        or shutil.which("alertmanager")
+        or find_binary("prometheus-alertmanager")
+    )
 
 
 class Alertmanager(ServerProcess):
@@ -79,8 +82,9 @@ class Alertmanager(ServerProcess):
         workdir.mkdir(parents=True, exist_ok=True)
         (workdir / "data").mkdir(exist_ok=True)
         self.config = workdir / "alertmanager.yml"
-        self.config.write_text(config_text if config_text is not None
-                               else FAST_ROUTE.format(webhook_url=webhook_url))
+        self.config.write_text(
+            config_text if config_text is not None else FAST_ROUTE.format(webhook_url=webhook_url)
+        )
         self.web_config: Path | None = None
         self.tls = web_config_text is not None and "tls_server_config" in web_config_text
         if web_config_text is not None:
@@ -224,20 +228,23 @@ class WebhookReceiver:
     def seen(self, alertname: str, status: str) -> list[Notification]:
         return [n for n in self.notifications if n.alertname == alertname and n.status == status]
 
-    async def wait_for(self, cond: Callable[[], bool], limit: float, what: str,
-                       logs: Sequence[Alertmanager] = ()) -> None:
+    async def wait_for(
+        self, cond: Callable[[], bool], limit: float, what: str, logs: Sequence[Alertmanager] = ()
+    ) -> None:
         """Poll ``cond`` until it holds; fail with the notifications and Alertmanager logs if it does not."""
         deadline = time.monotonic() + limit
         while not cond():
             if time.monotonic() > deadline:
                 seen = [(n.alertname, n.status, n.starts_at) for n in self.notifications]
                 tails = "\n".join(f"--- {am.url}\n{am.log_tail()}" for am in logs)
-                raise AssertionError(f"timed out after {limit} s waiting for {what}; "
-                                     f"webhook saw {seen}\n{tails}")
+                raise AssertionError(
+                    f"timed out after {limit} s waiting for {what}; webhook saw {seen}\n{tails}"
+                )
             await asyncio.sleep(0.02)
 
-    async def wait_seen(self, alertname: str, status: str, logs: Sequence[Alertmanager] = (),
-                        limit: float = 20.0) -> Notification:
+    async def wait_seen(
+        self, alertname: str, status: str, logs: Sequence[Alertmanager] = (), limit: float = 20.0
+    ) -> Notification:
         """The first notification of ``alertname`` with ``status``, once it arrives."""
         await self.wait_for(lambda: bool(self.seen(alertname, status)), limit, f"{alertname} {status}", logs)
         return self.seen(alertname, status)[0]

@@ -111,7 +111,19 @@ class Mosquitto(ServerProcess):
 
     def publish(self, topic: str, payload: str | bytes, qos: int = 1, v5: bool = True) -> None:
         """Publish with the real ``mosquitto_pub`` client."""
-        args = [find_binary("mosquitto_pub"), "-h", "127.0.0.1", "-p", str(self.port), "-q", str(qos),
-                "-t", topic, "-V", "mqttv5" if v5 else "mqttv311", "-s"]
+        args = [
+            find_binary("mosquitto_pub"),
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(self.port),
+            "-q",
+            str(qos),
+            "-t",
+            topic,
+            "-V",
+            "mqttv5" if v5 else "mqttv311",
+            "-s",
+        ]
         data = payload.encode() if isinstance(payload, str) else payload
         subprocess.run(args, input=data, check=True, timeout=10)

@@ -31,6 +31,7 @@ from tests.test_integration_mqtt import sample, scrape
 def same_instant(a: str, b: str) -> bool:
     return datetime.fromisoformat(a) == datetime.fromisoformat(b)
 
+
 pytestmark = pytest.mark.integration
 
 RATE = 48_000
@@ -76,19 +77,26 @@ class Gateway:
         self.client.disconnect()
 
 
-def test_dead_air_fires_resolves_and_survives_a_restart(mosquitto: Mosquitto, write_config,  # type: ignore[no-untyped-def]
-                                                        tmp_path: Path) -> None:
+def test_dead_air_fires_resolves_and_survives_a_restart(
+    mosquitto: Mosquitto,
+    write_config,  # type: ignore[no-untyped-def]
+    tmp_path: Path,
+) -> None:
     async def main() -> None:
         async with WebhookReceiver() as hook:
             am = Alertmanager(tmp_path / "am", webhook_url=hook.url)
             am.start()
             try:
                 config = write_config(url=mosquitto.url)
-                config.write_text(config.read_text().replace(
-                    "[station]",
-                    "[probes]\nsilence_on_s = 1.0\nsilence_off_s = 1.0\ntick = 0.5\n\n"
-                    f'[alerting]\nalertmanagers = [{{url = "{am.url}"}}]\nresend_interval = 2\n'
-                    "stale_after = 600\n\n[station]", 1))
+                config.write_text(
+                    config.read_text().replace(
+                        "[station]",
+                        "[probes]\nsilence_on_s = 1.0\nsilence_off_s = 1.0\ntick = 0.5\n\n"
+                        f'[alerting]\nalertmanagers = [{{url = "{am.url}"}}]\nresend_interval = 2\n'
+                        "stale_after = 600\n\n[station]",
+                        1,
+                    )
+                )
                 await scenario(config, hook, am)
             finally:
                 am.stop()
@@ -114,8 +122,13 @@ def test_dead_air_fires_resolves_and_survives_a_restart(mosquitto: Mosquitto, wr
             assert (sample(text, "anbo_silence_seconds", target="fm-97.5") or 0) >= 1.0
             assert sample(text, "anbo_alertmanager_notifications_sent_total", alertmanager=am.url) >= 1
             assert sample(text, "anbo_silence", target="dtv-ds21") is None  # no audio: unknown, absent
-            out = await asyncio.to_thread(subprocess.run, [find_binary("promtool"), "check", "metrics"],
-                                          input=text.encode(), capture_output=True, timeout=30)
+            out = await asyncio.to_thread(
+                subprocess.run,
+                [find_binary("promtool"), "check", "metrics"],
+                input=text.encode(),
+                capture_output=True,
+                timeout=30,
+            )
             assert out.returncode == 0 and not out.stdout.strip() and not out.stderr.strip(), out
 
             # Restart anbo while DeadAir fires: same startsAt, no second notification.

@@ -107,8 +107,14 @@ class FakeAlertmanager:
         await self._runner.cleanup()
 
 
-def alert(name: str = "DeadAir", *, target: str = "fm-97.5", starts_at: float = BASE - 10,
-          ends_at: float | None = None, **annotations: str) -> OutgoingAlert:
+def alert(
+    name: str = "DeadAir",
+    *,
+    target: str = "fm-97.5",
+    starts_at: float = BASE - 10,
+    ends_at: float | None = None,
+    **annotations: str,
+) -> OutgoingAlert:
     return OutgoingAlert(
         labels={"alertname": name, "severity": "critical", "station": "s1", "target": target},
         annotations={"summary": f"{name} on {target}", **annotations},
@@ -148,9 +154,17 @@ def test_payload_is_exactly_what_api_v2_wants() -> None:
         async with FakeAlertmanager() as am:
             n = notifier_for(am.url)
             a = OutgoingAlert(
-                labels={"alertname": "DeadAir", "severity": "critical", "station": "s1",
-                        "target": "fm-97.5", "county": ""},
-                annotations={"summary": "静音 on fm-97.5", "runbook_url": "https://anbo.example/runbooks/DeadAir"},
+                labels={
+                    "alertname": "DeadAir",
+                    "severity": "critical",
+                    "station": "s1",
+                    "target": "fm-97.5",
+                    "county": "",
+                },
+                annotations={
+                    "summary": "静音 on fm-97.5",
+                    "runbook_url": "https://anbo.example/runbooks/DeadAir",
+                },
                 starts_at=BASE - 9.5,
                 ends_at=None,
                 generator_url="http://anbo-s1.example:9464/alerts",
@@ -163,16 +177,24 @@ def test_payload_is_exactly_what_api_v2_wants() -> None:
             assert req.headers["Content-Type"] == "application/json"
             assert req.headers["User-Agent"].startswith("anbo/")
             assert "Authorization" not in req.headers
-            assert req.body == [{
-                "labels": {"alertname": "DeadAir", "severity": "critical", "station": "s1",
-                           "target": "fm-97.5"},
-                "annotations": {"summary": "静音 on fm-97.5",
-                                "runbook_url": "https://anbo.example/runbooks/DeadAir"},
-                "startsAt": "2023-11-14T22:13:10.500Z",
-                # 4 × max(resend 60 s, evaluation 1 s) after the (injected) wall clock.
-                "endsAt": "2023-11-14T22:17:20.000Z",
-                "generatorURL": "http://anbo-s1.example:9464/alerts",
-            }]
+            assert req.body == [
+                {
+                    "labels": {
+                        "alertname": "DeadAir",
+                        "severity": "critical",
+                        "station": "s1",
+                        "target": "fm-97.5",
+                    },
+                    "annotations": {
+                        "summary": "静音 on fm-97.5",
+                        "runbook_url": "https://anbo.example/runbooks/DeadAir",
+                    },
+                    "startsAt": "2023-11-14T22:13:10.500Z",
+                    # 4 × max(resend 60 s, evaluation 1 s) after the (injected) wall clock.
+                    "endsAt": "2023-11-14T22:17:20.000Z",
+                    "generatorURL": "http://anbo-s1.example:9464/alerts",
+                }
+            ]
 
     asyncio.run(main())
 
@@ -409,8 +431,9 @@ def test_queue_is_bounded_oldest_dropped_and_counted() -> None:
 def test_one_alertmanager_down_never_delays_the_other() -> None:
     async def main() -> None:
         async with FakeAlertmanager(hang=10**6) as stuck, FakeAlertmanager() as ok:
-            n = AlertmanagerNotifier([AlertmanagerTarget(stuck.url, timeout=60),
-                                      AlertmanagerTarget(ok.url, timeout=60)])
+            n = AlertmanagerNotifier(
+                [AlertmanagerTarget(stuck.url, timeout=60), AlertmanagerTarget(ok.url, timeout=60)]
+            )
             async with running(n):
                 n.update([alert("DeadAir")], [])
                 await until(lambda: len(ok.requests) == 1 and len(stuck.requests) == 1)
@@ -448,7 +471,8 @@ def test_invalid_alerts_are_refused_before_they_poison_a_batch() -> None:
 
 
 def test_a_bad_update_of_a_known_alert_neither_resolves_nor_poisons_it(
-        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     async def main() -> None:
         clock = FakeClock()
         async with FakeAlertmanager() as am:
@@ -550,14 +574,16 @@ def test_no_alertmanagers_is_a_quiet_no_op() -> None:
 def test_basic_and_bearer_auth_headers() -> None:
     async def main() -> None:
         async with FakeAlertmanager() as am:
-            basic = AlertmanagerNotifier([AlertmanagerTarget(am.url, basic_auth_user="anbo",
-                                                             basic_auth_password="s3cret:é")])
+            basic = AlertmanagerNotifier(
+                [AlertmanagerTarget(am.url, basic_auth_user="anbo", basic_auth_password="s3cret:é")]
+            )
             bearer = AlertmanagerNotifier([AlertmanagerTarget(am.url, bearer_token="tok-123")])
             for n in (basic, bearer):
                 n.update([alert()], [])
                 await n.flush(10)
             assert am.requests[0].headers["Authorization"] == (
-                "Basic " + base64.b64encode("anbo:s3cret:é".encode()).decode())
+                "Basic " + base64.b64encode("anbo:s3cret:é".encode()).decode()
+            )
             assert am.requests[1].headers["Authorization"] == "Bearer tok-123"
 
     asyncio.run(main())
@@ -599,14 +625,30 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
         subprocess.run(["openssl", *args], check=True, capture_output=True, cwd=d)
 
     ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
-    openssl("req", "-x509", *ec, "-days", "1", "-subj", "/CN=anbo-test-ca", "-keyout", "ca.key",
-            "-out", "ca.pem")
+    openssl(
+        "req", "-x509", *ec, "-days", "1", "-subj", "/CN=anbo-test-ca", "-keyout", "ca.key", "-out", "ca.pem"
+    )
     (d / "server.ext").write_text("subjectAltName=IP:127.0.0.1\n")
     (d / "client.ext").write_text("extendedKeyUsage=clientAuth\n")
     for who in ("server", "client"):
         openssl("req", *ec, "-subj", f"/CN={who}", "-keyout", f"{who}.key", "-out", f"{who}.csr")
-        openssl("x509", "-req", "-in", f"{who}.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
-                "-days", "1", "-extfile", f"{who}.ext", "-out", f"{who}.pem")
+        openssl(
+            "x509",
+            "-req",
+            "-in",
+            f"{who}.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "1",
+            "-extfile",
+            f"{who}.ext",
+            "-out",
+            f"{who}.pem",
+        )
     return d
 
 
@@ -617,8 +659,13 @@ def test_tls_with_private_ca_and_client_certificate(pki: Path) -> None:
 
     async def main() -> None:
         async with FakeAlertmanager(ssl_context=server_ctx) as am:
-            good = AlertmanagerTarget(am.url, tls_ca_file=pki / "ca.pem", tls_cert_file=pki / "client.pem",
-                                      tls_key_file=pki / "client.key", bearer_token="t")
+            good = AlertmanagerTarget(
+                am.url,
+                tls_ca_file=pki / "ca.pem",
+                tls_cert_file=pki / "client.pem",
+                tls_key_file=pki / "client.key",
+                bearer_token="t",
+            )
             n = AlertmanagerNotifier([good])
             n.update([alert()], [])
             await n.flush(10)
@@ -631,8 +678,9 @@ def test_tls_with_private_ca_and_client_certificate(pki: Path) -> None:
             assert untrusted.stats[am.url].failed["tls"] >= 1 and untrusted.pending() == 1
 
             # An unreadable CA file is a TLS failure of that Alertmanager, logged, not a crash.
-            missing = AlertmanagerNotifier([AlertmanagerTarget(am.url, tls_ca_file=pki / "nope.pem")],
-                                           backoff_initial=0.01)
+            missing = AlertmanagerNotifier(
+                [AlertmanagerTarget(am.url, tls_ca_file=pki / "nope.pem")], backoff_initial=0.01
+            )
             missing.update([alert()], [])
             with capture_logs() as logs:
                 await missing.flush(0.3)
@@ -671,11 +719,13 @@ def test_metrics_names_labels_and_promtool_lint() -> None:
     am, down = (t.name for t in n.targets)
     get = registry.get_sample_value
     assert get("anbo_alertmanager_notifications_sent_total", {"alertmanager": am}) == 2
-    assert get("anbo_alertmanager_notifications_failed_total",
-               {"alertmanager": am, "reason": "http_5xx"}) == 2
+    assert (
+        get("anbo_alertmanager_notifications_failed_total", {"alertmanager": am, "reason": "http_5xx"}) == 2
+    )
     assert get("anbo_alertmanager_requests_failed_total", {"alertmanager": am, "reason": "http_5xx"}) == 1
-    assert (get("anbo_alertmanager_requests_failed_total", {"alertmanager": down, "reason": "connection"})
-            or 0) >= 1
+    assert (
+        get("anbo_alertmanager_requests_failed_total", {"alertmanager": down, "reason": "connection"}) or 0
+    ) >= 1
     assert get("anbo_alertmanager_notifications_failed_total", {"alertmanager": down, "reason": "tls"}) == 0
     assert get("anbo_alertmanager_notifications_dropped_total", {"alertmanager": am}) == 1
     assert get("anbo_alertmanager_queue_length", {"alertmanager": am}) == 0
@@ -686,6 +736,7 @@ def test_metrics_names_labels_and_promtool_lint() -> None:
     assert get("anbo_alertmanager_alerts_invalid_total") == 1
     assert get("anbo_alertmanager_alerts", {"state": "firing"}) == 3
     exposition = generate_latest(registry)
-    lint = subprocess.run([find_binary("promtool"), "check", "metrics"], input=exposition,
-                          capture_output=True, timeout=30)
+    lint = subprocess.run(
+        [find_binary("promtool"), "check", "metrics"], input=exposition, capture_output=True, timeout=30
+    )
     assert lint.returncode == 0 and lint.stdout == b"", lint.stdout + lint.stderr

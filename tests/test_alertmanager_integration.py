@@ -42,12 +42,15 @@ class Station:
         self.firing: dict[tuple[str, str], OutgoingAlert] = {}
         self._resolved: list[OutgoingAlert] = []
 
-    def fire(self, name: str, target: str = "fm-97.5", starts_at: float | None = None,
-             severity: str = "critical") -> OutgoingAlert:
+    def fire(
+        self, name: str, target: str = "fm-97.5", starts_at: float | None = None, severity: str = "critical"
+    ) -> OutgoingAlert:
         a = OutgoingAlert(
             labels={"alertname": name, "severity": severity, "station": self.station, "target": target},
-            annotations={"summary": f"{name} on {target}",
-                         "runbook_url": f"https://anbo.example/runbooks/{name}"},
+            annotations={
+                "summary": f"{name} on {target}",
+                "runbook_url": f"https://anbo.example/runbooks/{name}",
+            },
             # Whole milliseconds, so the times Alertmanager hands back compare exactly.
             starts_at=round(time.time() if starts_at is None else starts_at, 3),
         )
@@ -71,8 +74,10 @@ class Station:
 
 @contextlib.asynccontextmanager
 async def running(station: Station) -> AsyncIterator[Station]:
-    tasks = [asyncio.create_task(station.run(), name="evaluation"),
-             asyncio.create_task(station.notifier.run(), name="notifier")]
+    tasks = [
+        asyncio.create_task(station.run(), name="evaluation"),
+        asyncio.create_task(station.notifier.run(), name="notifier"),
+    ]
     try:
         yield station
     finally:
@@ -84,8 +89,9 @@ async def running(station: Station) -> AsyncIterator[Station]:
 
 
 def notifier(*targets: AlertmanagerTarget) -> AlertmanagerNotifier:
-    return AlertmanagerNotifier(targets, resend_interval=RESEND, evaluation_interval=TICK,
-                                backoff_initial=0.05)
+    return AlertmanagerNotifier(
+        targets, resend_interval=RESEND, evaluation_interval=TICK, backoff_initial=0.05
+    )
 
 
 def same_time(alertmanager_time: str, ts: float) -> bool:
@@ -163,18 +169,24 @@ def test_ha_pair_one_killed_delivery_goes_on_to_the_other(tmp_path: Path) -> Non
     async def main() -> None:
         async with WebhookReceiver() as hook:
             p1, p2 = free_port(), free_port()
-            am1 = Alertmanager(tmp_path / "am1", webhook_url=hook.url, cluster_port=p1,
-                               peers=[f"127.0.0.1:{p2}"])
-            am2 = Alertmanager(tmp_path / "am2", webhook_url=hook.url, cluster_port=p2,
-                               peers=[f"127.0.0.1:{p1}"])
+            am1 = Alertmanager(
+                tmp_path / "am1", webhook_url=hook.url, cluster_port=p1, peers=[f"127.0.0.1:{p2}"]
+            )
+            am2 = Alertmanager(
+                tmp_path / "am2", webhook_url=hook.url, cluster_port=p2, peers=[f"127.0.0.1:{p1}"]
+            )
             with started(am1, am2):
                 deadline = time.monotonic() + 15
-                while not (await asyncio.to_thread(am1.cluster_size)
-                           == await asyncio.to_thread(am2.cluster_size) == 2):  # a real pair, gossiping
+                while not (
+                    await asyncio.to_thread(am1.cluster_size)
+                    == await asyncio.to_thread(am2.cluster_size)
+                    == 2
+                ):  # a real pair, gossiping
                     assert time.monotonic() < deadline, am1.log_tail() + am2.log_tail()
                     await asyncio.sleep(0.05)
-                station = Station(notifier(AlertmanagerTarget(am1.url, timeout=1),
-                                           AlertmanagerTarget(am2.url, timeout=1)))
+                station = Station(
+                    notifier(AlertmanagerTarget(am1.url, timeout=1), AlertmanagerTarget(am2.url, timeout=1))
+                )
                 s1, s2 = station.notifier.stats[am1.url], station.notifier.stats[am2.url]
                 async with running(station):
                     station.fire("CarrierLoss")
@@ -213,8 +225,9 @@ def test_restarted_notifier_keeps_starts_at_and_does_not_renotify(tmp_path: Path
                     await hook.wait_for(lambda: second.notifier.stats[am.url].sent >= 2, 15, "resends", [am])
                     await asyncio.sleep(2.5)  # more than two group intervals
                     assert len(hook.seen("Hiss", "firing")) == 1
-                    held = [a for a in await asyncio.to_thread(am.alerts)
-                            if a["labels"]["alertname"] == "Hiss"]
+                    held = [
+                        a for a in await asyncio.to_thread(am.alerts) if a["labels"]["alertname"] == "Hiss"
+                    ]
                     assert len(held) == 1
                     assert same_time(held[0]["startsAt"], fired.starts_at)
                     second.resolve("Hiss")
@@ -234,14 +247,30 @@ def test_tls_client_certificate_and_basic_auth(tmp_path: Path) -> None:
         subprocess.run(["openssl", *args], check=True, capture_output=True, cwd=tmp_path)
 
     ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
-    openssl("req", "-x509", *ec, "-days", "1", "-subj", "/CN=anbo-test-ca", "-keyout", "ca.key",
-            "-out", "ca.pem")
+    openssl(
+        "req", "-x509", *ec, "-days", "1", "-subj", "/CN=anbo-test-ca", "-keyout", "ca.key", "-out", "ca.pem"
+    )
     (tmp_path / "server.ext").write_text("subjectAltName=IP:127.0.0.1\n")
     (tmp_path / "client.ext").write_text("extendedKeyUsage=clientAuth\n")
     for who in ("server", "client"):
         openssl("req", *ec, "-subj", f"/CN={who}", "-keyout", f"{who}.key", "-out", f"{who}.csr")
-        openssl("x509", "-req", "-in", f"{who}.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
-                "-days", "1", "-extfile", f"{who}.ext", "-out", f"{who}.pem")
+        openssl(
+            "x509",
+            "-req",
+            "-in",
+            f"{who}.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "1",
+            "-extfile",
+            f"{who}.ext",
+            "-out",
+            f"{who}.pem",
+        )
     web_config = (
         "tls_server_config:\n"
         f"  cert_file: {tmp_path / 'server.pem'}\n"
@@ -256,11 +285,16 @@ def test_tls_client_certificate_and_basic_auth(tmp_path: Path) -> None:
         async with WebhookReceiver() as hook:
             am = Alertmanager(tmp_path / "am", webhook_url=hook.url, web_config_text=web_config)
             with started(am):
+
                 def target(password: str) -> AlertmanagerTarget:
-                    return AlertmanagerTarget(am.url, tls_ca_file=tmp_path / "ca.pem",
-                                              tls_cert_file=tmp_path / "client.pem",
-                                              tls_key_file=tmp_path / "client.key",
-                                              basic_auth_user="anbo", basic_auth_password=password)
+                    return AlertmanagerTarget(
+                        am.url,
+                        tls_ca_file=tmp_path / "ca.pem",
+                        tls_cert_file=tmp_path / "client.pem",
+                        tls_key_file=tmp_path / "client.key",
+                        basic_auth_user="anbo",
+                        basic_auth_password=password,
+                    )
 
                 good = target(BCRYPT_PASSWORD)
                 station = Station(notifier(good))

@@ -27,8 +27,14 @@ def programme(seconds: float, rate: int = RATE) -> np.ndarray:
 def recording(tmp_path: Path, dtype: str = "int16") -> Path:
     # 30 s programme, 12 s silence at 30 s, 25 s programme, 1 s pause (too short), 20 s programme,
     # then 5 s of silence to the very end.
-    parts = [programme(30), np.zeros((12 * RATE, 2)), programme(25), np.zeros((RATE, 2)), programme(20),
-             np.zeros((5 * RATE, 2))]
+    parts = [
+        programme(30),
+        np.zeros((12 * RATE, 2)),
+        programme(25),
+        np.zeros((RATE, 2)),
+        programme(20),
+        np.zeros((5 * RATE, 2)),
+    ]
     x = np.concatenate(parts)
     path = tmp_path / f"offair-{dtype}.wav"
     if dtype == "int16":
@@ -102,11 +108,15 @@ def test_loudness_range_and_true_peak(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("content", "message"),
-    [(b"", "not a WAV file"), (b"RIFF\x00\x00\x00\x00WAVEjunk", "not a WAV file"),
-     (b"ID3\x03\x00 an mp3 perhaps", "not a WAV file")],
+    [
+        (b"", "not a WAV file"),
+        (b"RIFF\x00\x00\x00\x00WAVEjunk", "not a WAV file"),
+        (b"ID3\x03\x00 an mp3 perhaps", "not a WAV file"),
+    ],
 )
-def test_corrupt_files_get_a_clear_error(tmp_path: Path, content: bytes, message: str,
-                                         capsys: pytest.CaptureFixture[str]) -> None:
+def test_corrupt_files_get_a_clear_error(
+    tmp_path: Path, content: bytes, message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     path = tmp_path / "bad.wav"
     path.write_bytes(content)
     assert main(["analyze", str(path)]) == 1

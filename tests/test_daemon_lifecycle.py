@@ -62,9 +62,12 @@ def test_notify_protocol_order(mosquitto: Mosquitto, write_config, tmp_path: Pat
     config.write_text(config.read_text().replace('listen = "127.0.0.1:0"', f'listen = "127.0.0.1:{port}"'))
     env = {**os.environ, "NOTIFY_SOCKET": str(fake.path), "WATCHDOG_USEC": "400000"}
     env.pop("WATCHDOG_PID", None)
-    proc = subprocess.Popen([sys.executable, "-m", "anbo", "run", "--config", str(config),
-                             "--log-format", "json"], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "anbo", "run", "--config", str(config), "--log-format", "json"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
     try:
         ready = fake.wait_for("READY")
         assert "subscribed to anbo/+/+/+" in ready["STATUS"]
@@ -84,7 +87,7 @@ def test_notify_protocol_order(mosquitto: Mosquitto, write_config, tmp_path: Pat
             text = resp.read().decode()
         assert 'target="tx-b"' in text
         assert 'anbo_config_reloads_total{result="success"} 1.0' in text
-        assert 'anbo_mqtt_reconnects_total 0.0' in text
+        assert "anbo_mqtt_reconnects_total 0.0" in text
 
         # A bad config on reload is refused and anbo keeps running on the old one.
         good = config.read_text()
@@ -104,11 +107,17 @@ def test_notify_protocol_order(mosquitto: Mosquitto, write_config, tmp_path: Pat
             proc.kill()
             proc.communicate()
     order = fake.order()
-    assert [k for k in order if k != "WATCHDOG"] == ["READY", "RELOADING", "READY", "RELOADING", "READY",
-                                                      "STOPPING"]
+    assert [k for k in order if k != "WATCHDOG"] == [
+        "READY",
+        "RELOADING",
+        "READY",
+        "RELOADING",
+        "READY",
+        "STOPPING",
+    ]
     # Watchdog pings may start before READY (harmless: the loop is alive while the
     # broker connection is still being made); after READY they go on.
-    after_ready = order[order.index("READY"):]
+    after_ready = order[order.index("READY") :]
     assert after_ready[:4] == ["READY", "WATCHDOG", "RELOADING", "READY"]
     lines = [json.loads(line) for line in output.decode().splitlines() if line.strip()]
     events = [line["event"] for line in lines]

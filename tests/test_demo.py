@@ -13,8 +13,12 @@ pytestmark = pytest.mark.integration
 
 def test_demo_fires_and_resolves_within_the_first_minute(tmp_path: Path) -> None:
     log = tmp_path / "demo.log"
-    out = subprocess.run([sys.executable, "-m", "anbo", "demo", "--duration", "40", "--no-view",
-                          "--log-file", str(log)], capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-m", "anbo", "demo", "--duration", "40", "--no-view", "--log-file", str(log)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     lines = out.stdout.splitlines()
     assert lines[0].startswith("anbo demo · station qingshan · scenario demo · broker mqtt://127.0.0.1:")

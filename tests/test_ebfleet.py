@@ -51,8 +51,13 @@ def send(p: Pipeline, topic: str, payload: bytes) -> None:
 
 def test_heartbeats_faults_and_region_views(pipe: Pipeline, eb: EbMonitor) -> None:
     for i, ep in enumerate(["eb-001", "eb-002", "eb-004", "eb-005", "eb-006"]):
-        send(pipe, f"anbo/eb/{ep}/status", encode_readings(
-            NOW - 10, i, {"online": 1, "fault_amplifier": ep == "eb-005", "fault_speaker_line": 0}))
+        send(
+            pipe,
+            f"anbo/eb/{ep}/status",
+            encode_readings(
+                NOW - 10, i, {"online": 1, "fault_amplifier": ep == "eb-005", "fault_speaker_line": 0}
+            ),
+        )
     send(pipe, "anbo/eb/eb-999/status", encode_readings(NOW, 1, {"online": 1}))
     send(pipe, "anbo/eb/eb-001/video", encode_readings(NOW, 1, {"online": 1}))
     assert pipe.stats.count(Result.ACCEPTED, "ok") == 5
@@ -84,11 +89,17 @@ def test_online_ratio_unknown_until_every_endpoint_was_due(pipe: Pipeline, eb: E
 def test_dispatch_coverage(pipe: Pipeline, eb: EbMonitor) -> None:
     for i, ep in enumerate(["eb-001", "eb-002", "eb-003", "eb-004"]):
         send(pipe, f"anbo/eb/{ep}/status", encode_readings(NOW - 5, i, {"online": 1}))
-    send(pipe, "anbo/eb/platform/dispatch",
-         encode_readings(NOW, 1, {"deadline_s": 60}, info={"message_id": "M1", "regions": "青山县/东镇"}))
+    send(
+        pipe,
+        "anbo/eb/platform/dispatch",
+        encode_readings(NOW, 1, {"deadline_s": 60}, info={"message_id": "M1", "regions": "青山县/东镇"}),
+    )
     for ep, delay in (("eb-001", 10), ("eb-002", 90)):
-        send(pipe, f"anbo/eb/{ep}/playback",
-             encode_readings(NOW + delay, 1, {"playing": 1}, info={"message_id": "M1"}))
+        send(
+            pipe,
+            f"anbo/eb/{ep}/playback",
+            encode_readings(NOW + delay, 1, {"playing": 1}, info={"message_id": "M1"}),
+        )
     views = {v.name: v for v in eb.evaluate(NOW + 30, now=30.0)}
     m = views["dispatch:M1"].measurements
     assert m["dispatch_targeted"] == 3.0  # eb-004 is in the other township
@@ -104,8 +115,9 @@ def test_dispatch_coverage(pipe: Pipeline, eb: EbMonitor) -> None:
 def test_status_endpoint_through_a_real_broker(mosquitto: Mosquitto, write_config, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     (tmp_path / "endpoints.csv").write_text(INVENTORY, encoding="utf-8")
     config = write_config(url=mosquitto.url)
-    config.write_text(config.read_text().replace(
-        "[station]", '[eb]\ninventory = ["endpoints.csv"]\n\n[station]', 1))
+    config.write_text(
+        config.read_text().replace("[station]", '[eb]\ninventory = ["endpoints.csv"]\n\n[station]', 1)
+    )
 
     async def main() -> None:
         daemon = Daemon(load_settings(config), drain_timeout=3.0)
@@ -113,8 +125,9 @@ def test_status_endpoint_through_a_real_broker(mosquitto: Mosquitto, write_confi
         try:
             await asyncio.wait_for(daemon.ready.wait(), 20)
             for i, ep in enumerate(["eb-001", "eb-004"]):
-                await asyncio.to_thread(mosquitto.publish, f"anbo/eb/{ep}/status",
-                                        encode_readings(time.time(), i, {"online": 1}))
+                await asyncio.to_thread(
+                    mosquitto.publish, f"anbo/eb/{ep}/status", encode_readings(time.time(), i, {"online": 1})
+                )
             await asyncio.sleep(2.5)
 
             def get() -> dict[str, object]:

@@ -78,8 +78,15 @@ def test_a_failing_handler_is_counted_and_does_not_stop_ingest() -> None:
             raise RuntimeError("bug")
 
     q = IngestQueue(10, stats)
-    ingest = MqttIngest(MqttSettings(), client_id="c", credentials=Credentials(None, None),
-                        subscriptions=lambda: ["anbo/+/+/+"], handler=handler, queue=q, stats=stats)
+    ingest = MqttIngest(
+        MqttSettings(),
+        client_id="c",
+        credentials=Credentials(None, None),
+        subscriptions=lambda: ["anbo/+/+/+"],
+        handler=handler,
+        queue=q,
+        stats=stats,
+    )
     for topic in ("anbo/s/t/boom", "anbo/s/t/rf"):
         q.put_nowait(message(topic))
     assert ingest.drain() == 2

@@ -90,20 +90,30 @@ def test_readings_and_blocks_reach_metrics(mosquitto: Mosquitto, write_config, t
         assert port
         # JSON readings with the real mosquitto_pub, v5 and v3.1.1.
         await asyncio.to_thread(
-            mosquitto.publish, f"{T}/fm-97.5/rf",
+            mosquitto.publish,
+            f"{T}/fm-97.5/rf",
             f'{{"ts": {now}, "seq": 1, "values": {{"rf_level_dbuv": 61.2, "pilot_present": true}},'
-            f' "info": {{"rds_pi": "C201"}}}}')
+            f' "info": {{"rds_pi": "C201"}}}}',
+        )
         await asyncio.to_thread(
-            mosquitto.publish, f"{T}/dtv-ds21/rf",
+            mosquitto.publish,
+            f"{T}/dtv-ds21/rf",
             f'{{"ts": {now}, "seq": 1, "period": 1.0, "values": {{"mer_db": [33.1, 33.4, 32.9]}}}}',
-            1, False)
+            1,
+            False,
+        )
         # A binary block in the 3.1.1 header framing, with mosquitto_pub.
         from monitor.wire import encode_block_v5, encode_block_v311
 
         block = (0.25 * np.sin(np.arange(4800) * 2 * np.pi * 1000 / 48000)).astype(np.float32)
         stereo = np.stack([block, block], axis=1)
-        await asyncio.to_thread(mosquitto.publish, f"{T}/dtv-ds21/audio",
-                                encode_block_v311(stereo, ts=now, seq=1, rate=48000), 1, False)
+        await asyncio.to_thread(
+            mosquitto.publish,
+            f"{T}/dtv-ds21/audio",
+            encode_block_v311(stereo, ts=now, seq=1, rate=48000),
+            1,
+            False,
+        )
         # An audio/L16 block with v5 properties, with paho.
         body, ctype, props = encode_block_v5(stereo, ts=now, seq=1, rate=48000, l16=True)
         pub = v5_publisher(mosquitto.port, "test-pub-v5")
@@ -140,8 +150,13 @@ def test_readings_and_blocks_reach_metrics(mosquitto: Mosquitto, write_config, t
         assert (sample(text, "anbo_processing_latency_seconds_count") or 0) >= 6
         assert "rogue" not in text
         # promtool, the real one, has nothing to say about the exposition.
-        out = await asyncio.to_thread(subprocess.run, [find_binary("promtool"), "check", "metrics"],
-                                      input=text.encode(), capture_output=True, timeout=30)
+        out = await asyncio.to_thread(
+            subprocess.run,
+            [find_binary("promtool"), "check", "metrics"],
+            input=text.encode(),
+            capture_output=True,
+            timeout=30,
+        )
         assert out.returncode == 0 and out.stdout.strip() == b"" and out.stderr.strip() == b"", out
 
     run_daemon(config, scenario)
@@ -160,8 +175,9 @@ def test_broker_restart_loses_nothing(tmp_path: Path, write_config) -> None:  # 
     def publisher() -> None:
         # A gateway-like publisher: persistent session, QoS 1, paho's own reconnects,
         # publishes queued while the broker is away.
-        client = paho.Client(CallbackAPIVersion.VERSION2, client_id="gateway-1", clean_session=False,
-                             protocol=paho.MQTTv311)
+        client = paho.Client(
+            CallbackAPIVersion.VERSION2, client_id="gateway-1", clean_session=False, protocol=paho.MQTTv311
+        )
         client.reconnect_delay_set(0.05, 0.5)
         client.connect("127.0.0.1", broker.port, keepalive=5)
         client.loop_start()
@@ -226,8 +242,11 @@ def test_bad_credentials_are_a_clear_error_not_a_hammer(tmp_path: Path, write_co
     broker.conf.write_text(broker.conf.read_text().replace("allow_anonymous true", "allow_anonymous false"))
     broker.start()
     (tmp_path / "pw").write_text("wrong\n")
-    text = write_config(url=broker.url).read_text().replace(
-        'keepalive = 5', 'keepalive = 5\nusername = "anbo"\npassword_file = "pw"')
+    text = (
+        write_config(url=broker.url)
+        .read_text()
+        .replace("keepalive = 5", 'keepalive = 5\nusername = "anbo"\npassword_file = "pw"')
+    )
     config = tmp_path / "auth.toml"
     config.write_text(text)
 
@@ -242,8 +261,10 @@ def test_bad_credentials_are_a_clear_error_not_a_hammer(tmp_path: Path, write_co
         assert port
         text = await asyncio.to_thread(scrape, port)
         assert sample(text, "anbo_mqtt_connected", broker=broker.url) == 0.0
-        assert sample(text, "anbo_mqtt_connection_errors_total", reason="auth") == \
-            daemon.stats.connect_errors["auth"]
+        assert (
+            sample(text, "anbo_mqtt_connection_errors_total", reason="auth")
+            == daemon.stats.connect_errors["auth"]
+        )
         daemon.request_stop()
         await asyncio.wait_for(task, 10)
 
@@ -257,13 +278,35 @@ def test_metrics_over_tls(mosquitto: Mosquitto, write_config, tmp_path: Path) ->
     import ssl
 
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj",
-                    "/CN=localhost", "-keyout", str(key), "-out", str(cert)], check=True,
-                   capture_output=True)
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=localhost",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+    )
     port = free_port()
-    text = write_config(url=mosquitto.url).read_text().replace(
-        'listen = "127.0.0.1:0"', f'listen = "127.0.0.1:{port}"\ntls_cert_file = "cert.pem"\n'
-                                  'tls_key_file = "key.pem"')
+    text = (
+        write_config(url=mosquitto.url)
+        .read_text()
+        .replace(
+            'listen = "127.0.0.1:0"',
+            f'listen = "127.0.0.1:{port}"\ntls_cert_file = "cert.pem"\ntls_key_file = "key.pem"',
+        )
+    )
     config = tmp_path / "tls.toml"
     config.write_text(text)
 
@@ -282,22 +325,68 @@ def test_metrics_over_tls(mosquitto: Mosquitto, write_config, tmp_path: Path) ->
 
 def test_mqtts_with_private_ca(tmp_path: Path, write_config) -> None:  # type: ignore[no-untyped-def]
     """mqtts:// to a Mosquitto TLS listener whose certificate a private CA signed."""
+
     def openssl(*args: str) -> None:
         subprocess.run(["openssl", *args], check=True, capture_output=True, cwd=tmp_path)
 
-    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=test-ca",
-            "-keyout", "ca.key", "-out", "ca.pem")
-    openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1", "-keyout", "server.key",
-            "-out", "server.csr")
+    openssl(
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "1",
+        "-subj",
+        "/CN=test-ca",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+    )
+    openssl(
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        "/CN=127.0.0.1",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+    )
     (tmp_path / "san.ext").write_text("subjectAltName=IP:127.0.0.1\n")
-    openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
-            "-days", "1", "-extfile", "san.ext", "-out", "server.pem")
-    broker = Mosquitto(tmp_path / "mq", extra_conf=(
-        f"cafile {tmp_path / 'ca.pem'}\ncertfile {tmp_path / 'server.pem'}\n"
-        f"keyfile {tmp_path / 'server.key'}\n"))
+    openssl(
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "1",
+        "-extfile",
+        "san.ext",
+        "-out",
+        "server.pem",
+    )
+    broker = Mosquitto(
+        tmp_path / "mq",
+        extra_conf=(
+            f"cafile {tmp_path / 'ca.pem'}\ncertfile {tmp_path / 'server.pem'}\n"
+            f"keyfile {tmp_path / 'server.key'}\n"
+        ),
+    )
     broker.start()
-    text = write_config(url=f"mqtts://127.0.0.1:{broker.port}").read_text().replace(
-        "keepalive = 5", 'keepalive = 5\ntls_ca_file = "ca.pem"')
+    text = (
+        write_config(url=f"mqtts://127.0.0.1:{broker.port}")
+        .read_text()
+        .replace("keepalive = 5", 'keepalive = 5\ntls_ca_file = "ca.pem"')
+    )
     config = tmp_path / "tls.toml"
     config.write_text(text)
 
@@ -308,7 +397,6 @@ def test_mqtts_with_private_ca(tmp_path: Path, write_config) -> None:  # type: i
         run_daemon(config, scenario)
     finally:
         broker.stop()
-
 
 
 def test_mqtt_311_with_header_blocks(mosquitto: Mosquitto, write_config, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
@@ -322,10 +410,20 @@ def test_mqtt_311_with_header_blocks(mosquitto: Mosquitto, write_config, tmp_pat
     async def scenario(daemon: Daemon) -> None:
         now = time.time()
         block = np.zeros((4800, 2), np.float32)
-        await asyncio.to_thread(mosquitto.publish, f"{T}/fm-97.5/audio",
-                                encode_block_v311(block, ts=now, seq=7, rate=48000), 1, False)
-        await asyncio.to_thread(mosquitto.publish, f"{T}/fm-97.5/rf",
-                                f'{{"ts": {now}, "seq": 1, "values": {{"rf_level_dbuv": 55.0}}}}', 1, False)
+        await asyncio.to_thread(
+            mosquitto.publish,
+            f"{T}/fm-97.5/audio",
+            encode_block_v311(block, ts=now, seq=7, rate=48000),
+            1,
+            False,
+        )
+        await asyncio.to_thread(
+            mosquitto.publish,
+            f"{T}/fm-97.5/rf",
+            f'{{"ts": {now}, "seq": 1, "values": {{"rf_level_dbuv": 55.0}}}}',
+            1,
+            False,
+        )
 
         async def both() -> bool:
             return daemon.stats.count(Result.ACCEPTED, "ok") == 2

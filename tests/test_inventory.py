@@ -65,7 +65,10 @@ def test_csv_with_chinese_names() -> None:
     assert inv.county.tolist() == [0, 0, 1, 0]
     # 城关镇 in two counties is two townships.
     assert inv.townships == (
-        ("青山旗", "青山镇"), ("青山旗", "红旗乡"), ("白云县", "城关镇"), ("青山旗", "城关镇")
+        ("青山旗", "青山镇"),
+        ("青山旗", "红旗乡"),
+        ("白云县", "城关镇"),
+        ("青山旗", "城关镇"),
     )
     assert inv.township.tolist() == [0, 1, 2, 3]
     assert inv.township_county.tolist() == [0, 0, 1, 0]
@@ -329,11 +332,18 @@ def test_csv_like_text_gives_an_inventory_or_a_located_error(
 
 
 @settings(max_examples=200)
-@given(st.lists(st.tuples(st.from_regex(r"[A-Za-z0-9_.-]{1,64}", fullmatch=True),
-                          st.text(min_size=1, max_size=20).filter(lambda s: s.strip() and s.isprintable()),
-                          st.sampled_from(["青山旗", "白云县", "Qingshan"]),
-                          st.sampled_from(["城关镇", "红旗乡", "Hongqi"])),
-                max_size=20, unique_by=lambda r: r[0]))
+@given(
+    st.lists(
+        st.tuples(
+            st.from_regex(r"[A-Za-z0-9_.-]{1,64}", fullmatch=True),
+            st.text(min_size=1, max_size=20).filter(lambda s: s.strip() and s.isprintable()),
+            st.sampled_from(["青山旗", "白云县", "Qingshan"]),
+            st.sampled_from(["城关镇", "红旗乡", "Hongqi"]),
+        ),
+        max_size=20,
+        unique_by=lambda r: r[0],
+    )
+)
 def test_valid_rows_round_trip(rows: list[tuple[str, str, str, str]]) -> None:
     buf = io.StringIO()
     writer = csv.writer(buf)

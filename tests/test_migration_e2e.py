@@ -46,13 +46,18 @@ def iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).isoformat()
 
 
-def test_cutover_vacated_emission_and_wrong_programme(mosquitto: Mosquitto, write_config,  # type: ignore[no-untyped-def]
-                                                      tmp_path: Path) -> None:
+def test_cutover_vacated_emission_and_wrong_programme(
+    mosquitto: Mosquitto,
+    write_config,  # type: ignore[no-untyped-def]
+    tmp_path: Path,
+) -> None:
     cutover = time.time() + 6.0
     (tmp_path / "rules").mkdir()
     (tmp_path / "rules" / "fast.yml").write_text(FAST_RULES)
     config = write_config(url=mosquitto.url)
-    text = config.read_text().replace("[station]", f"""[alerting]
+    text = config.read_text().replace(
+        "[station]",
+        f"""[alerting]
 rule_paths = ["rules"]
 stale_after = 600
 
@@ -66,7 +71,9 @@ simulcast_start = {iso(cutover - 3600)}
 cutover = {iso(cutover)}
 rds_pi = "C201"
 
-[station]""", 1)
+[station]""",
+        1,
+    )
     text += '\n[[targets]]\nname = "fm-101.8"\nkind = "fm"\nservice = "News (new)"\nfrequency_mhz = 101.8\n'
     config.write_text(text)
 
@@ -82,18 +89,21 @@ rds_pi = "C201"
             while time.time() < end and fired != {"VacatedChannelEmission", "WrongProgramme"}:
                 now = time.time()
                 for target, values, info in (
-                        ("fm-97.5", {"rf_level_dbuv": 48.0}, {"rds_pi": "C201"}),
-                        ("fm-101.8", {"rf_level_dbuv": 62.0}, {"rds_pi": "D999"})):
-                    await asyncio.to_thread(mosquitto.publish, f"anbo/teststation/{target}/rf",
-                                            encode_readings(now, seq, values, info=info))
+                    ("fm-97.5", {"rf_level_dbuv": 48.0}, {"rds_pi": "C201"}),
+                    ("fm-101.8", {"rf_level_dbuv": 62.0}, {"rds_pi": "D999"}),
+                ):
+                    await asyncio.to_thread(
+                        mosquitto.publish,
+                        f"anbo/teststation/{target}/rf",
+                        encode_readings(now, seq, values, info=info),
+                    )
                 seq += 1
                 if phase_before is None and now < cutover - 2:
                     port = daemon.metrics_port
                     assert port
                     await asyncio.sleep(1.2)
                     phase_before = sample(await asyncio.to_thread(scrape, port), "anbo_migration_phase")
-                fired = {a.alertname for a in daemon.evaluator.engine.active()
-                         if a.state.value == "firing"}
+                fired = {a.alertname for a in daemon.evaluator.engine.active() if a.state.value == "firing"}
                 await asyncio.sleep(0.5)
             assert phase_before == 1.0  # simulcast before the cutover
             assert fired == {"VacatedChannelEmission", "WrongProgramme"}

@@ -27,14 +27,22 @@ def pipe(write_config) -> Pipeline:  # type: ignore[no-untyped-def]
     return Pipeline(load_settings(write_config()).settings, Stats(), wall=lambda: NOW)
 
 
-def send(p: Pipeline, topic: str, payload: bytes, ctype: str | None = None,
-         props: list[tuple[str, str]] | None = None) -> None:
+def send(
+    p: Pipeline,
+    topic: str,
+    payload: bytes,
+    ctype: str | None = None,
+    props: list[tuple[str, str]] | None = None,
+) -> None:
     p.handle(topic, payload, ctype, props, 0.0)
 
 
 def test_reading_updates_store(pipe: Pipeline) -> None:
-    send(pipe, "anbo/teststation/fm-97.5/rf", encode_readings(NOW, 7, {"rf_level_dbuv": 61.5, "lock": True},
-                                                              info={"rds_pi": "C201"}))
+    send(
+        pipe,
+        "anbo/teststation/fm-97.5/rf",
+        encode_readings(NOW, 7, {"rf_level_dbuv": 61.5, "lock": True}, info={"rds_pi": "C201"}),
+    )
     stream = pipe.targets["fm-97.5"].streams["rf"]
     assert stream.values == {"rf_level_dbuv": 61.5, "lock": 1.0}
     assert stream.info == {"rds_pi": "C201"}
@@ -79,8 +87,7 @@ def test_sequence_gap_duplicate_late(pipe: Pipeline) -> None:
 
 
 def test_batch_keeps_last_value_and_end_time(pipe: Pipeline) -> None:
-    send(pipe, "anbo/teststation/dtv-ds21/rf",
-         encode_batch(NOW, 1, 0.5, {"mer_db": [30.0, 31.0, 32.5]}))
+    send(pipe, "anbo/teststation/dtv-ds21/rf", encode_batch(NOW, 1, 0.5, {"mer_db": [30.0, 31.0, 32.5]}))
     s = pipe.targets["dtv-ds21"].streams["rf"]
     assert s.values == {"mer_db": 32.5}
     assert s.last_ts == NOW + 1.0
@@ -125,8 +132,11 @@ def test_reconfigure_keeps_state_of_remaining_targets(pipe: Pipeline, write_conf
 
 def _scrape(pipe: Pipeline) -> str:
     reg = CollectorRegistry(auto_describe=False)
-    reg.register(AnboCollector(pipe, pipe.stats, IngestQueue(10, pipe.stats), lambda: {"mqtt://x:1": True},
-                               mono=lambda: 100.0))
+    reg.register(
+        AnboCollector(
+            pipe, pipe.stats, IngestQueue(10, pipe.stats), lambda: {"mqtt://x:1": True}, mono=lambda: 100.0
+        )
+    )
     return generate_latest(reg).decode()
 
 
@@ -137,10 +147,14 @@ def test_collector_exposes_only_configured_targets(pipe: Pipeline) -> None:
     for i in range(200):
         send(pipe, f"anbo/teststation/rogue-{i}/rf", encode_readings(NOW, 1, {"rf_level_dbuv": 1.0}))
     text = _scrape(pipe)
-    assert ('anbo_reading{kind="fm",name="rf_level_dbuv",service="News",station="teststation",'
-            'stream="rf",target="fm-97.5"} 61.5') in text
-    assert 'anbo_sample_age_seconds{kind="fm",service="News",station="teststation",stream="rf",' \
-           'target="fm-97.5"} 10.0' in text
+    assert (
+        'anbo_reading{kind="fm",name="rf_level_dbuv",service="News",station="teststation",'
+        'stream="rf",target="fm-97.5"} 61.5'
+    ) in text
+    assert (
+        'anbo_sample_age_seconds{kind="fm",service="News",station="teststation",stream="rf",'
+        'target="fm-97.5"} 10.0' in text
+    )
     assert 'stream="audio",target="fm-97.5"} +Inf' in text
     assert "rogue" not in text
     assert 'anbo_messages_total{reason="unknown_target",result="dropped"} 200.0' in text
@@ -157,18 +171,34 @@ def station_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
 
 
 @settings(max_examples=300, deadline=None)
-@given(topic=st.one_of(st.text(max_size=80),
-                       st.sampled_from(["anbo/teststation/fm-97.5/rf", "anbo/teststation/fm-97.5/audio",
-                                        "anbo/teststation/tx-a/status"]),
-                       st.lists(st.sampled_from(["anbo", "teststation", "eb", "fm-97.5", "rf", "audio", "x",
-                                                 "", "+", "#"]), max_size=6).map("/".join)),
-       payload=st.binary(max_size=200),
-       ctype=st.one_of(st.none(), st.sampled_from(["audio/L16;rate=48000;channels=2", "application/json",
-                                                   "text/plain", "audio/L16"]), st.text(max_size=30)),
-       props=st.one_of(st.none(), st.lists(st.tuples(st.sampled_from(["ts", "seq", "x"]),
-                                                     st.text(max_size=12)), max_size=3)))
-def test_any_message_is_decoded_or_counted(station_settings: Settings, topic: str, payload: bytes,
-                                           ctype: str | None, props: list[tuple[str, str]] | None) -> None:
+@given(
+    topic=st.one_of(
+        st.text(max_size=80),
+        st.sampled_from(
+            ["anbo/teststation/fm-97.5/rf", "anbo/teststation/fm-97.5/audio", "anbo/teststation/tx-a/status"]
+        ),
+        st.lists(
+            st.sampled_from(["anbo", "teststation", "eb", "fm-97.5", "rf", "audio", "x", "", "+", "#"]),
+            max_size=6,
+        ).map("/".join),
+    ),
+    payload=st.binary(max_size=200),
+    ctype=st.one_of(
+        st.none(),
+        st.sampled_from(["audio/L16;rate=48000;channels=2", "application/json", "text/plain", "audio/L16"]),
+        st.text(max_size=30),
+    ),
+    props=st.one_of(
+        st.none(), st.lists(st.tuples(st.sampled_from(["ts", "seq", "x"]), st.text(max_size=12)), max_size=3)
+    ),
+)
+def test_any_message_is_decoded_or_counted(
+    station_settings: Settings,
+    topic: str,
+    payload: bytes,
+    ctype: str | None,
+    props: list[tuple[str, str]] | None,
+) -> None:
     pipe = Pipeline(station_settings, Stats(), wall=lambda: NOW)
     send(pipe, topic, payload, ctype, props)
     assert sum(pipe.stats.messages.values()) == 1
@@ -223,8 +253,13 @@ def test_a_reading_the_publisher_stopped_sending_goes_stale(pipe: Pipeline) -> N
     from monitor.pipeline import fresh_info, fresh_values
 
     topic = "anbo/teststation/dtv-ds21/rf"
-    pipe.handle(topic, encode_readings(NOW, 1, {"rf_level_dbuv": 60.0, "mer_db": 34.0},
-                                       info={"service_id": "101"}), None, None, 10.0)
+    pipe.handle(
+        topic,
+        encode_readings(NOW, 1, {"rf_level_dbuv": 60.0, "mer_db": 34.0}, info={"service_id": "101"}),
+        None,
+        None,
+        10.0,
+    )
     # The receiver loses lock: it keeps sending the RF level, no longer MER or ids.
     for i in range(2, 40):
         pipe.handle(topic, encode_readings(NOW + i, i, {"rf_level_dbuv": 20.0}), None, None, 10.0 + i)

@@ -80,15 +80,19 @@ def test_alertmanager_example_config_is_valid() -> None:
 PAGE_AND_DESK = "oncall-pager,duty-desk"
 
 
-@pytest.mark.parametrize(("labels", "receivers"), [
-    (["severity=critical", "alertname=CarrierLoss", "station=s1", "target=fm-97.5"], PAGE_AND_DESK),
-    (["severity=critical", "alertname=AnboDown", "job=anbo", "instance=s1:9464"], PAGE_AND_DESK),
-    (["severity=warning", "alertname=MerLow", "station=s1", "target=dtv-ds21"], "duty-desk"),
-    (["severity=info", "alertname=Flapping"], "duty-desk"),
-    (["alertname=AnboAlertFiring", "anbo_alertname=CarrierLoss", "severity=critical"], PAGE_AND_DESK),
-])
+@pytest.mark.parametrize(
+    ("labels", "receivers"),
+    [
+        (["severity=critical", "alertname=CarrierLoss", "station=s1", "target=fm-97.5"], PAGE_AND_DESK),
+        (["severity=critical", "alertname=AnboDown", "job=anbo", "instance=s1:9464"], PAGE_AND_DESK),
+        (["severity=warning", "alertname=MerLow", "station=s1", "target=dtv-ds21"], "duty-desk"),
+        (["severity=info", "alertname=Flapping"], "duty-desk"),
+        (["alertname=AnboAlertFiring", "anbo_alertname=CarrierLoss", "severity=critical"], PAGE_AND_DESK),
+    ],
+)
 def test_alertmanager_example_routes(labels: list[str], receivers: str) -> None:
-    out = run(find_binary("amtool"), "config", "routes", "test", f"--config.file={ALERTMANAGER_EXAMPLE}",
-              *labels)
+    out = run(
+        find_binary("amtool"), "config", "routes", "test", f"--config.file={ALERTMANAGER_EXAMPLE}", *labels
+    )
     assert out.returncode == 0, out.stdout + out.stderr
     assert out.stdout.strip() == receivers

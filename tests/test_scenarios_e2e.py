@@ -75,9 +75,11 @@ def _needs_audio(scenario: Scenario, settings: Settings) -> frozenset[str]:
     for f in scenario.timeline:
         target = str(getattr(f, "target", ""))
         in_audio = DeadAir | Hiss | StuckTone | Clipping | PhaseReversal | CarrierLoss | DtvLockLoss
-        if isinstance(f, in_audio) or (
-                isinstance(f, DuplicateBlocks | ReorderedBlocks) and f.stream == "audio") or (
-                isinstance(f, TelemetrySilence) and f.streams == ["audio"]):
+        if (
+            isinstance(f, in_audio)
+            or (isinstance(f, DuplicateBlocks | ReorderedBlocks) and f.stream == "audio")
+            or (isinstance(f, TelemetrySilence) and f.streams == ["audio"])
+        ):
             wanted.add(target)
     return frozenset(wanted & audio)
 
@@ -120,8 +122,12 @@ def test_fault_scenario_raises_exactly_its_expected_alerts(example: Settings, na
     scenario = load_scenario(bundled_scenarios()[name])
     # Mono at 8 kHz keeps the runs quick; a polarity inversion needs both channels.
     stereo = any(isinstance(f, PhaseReversal) for f in scenario.timeline)
-    options = SimOptions(start=START, audio_rate=8000, audio_channels=2 if stereo else 1,
-                         audio_targets=_needs_audio(scenario, example))
+    options = SimOptions(
+        start=START,
+        audio_rate=8000,
+        audio_channels=2 if stereo else 1,
+        audio_targets=_needs_audio(scenario, example),
+    )
     result = asyncio.run(run_accelerated(example, scenario, options))
     verdict = verify(scenario, result.episodes, result.count)
     assert verdict.ok, f"{name}:\n{verdict.format()}"
@@ -154,13 +160,20 @@ expect_counts:
 
 
 @pytest.mark.integration
-def test_scenario_in_real_time_through_mosquitto_and_the_daemon(mosquitto: Mosquitto, write_config,  # type: ignore[no-untyped-def]
-                                                                 tmp_path: Path) -> None:
+def test_scenario_in_real_time_through_mosquitto_and_the_daemon(
+    mosquitto: Mosquitto,
+    write_config,  # type: ignore[no-untyped-def]
+    tmp_path: Path,
+) -> None:
     config = write_config(url=mosquitto.url)
-    config.write_text(config.read_text().replace(
-        "[station]",
-        "[probes]\ntick = 0.5\nsilence_on_s = 3.0\nsilence_off_s = 1.0\n\n"
-        "[alerting]\nstale_after = 4\n\n[station]", 1))
+    config.write_text(
+        config.read_text().replace(
+            "[station]",
+            "[probes]\ntick = 0.5\nsilence_on_s = 3.0\nsilence_off_s = 1.0\n\n"
+            "[alerting]\nstale_after = 4\n\n[station]",
+            1,
+        )
+    )
     loaded = load_settings(config)
     scenario = parse_scenario(REALTIME, "realtime.yml")
 
@@ -193,8 +206,9 @@ def test_scenario_in_real_time_through_mosquitto_and_the_daemon(mosquitto: Mosqu
         return recorder, time.time() - start, daemon
 
     recorder, ended, daemon = asyncio.run(main())
-    verdict = verify(scenario, recorder.episodes, counts_from(daemon.pipeline, daemon.stats),
-                     ended_at=ended, slack=1.0)
+    verdict = verify(
+        scenario, recorder.episodes, counts_from(daemon.pipeline, daemon.stats), ended_at=ended, slack=1.0
+    )
     assert verdict.ok, verdict.format()
     assert sum(daemon.stats.count(Result.REJECTED, r.value) for r in Reason) == 0
     assert daemon.pipeline.targets["fm-97.5"].streams["audio"].accepted > 200

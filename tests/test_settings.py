@@ -59,8 +59,10 @@ def test_environment_overrides_file(write_config, monkeypatch: pytest.MonkeyPatc
 
 def test_unknown_keys_name_file_and_key(tmp_path: Path) -> None:
     path = tmp_path / "bad.toml"
-    path.write_text('[station]\nname = "x"\ncolour = "red"\n[mqtt]\nqso = 1\n[[targets]]\nname="a"\n'
-                    'kind="fm"\nservice="s"\nfrequency_mhz=97.5\nfrequncy=1\n')
+    path.write_text(
+        '[station]\nname = "x"\ncolour = "red"\n[mqtt]\nqso = 1\n[[targets]]\nname="a"\n'
+        'kind="fm"\nservice="s"\nfrequency_mhz=97.5\nfrequncy=1\n'
+    )
     out = problems(path)
     assert f"{path}: station.colour: Extra inputs are not permitted" in out
     assert f"{path}: mqtt.qso: Extra inputs are not permitted" in out
@@ -93,8 +95,10 @@ def test_bad_env_value_names_the_variable(write_config, monkeypatch: pytest.Monk
         ('kind="fm"\nfrequency_mhz=97.5', "needs service"),
         ('kind="am"\nservice="s"', "targets[0].kind"),
         ('kind="fm"\nservice="s"\nfrequency_mhz=97.5\nlabels={station="x"}', "reserved"),
-        ('kind="fm"\nservice="s"\nfrequency_mhz=97.5\nlabels={"bad-name"="x"}',
-         "not a valid Prometheus label"),
+        (
+            'kind="fm"\nservice="s"\nfrequency_mhz=97.5\nlabels={"bad-name"="x"}',
+            "not a valid Prometheus label",
+        ),
         ('kind="fm"\nservice="s"\nfrequency_mhz=97.5\nserves=["a"]', "only for tx"),
     ],
 )
@@ -108,9 +112,11 @@ def test_target_validation(tmp_path: Path, snippet: str, expected: str) -> None:
 
 def test_duplicate_targets_and_unknown_served(tmp_path: Path) -> None:
     path = tmp_path / "t.toml"
-    path.write_text('[station]\nname="s1"\n'
-                    '[[targets]]\nname="a"\nkind="tx"\nserves=["zz"]\n'
-                    '[[targets]]\nname="a"\nkind="tx"\n')
+    path.write_text(
+        '[station]\nname="s1"\n'
+        '[[targets]]\nname="a"\nkind="tx"\nserves=["zz"]\n'
+        '[[targets]]\nname="a"\nkind="tx"\n'
+    )
     out = problems(path)
     assert any("duplicate target names: a" in p for p in out)
 
@@ -206,8 +212,12 @@ def test_ds_channel_plan(n: int) -> None:
         ('["mqtt://a:1883","mqtts://b:8883"]', ["mqtt://a:1883", "mqtts://b:8883"]),
     ],
 )
-def test_broker_url_from_environment_forms(write_config, monkeypatch: pytest.MonkeyPatch, value: str,  # type: ignore[no-untyped-def]
-                                           urls: list[str]) -> None:
+def test_broker_url_from_environment_forms(
+    write_config,
+    monkeypatch: pytest.MonkeyPatch,
+    value: str,  # type: ignore[no-untyped-def]
+    urls: list[str],
+) -> None:
     monkeypatch.setenv("ANBO_MQTT__URL", value)
     assert load_settings(write_config()).settings.mqtt.url == urls
 
@@ -222,8 +232,10 @@ def test_tls_paths_are_made_absolute(tmp_path: Path) -> None:
     for name in ("ca.pem", "c.pem", "k.pem"):
         (tmp_path / name).write_text("x")
     path = tmp_path / "t.toml"
-    path.write_text('[station]\nname="s1"\n[mqtt]\nurl="mqtts://b"\ntls_ca_file="ca.pem"\n'
-                    '[metrics]\ntls_cert_file="c.pem"\ntls_key_file="k.pem"\n')
+    path.write_text(
+        '[station]\nname="s1"\n[mqtt]\nurl="mqtts://b"\ntls_ca_file="ca.pem"\n'
+        '[metrics]\ntls_cert_file="c.pem"\ntls_key_file="k.pem"\n'
+    )
     s = load_settings(path).settings
     assert s.mqtt.tls_ca_file == tmp_path / "ca.pem"
     assert s.metrics.tls_cert_file == tmp_path / "c.pem"

@@ -34,10 +34,12 @@ class EmbeddedBroker:
 
         # amqtt logs every connection at INFO; the demo's view is the place to look.
         logging.getLogger("amqtt").setLevel(logging.WARNING)
-        self._broker = Broker({
-            "listeners": {"default": {"type": "tcp", "bind": f"{self.host}:{self.port}"}},
-            "plugins": {"amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True}},
-        })
+        self._broker = Broker(
+            {
+                "listeners": {"default": {"type": "tcp", "bind": f"{self.host}:{self.port}"}},
+                "plugins": {"amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True}},
+            }
+        )
         await self._broker.start()
 
     async def stop(self) -> None:

@@ -27,26 +27,51 @@ from simulator.station import Protocol, SimOptions, StationSimulator
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", "-c", type=Path, default=None,
-                        help="station config (default: the bundled demo station)")
-    parser.add_argument("--scenario", default="demo",
-                        help="bundled scenario name or a scenario file (default: demo)")
-    parser.add_argument("--duration", type=float, default=None, metavar="SECONDS",
-                        help="stop after this long (default: the scenario's length)")
-    parser.add_argument("--mqtt-url", default=None,
-                        help="use this broker instead of the embedded one (mqtt://host:port)")
-    parser.add_argument("--metrics-listen", default=None, metavar="HOST:PORT",
-                        help="where /metrics is served (default: a free port on 127.0.0.1)")
-    parser.add_argument("--alertmanager", action="append", default=[], metavar="URL",
-                        help="also push alerts to this Alertmanager (repeatable)")
-    parser.add_argument("--log-file", type=Path, default=Path(tempfile.gettempdir()) / "anbo-demo.log",
-                        help="where the daemon's JSON log goes (default: %(default)s)")
-    parser.add_argument("--no-view", action="store_true",
-                        help="print events as lines instead of the live view (automatic off a terminal)")
+    parser.add_argument(
+        "--config", "-c", type=Path, default=None, help="station config (default: the bundled demo station)"
+    )
+    parser.add_argument(
+        "--scenario", default="demo", help="bundled scenario name or a scenario file (default: demo)"
+    )
+    parser.add_argument(
+        "--duration",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="stop after this long (default: the scenario's length)",
+    )
+    parser.add_argument(
+        "--mqtt-url", default=None, help="use this broker instead of the embedded one (mqtt://host:port)"
+    )
+    parser.add_argument(
+        "--metrics-listen",
+        default=None,
+        metavar="HOST:PORT",
+        help="where /metrics is served (default: a free port on 127.0.0.1)",
+    )
+    parser.add_argument(
+        "--alertmanager",
+        action="append",
+        default=[],
+        metavar="URL",
+        help="also push alerts to this Alertmanager (repeatable)",
+    )
+    parser.add_argument(
+        "--log-file",
+        type=Path,
+        default=Path(tempfile.gettempdir()) / "anbo-demo.log",
+        help="where the daemon's JSON log goes (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--no-view",
+        action="store_true",
+        help="print events as lines instead of the live view (automatic off a terminal)",
+    )
 
 
-def _demo_settings(args: argparse.Namespace, url: str, protocol: Protocol, metrics: str,
-                   state: Path) -> LoadedSettings:
+def _demo_settings(
+    args: argparse.Namespace, url: str, protocol: Protocol, metrics: str, state: Path
+) -> LoadedSettings:
     if args.config is not None:
         loaded = load_settings(args.config)
     else:
@@ -55,28 +80,44 @@ def _demo_settings(args: argparse.Namespace, url: str, protocol: Protocol, metri
     s = loaded.settings
     alerting = s.alerting
     if args.alertmanager:
-        alerting = alerting.model_copy(update={"alertmanagers": [
-            *alerting.alertmanagers, *(AlertmanagerSettings(url=u) for u in args.alertmanager)]})
-    settings = s.model_copy(update={
-        "mqtt": s.mqtt.model_copy(update={"url": [url], "protocol": protocol}),
-        "metrics": s.metrics.model_copy(update={"listen": metrics}),
-        "state_directory": state,
-        "alerting": alerting,
-    })
-    return LoadedSettings(settings=settings, path=loaded.path, mqtt_password=loaded.mqtt_password,
-                          alertmanager_secrets=loaded.alertmanager_secrets)
+        alerting = alerting.model_copy(
+            update={
+                "alertmanagers": [
+                    *alerting.alertmanagers,
+                    *(AlertmanagerSettings(url=u) for u in args.alertmanager),
+                ]
+            }
+        )
+    settings = s.model_copy(
+        update={
+            "mqtt": s.mqtt.model_copy(update={"url": [url], "protocol": protocol}),
+            "metrics": s.metrics.model_copy(update={"listen": metrics}),
+            "state_directory": state,
+            "alerting": alerting,
+        }
+    )
+    return LoadedSettings(
+        settings=settings,
+        path=loaded.path,
+        mqtt_password=loaded.mqtt_password,
+        alertmanager_secrets=loaded.alertmanager_secrets,
+    )
 
 
 def _with_eb_inventory(loaded: LoadedSettings, scenario: Scenario, path: Path) -> LoadedSettings:
     """An endpoint inventory of the scenario's simulated fleet (regions r01, r02... at county level)."""
-    fleet = StationSimulator(loaded.settings, scenario,
-                             SimOptions(start=time.time(), audio_targets=frozenset())).eb
+    fleet = StationSimulator(
+        loaded.settings, scenario, SimOptions(start=time.time(), audio_targets=frozenset())
+    ).eb
     path.write_text(fleet.inventory_csv(), encoding="utf-8")
     s = loaded.settings
     eb = s.eb.model_copy(update={"inventory": [path], "region_level": "county"})
-    return LoadedSettings(settings=s.model_copy(update={"eb": eb}), path=loaded.path,
-                          mqtt_password=loaded.mqtt_password,
-                          alertmanager_secrets=loaded.alertmanager_secrets)
+    return LoadedSettings(
+        settings=s.model_copy(update={"eb": eb}),
+        path=loaded.path,
+        mqtt_password=loaded.mqtt_password,
+        alertmanager_secrets=loaded.alertmanager_secrets,
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -132,15 +173,18 @@ async def _demo(args: argparse.Namespace, scenario: Scenario) -> int:
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.add_signal_handler(sig, stop.set)
             duration = scenario.duration if args.duration is None else min(args.duration, scenario.duration)
-            header = (f"anbo demo · station {loaded.settings.station.name} · scenario {scenario.name} · "
-                      f"broker {url}{' (embedded)' if broker else ''} · metrics http://{metrics}/metrics")
+            header = (
+                f"anbo demo · station {loaded.settings.station.name} · scenario {scenario.name} · "
+                f"broker {url}{' (embedded)' if broker else ''} · metrics http://{metrics}/metrics"
+            )
             runner = asyncio.create_task(daemon.run(stop.wait, install_signal_handlers=False))
             publisher_task: asyncio.Task[object] | None = None
             started = time.monotonic()
             try:
                 await asyncio.wait_for(daemon.ready.wait(), 30)
-                sim = StationSimulator(loaded.settings, scenario,
-                                       SimOptions(start=time.time(), protocol=protocol))
+                sim = StationSimulator(
+                    loaded.settings, scenario, SimOptions(start=time.time(), protocol=protocol)
+                )
                 publisher = Publisher(url, protocol=protocol, client_id="anbo-demo-simulator")
                 publisher_task = asyncio.create_task(publisher.run(sim.messages(until=duration)))
                 if not view:
@@ -150,8 +194,9 @@ async def _demo(args: argparse.Namespace, scenario: Scenario) -> int:
                     with Live(console=console, refresh_per_second=2, screen=False) as live:
                         while not stop.is_set() and time.monotonic() - started < duration:
                             elapsed = time.monotonic() - started
-                            live.update(render(daemon, events,
-                                               f"{header} · {elapsed:.0f} s / {duration:.0f} s"))
+                            live.update(
+                                render(daemon, events, f"{header} · {elapsed:.0f} s / {duration:.0f} s")
+                            )
                             with contextlib.suppress(TimeoutError):
                                 await asyncio.wait_for(stop.wait(), 0.5)
             finally:
@@ -166,8 +211,11 @@ async def _demo(args: argparse.Namespace, scenario: Scenario) -> int:
                     loop.remove_signal_handler(sig)
                 if broker is not None:
                     await broker.stop()
-            print(f"anbo demo ended after {time.monotonic() - started:.0f} s: "
-                  f"{events.fired} alerts fired, {events.resolved} resolved. Log: {log_path}", flush=True)
+            print(
+                f"anbo demo ended after {time.monotonic() - started:.0f} s: "
+                f"{events.fired} alerts fired, {events.resolved} resolved. Log: {log_path}",
+                flush=True,
+            )
     return 0
 
 
@@ -180,6 +228,6 @@ def _print_events(events: EventLog, transitions: object) -> None:
     """Off a terminal: print each new event as one line."""
     total = events.fired + events.resolved
     new = min(total - events.printed, len(events.events))
-    for event in list(events.events)[len(events.events) - new:] if new > 0 else []:
+    for event in list(events.events)[len(events.events) - new :] if new > 0 else []:
         print(time.strftime("%H:%M:%S ", time.localtime(event.at)) + event.text.plain, flush=True)
     events.printed = total

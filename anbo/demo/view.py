@@ -43,14 +43,30 @@ class EventLog:
                 self.fired += 1
                 style = "bold red" if t.severity.value == "critical" else "yellow"
                 note = f" ({t.reason.value}, not notified)" if t.reason is not None else ""
-                self.events.append(Event(now, Text.assemble(
-                    ("FIRING   ", style), (f"{t.alertname} ", "bold"), f"on {t.target}",
-                    (f"  {t.annotations.get('summary', '')}{note}", "dim"))))
+                self.events.append(
+                    Event(
+                        now,
+                        Text.assemble(
+                            ("FIRING   ", style),
+                            (f"{t.alertname} ", "bold"),
+                            f"on {t.target}",
+                            (f"  {t.annotations.get('summary', '')}{note}", "dim"),
+                        ),
+                    )
+                )
             elif t.to_state is AlertState.RESOLVED:
                 self.resolved += 1
-                self.events.append(Event(now, Text.assemble(
-                    ("RESOLVED ", "green"), (f"{t.alertname} ", "bold"), f"on {t.target}",
-                    (f"  after {max(0.0, (t.ends_at or t.starts_at) - t.starts_at):.0f} s", "dim"))))
+                self.events.append(
+                    Event(
+                        now,
+                        Text.assemble(
+                            ("RESOLVED ", "green"),
+                            (f"{t.alertname} ", "bold"),
+                            f"on {t.target}",
+                            (f"  after {max(0.0, (t.ends_at or t.starts_at) - t.starts_at):.0f} s", "dim"),
+                        ),
+                    )
+                )
 
 
 def _num(value: object, fmt: str = "{:.1f}") -> str:
@@ -98,18 +114,30 @@ def render(daemon: Daemon, events: EventLog, header: str) -> Group:
             level = _num(m.get("audio_rms_dbfs"))
             loud = _num(m.get("loudness_shortterm_lufs"))
         names = alerts_by_target.get(name, [])
-        services.add_row(name, t.service, t.frequency_label or "–", _num(rf_level), level, loud, audio,
-                         Text(", ".join(names) or "ok", "bold red" if names else "green"))
+        services.add_row(
+            name,
+            t.service,
+            t.frequency_label or "–",
+            _num(rf_level),
+            level,
+            loud,
+            audio,
+            Text(", ".join(names) or "ok", "bold red" if names else "green"),
+        )
 
     alerts = Table(expand=True, title=f"Alerts ({len(active)} active)", title_justify="left")
     for col in ("alert", "target", "severity", "state", "since", "notified"):
         alerts.add_column(col)
     now = time.time()
     for a in sorted(active, key=lambda a: a.starts_at):
-        alerts.add_row(a.alertname, a.target, a.severity.value,
-                       Text(a.state.value, "bold red" if a.state is AlertState.FIRING else "yellow"),
-                       f"{max(0.0, now - a.starts_at):.0f} s",
-                       "yes" if a.notify else (a.reason.value if a.reason else "no"))
+        alerts.add_row(
+            a.alertname,
+            a.target,
+            a.severity.value,
+            Text(a.state.value, "bold red" if a.state is AlertState.FIRING else "yellow"),
+            f"{max(0.0, now - a.starts_at):.0f} s",
+            "yes" if a.notify else (a.reason.value if a.reason else "no"),
+        )
 
     log = Text()
     for e in events.events:
@@ -121,6 +149,13 @@ def render(daemon: Daemon, events: EventLog, header: str) -> Group:
         f"messages: {stats.count(Result.ACCEPTED, 'ok')} accepted, "
         f"{sum(n for (r, _), n in stats.messages.items() if r == Result.REJECTED.value)} rejected, "
         f"{sum(n for (r, _), n in stats.messages.items() if r == Result.DROPPED.value)} dropped · "
-        f"alerts fired {events.fired}, resolved {events.resolved} · Ctrl-C stops", "dim")
-    return Group(Text(header, "bold"), services, alerts,
-                 Panel(log or Text("no alerts yet", "dim"), title="Events", title_align="left"), footer)
+        f"alerts fired {events.fired}, resolved {events.resolved} · Ctrl-C stops",
+        "dim",
+    )
+    return Group(
+        Text(header, "bold"),
+        services,
+        alerts,
+        Panel(log or Text("no alerts yet", "dim"), title="Events", title_align="left"),
+        footer,
+    )

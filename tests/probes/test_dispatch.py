@@ -225,6 +225,9 @@ def test_ids_by_region() -> None:
     region = np.array([2, 0, 2, 1, 2, 0, 2])
     ids = [f"ep-{i}" for i in range(7)]
     assert ids_by_region([6, 0, 1, 2, 4], region, 4, ids, limit=2) == [
-        "ep-1", "", "ep-6, ep-0, … (+2 more)", ""
+        "ep-1",
+        "",
+        "ep-6, ep-0, … (+2 more)",
+        "",
     ]
     assert ids_by_region(np.array([], dtype=np.intp), region, 3, ids) == ["", "", ""]

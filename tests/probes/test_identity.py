@@ -37,16 +37,18 @@ def programme(seed: int, seconds: float, rate: int = RATE) -> NDArray[np.float64
     return out
 
 
-def feed(tracker: EnvelopeTracker, x: NDArray[np.float64], t0: float, block_s: float = 0.1,
-         channels: int = 1) -> None:
+def feed(
+    tracker: EnvelopeTracker, x: NDArray[np.float64], t0: float, block_s: float = 0.1, channels: int = 1
+) -> None:
     n = int(block_s * RATE)
     for i in range(0, x.size - n + 1, n):
         block = np.repeat(x[i : i + n, None], channels, axis=1).astype(np.float32)
         tracker.push(block, RATE, t0 + i / RATE)
 
 
-def delayed(x: NDArray[np.float64], lag_s: float, gain_db: float, noise_dbfs: float,
-            seed: int = 9) -> NDArray[np.float64]:
+def delayed(
+    x: NDArray[np.float64], lag_s: float, gain_db: float, noise_dbfs: float, seed: int = 9
+) -> NDArray[np.float64]:
     """``x`` late by ``lag_s`` (what the new chain airs ``lag_s`` after the old), with gain and noise."""
     d = round(lag_s * RATE)
     y = np.zeros_like(x)
@@ -59,8 +61,9 @@ def delayed(x: NDArray[np.float64], lag_s: float, gain_db: float, noise_dbfs: fl
     return out
 
 
-def trackers(a: NDArray[np.float64], b: NDArray[np.float64],
-             **kw: float) -> tuple[EnvelopeTracker, EnvelopeTracker]:
+def trackers(
+    a: NDArray[np.float64], b: NDArray[np.float64], **kw: float
+) -> tuple[EnvelopeTracker, EnvelopeTracker]:
     ta, tb = EnvelopeTracker(**kw), EnvelopeTracker(**kw)
     feed(ta, a, T0)
     feed(tb, b, T0, channels=2)
@@ -249,9 +252,22 @@ def test_a_signal_that_stopped_ages_out_of_the_comparison() -> None:
 
 @pytest.mark.parametrize(
     ("value", "code"),
-    [("C201", 0xC201), ("c201", 0xC201), ("0xC201", 0xC201), (" C201 ", 0xC201), (49665.0, 0xC201),
-     (49665, 0xC201), ("", None), ("C2011", None), ("G201", None), (1.5, None), (-1, None),
-     (70000, None), (None, None), (math.nan, None)],
+    [
+        ("C201", 0xC201),
+        ("c201", 0xC201),
+        ("0xC201", 0xC201),
+        (" C201 ", 0xC201),
+        (49665.0, 0xC201),
+        (49665, 0xC201),
+        ("", None),
+        ("C2011", None),
+        ("G201", None),
+        (1.5, None),
+        (-1, None),
+        (70000, None),
+        (None, None),
+        (math.nan, None),
+    ],
 )
 def test_parse_pi(value: float | int | str | None, code: int | None) -> None:
     assert parse_pi(value) == code
@@ -259,8 +275,17 @@ def test_parse_pi(value: float | int | str | None, code: int | None) -> None:
 
 @pytest.mark.parametrize(
     ("value", "ident"),
-    [(1001, 1001), (1001.0, 1001), ("1001", 1001), ("0x03E9", 1001), ("65535", 65535), ("65536", None),
-     ("x", None), (True, None), (None, None)],
+    [
+        (1001, 1001),
+        (1001.0, 1001),
+        ("1001", 1001),
+        ("0x03E9", 1001),
+        ("65535", 65535),
+        ("65536", None),
+        ("x", None),
+        (True, None),
+        (None, None),
+    ],
 )
 def test_parse_identifier(value: float | int | str | None, ident: int | None) -> None:
     assert parse_identifier(value) == ident

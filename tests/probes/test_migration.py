@@ -35,16 +35,48 @@ START = 1_717_200_000.0  # 2024-06-01T00:00:00Z
 CUT = START + 30 * DAY
 
 
-def dtv(name: str = "mig-cctv1", old: int = 38, new: int | None = 30, *, service: str = "CCTV-1",
-        start: float = START, cut: float = CUT, **kw: object) -> MigrationPlan:
-    return MigrationPlan(name=name, service=service, kind=MigrationKind.DTV, simulcast_start=start,
-                         cutover=cut, old_channel=old, new_channel=new, **kw)  # type: ignore[arg-type]
+def dtv(
+    name: str = "mig-cctv1",
+    old: int = 38,
+    new: int | None = 30,
+    *,
+    service: str = "CCTV-1",
+    start: float = START,
+    cut: float = CUT,
+    **kw: object,
+) -> MigrationPlan:
+    return MigrationPlan(
+        name=name,
+        service=service,
+        kind=MigrationKind.DTV,
+        simulcast_start=start,
+        cutover=cut,
+        old_channel=old,
+        new_channel=new,
+        **kw,
+    )  # type: ignore[arg-type]
 
 
-def fm(name: str = "mig-news", old: float = 97.5, new: float = 101.1, *, service: str = "News",
-       start: float = START, cut: float = CUT, **kw: object) -> MigrationPlan:
-    return MigrationPlan(name=name, service=service, kind=MigrationKind.FM, simulcast_start=start,
-                         cutover=cut, old_frequency_mhz=old, new_frequency_mhz=new, **kw)  # type: ignore[arg-type]
+def fm(
+    name: str = "mig-news",
+    old: float = 97.5,
+    new: float = 101.1,
+    *,
+    service: str = "News",
+    start: float = START,
+    cut: float = CUT,
+    **kw: object,
+) -> MigrationPlan:
+    return MigrationPlan(
+        name=name,
+        service=service,
+        kind=MigrationKind.FM,
+        simulcast_start=start,
+        cutover=cut,
+        old_frequency_mhz=old,
+        new_frequency_mhz=new,
+        **kw,
+    )  # type: ignore[arg-type]
 
 
 # --------------------------------------------------------------------------- channel plan
@@ -79,8 +111,16 @@ def test_vacated_channels_are_ds37_to_ds48_by_the_plan() -> None:
 
 @pytest.mark.parametrize(
     ("mhz", "problem"),
-    [(87.0, None), (108.0, None), (97.5, None), (101.1, None), (86.9, "outside the FM band"),
-     (108.1, "outside the FM band"), (97.55, "off the 0.1 MHz raster"), (float("nan"), "not a frequency")],
+    [
+        (87.0, None),
+        (108.0, None),
+        (97.5, None),
+        (101.1, None),
+        (86.9, "outside the FM band"),
+        (108.1, "outside the FM band"),
+        (97.55, "off the 0.1 MHz raster"),
+        (float("nan"), "not a frequency"),
+    ],
 )
 def test_fm_frequency_checks(mhz: float, problem: str | None) -> None:
     why = fm_frequency_problem(mhz)

@@ -25,8 +25,10 @@ def silent_block() -> np.ndarray:
 
 
 def workers() -> ProbeWorkers:
-    return ProbeWorkers([TargetSpec("fm-a", "fm"), TargetSpec("tx-a", "tx")],
-                        audio=AudioSettings(silence_on_s=2.0, silence_off_s=1.0, stale_after_s=3.0))
+    return ProbeWorkers(
+        [TargetSpec("fm-a", "fm"), TargetSpec("tx-a", "tx")],
+        audio=AudioSettings(silence_on_s=2.0, silence_off_s=1.0, stale_after_s=3.0),
+    )
 
 
 def run_ticks(w: ProbeWorkers, blocks: list[np.ndarray], start: int = 0) -> list[dict[str, object]]:
@@ -43,8 +45,11 @@ def run_ticks(w: ProbeWorkers, blocks: list[np.ndarray], start: int = 0) -> list
 
 def test_programme_then_silence_then_programme() -> None:
     w = workers()
-    blocks = [tone_block(i) for i in range(30)] + [silent_block() for _ in range(40)] + \
+    blocks = (
         [tone_block(i) for i in range(30)]
+        + [silent_block() for _ in range(40)]
+        + [tone_block(i) for i in range(30)]
+    )
     ticks = run_ticks(w, blocks)
     assert ticks[2]["silence"] == 0.0
     assert ticks[2]["audio_rms_dbfs"] == pytest.approx(-12.0, abs=2.0)

@@ -60,8 +60,12 @@ def simulate(settings: Settings, scenario_text: str, **options: object) -> list[
 
 
 def decoded(msg: Message) -> Payload:
-    return decode(msg.payload, content_type=msg.content_type, user_properties=msg.user_properties,
-                  now=START + msg.t + 1.0)
+    return decode(
+        msg.payload,
+        content_type=msg.content_type,
+        user_properties=msg.user_properties,
+        now=START + msg.t + 1.0,
+    )
 
 
 def by_topic(messages: list[Message]) -> dict[str, list[Message]]:

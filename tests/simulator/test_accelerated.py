@@ -29,8 +29,15 @@ expect_counts:
 """)
 
 
-def ep(alert: str, target: str, fired: float, resolved: float | None, *, reason: str | None = None,
-       severity: str = "critical") -> Episode:
+def ep(
+    alert: str,
+    target: str,
+    fired: float,
+    resolved: float | None,
+    *,
+    reason: str | None = None,
+    severity: str = "critical",
+) -> Episode:
     return Episode(alert, target, severity, fired, reason, resolved)
 
 
@@ -47,18 +54,24 @@ def test_a_matching_run() -> None:
     ("episodes", "problem"),
     [
         ([GOOD[1]], "expect[0] DeadAir on fm-a: never fired after the fault at 30 s"),
-        ([ep("DeadAir", "fm-a", 55.0, 97.0), GOOD[1]],
-         "fired 25.0 s after the fault started (fire_within 20 s)"),
+        (
+            [ep("DeadAir", "fm-a", 55.0, 97.0), GOOD[1]],
+            "fired 25.0 s after the fault started (fire_within 20 s)",
+        ),
         ([ep("DeadAir", "fm-a", 46.0, 120.0), GOOD[1]], "resolved 30.0 s after the fault ended"),
         ([ep("DeadAir", "fm-a", 46.0, 80.0), GOOD[1]], "resolved at 80.0 s, before the fault ended (90 s)"),
         ([ep("DeadAir", "fm-a", 46.0, None), GOOD[1]], "never resolved (fault ended at 90 s)"),
-        ([ep("DeadAir", "fm-a", 46.0, 97.0, reason="inhibited"), GOOD[1]],
-         "fired as inhibited, expected notified"),
+        (
+            [ep("DeadAir", "fm-a", 46.0, 97.0, reason="inhibited"), GOOD[1]],
+            "fired as inhibited, expected notified",
+        ),
         ([GOOD[0], ep("LowRF", "fm-a", 161.0, 250.0)], "resolved at 250.0 s; expected it to keep firing"),
         ([*GOOD, ep("Hiss", "fm-a", 50.0, 90.0)], "unexpected alert: Hiss/critical on fm-a: fired at 50.0 s"),
         # An alert that fired before its fault started does not count for it.
-        ([ep("DeadAir", "fm-a", 20.0, 97.0), GOOD[1]],
-         "unexpected alert: DeadAir/critical on fm-a: fired at 20.0 s"),
+        (
+            [ep("DeadAir", "fm-a", 20.0, 97.0), GOOD[1]],
+            "unexpected alert: DeadAir/critical on fm-a: fired at 20.0 s",
+        ),
     ],
 )
 def test_mismatches_are_named(episodes: list[Episode], problem: str) -> None:
@@ -76,10 +89,25 @@ def test_counts_and_slack() -> None:
     assert verify(SCENARIO, [*GOOD, ep("Flapping", "fm-a", 1.0, None)], ignore={"Flapping"}).ok
 
 
-def _tr(alert: str, to: AlertState, frm: AlertState, *, notify: bool = False,
-        reason: SuppressReason | None = None) -> Transition:
-    return Transition(alert, "fm-a", frm, to, {}, {}, None, Severity.CRITICAL, OutageClass.OUTAGE, 0.0, None,
-                      None, notify, reason)
+def _tr(
+    alert: str, to: AlertState, frm: AlertState, *, notify: bool = False, reason: SuppressReason | None = None
+) -> Transition:
+    return Transition(
+        alert,
+        "fm-a",
+        frm,
+        to,
+        {},
+        {},
+        None,
+        Severity.CRITICAL,
+        OutageClass.OUTAGE,
+        0.0,
+        None,
+        None,
+        notify,
+        reason,
+    )
 
 
 def test_recorder_turns_transitions_into_episodes() -> None:
@@ -112,10 +140,14 @@ expect_counts:
   - {counter: accepted, target: fm-a, stream: audio, min: 590}
 """)
     ticks: list[float] = []
-    result = asyncio.run(run_accelerated(
-        settings, sc, SimOptions(start=START, audio_rate=8000, audio_channels=1,
-                                 audio_targets=frozenset({"fm-a"})),
-        on_tick=lambda t, _: ticks.append(t)))
+    result = asyncio.run(
+        run_accelerated(
+            settings,
+            sc,
+            SimOptions(start=START, audio_rate=8000, audio_channels=1, audio_targets=frozenset({"fm-a"})),
+            on_tick=lambda t, _: ticks.append(t),
+        )
+    )
     v = verify(sc, result.episodes, result.count)
     assert v.ok, v.format()
     assert ticks[0] == 1.0 and ticks[-1] == 60.0 and len(ticks) == 60

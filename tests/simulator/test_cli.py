@@ -65,10 +65,12 @@ def test_verify(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     config = tmp_path / "station.toml"
     config.write_text("[probes]\nsilence_on_s = 2.0\nsilence_off_s = 1.0\n\n" + STATION)
     good = tmp_path / "good.yml"
-    good.write_text("name: good\nduration: 40s\n"
-                    "timeline:\n  - {at: 10s, for: 20s, target: tx-c, fault: tx_fault}\n"
-                    "expect:\n  - {alert: TransmitterFault, target: tx-c, fire_within: 8s,"
-                    " resolve_within: 8s}\n")
+    good.write_text(
+        "name: good\nduration: 40s\n"
+        "timeline:\n  - {at: 10s, for: 20s, target: tx-c, fault: tx_fault}\n"
+        "expect:\n  - {alert: TransmitterFault, target: tx-c, fire_within: 8s,"
+        " resolve_within: 8s}\n"
+    )
     args = ("--config", str(config), "--audio-rate", "8000", "--audio-channels", "1", "--log-level", "error")
     assert simulate(*args, "--scenario", str(good), "--verify") == 0
     out = capsys.readouterr().out
@@ -89,9 +91,33 @@ def test_bad_options(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None
     with pytest.raises(SystemExit):
         parser.parse_args(["--duration", "soon"])
     capsys.readouterr()
-    assert simulate("--config", str(EXAMPLE), "--scenario", "quiet-day", "--audio-rate", "44101",
-                    "--verify", "--duration", "1s") == 1
+    assert (
+        simulate(
+            "--config",
+            str(EXAMPLE),
+            "--scenario",
+            "quiet-day",
+            "--audio-rate",
+            "44101",
+            "--verify",
+            "--duration",
+            "1s",
+        )
+        == 1
+    )
     assert "multiple of 10" in capsys.readouterr().err
-    assert simulate("--config", str(EXAMPLE), "--scenario", "quiet-day", "--wav", str(tmp_path / "x.wav"),
-                    "--verify", "--duration", "1s") == 1
+    assert (
+        simulate(
+            "--config",
+            str(EXAMPLE),
+            "--scenario",
+            "quiet-day",
+            "--wav",
+            str(tmp_path / "x.wav"),
+            "--verify",
+            "--duration",
+            "1s",
+        )
+        == 1
+    )
     assert "x.wav: no such file" in capsys.readouterr().err

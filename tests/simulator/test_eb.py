@@ -62,13 +62,16 @@ def test_heartbeats_every_minute_staggered(settings: Settings) -> None:
 
 
 def test_offline_endpoints_stop_and_come_back_at_once(settings: Settings) -> None:
-    msgs = eb_messages(settings, """\
+    msgs = eb_messages(
+        settings,
+        """\
 name: eb
 duration: 300s
 eb: {endpoints: 100, regions: 2}
 timeline:
   - {at: 60s, for: 120s, fault: eb_offline, region: r02, share: 0.4}
-""")
+""",
+    )
     during = {m.target for m in msgs if 70 <= m.t < 180}
     r02 = {f"eb-r02-{i:05d}" for i in range(2, 101, 2)}
     silent = r02 - during
@@ -80,13 +83,16 @@ timeline:
 
 
 def test_endpoint_faults_are_reported_at_once(settings: Settings) -> None:
-    msgs = eb_messages(settings, """\
+    msgs = eb_messages(
+        settings,
+        """\
 name: eb
 duration: 200s
 eb: {endpoints: 60, regions: 3}
 timeline:
   - {at: 30s, for: 100s, fault: eb_endpoint_fault, region: r03, share: 0.1, kind: speaker_line}
-""")
+""",
+    )
     faulty = {m.target for m in msgs if decoded(m).values.get("fault_speaker_line") == 1.0}  # type: ignore[union-attr]
     assert len(faulty) == 2 and all(e.startswith("eb-r03") for e in faulty)
     for e in faulty:
@@ -97,7 +103,9 @@ timeline:
 
 
 def test_dispatch_and_playback_confirmations(settings: Settings) -> None:
-    msgs = eb_messages(settings, """\
+    msgs = eb_messages(
+        settings,
+        """\
 name: eb
 duration: 300s
 eb: {endpoints: 200, regions: 4}
@@ -105,7 +113,8 @@ timeline:
   - {at: 10s, for: 4m, fault: eb_offline, region: r02, share: 0.5}
   - {at: 60s, for: 90s, fault: eb_dispatch, regions: [r01, r02], confirm_share: 0.8, latency: [3s, 30s],
      deadline: 100s}
-""")
+""",
+    )
     dispatch = [m for m in msgs if m.topic == "anbo/eb/platform/dispatch"]
     assert len(dispatch) == 1 and dispatch[0].t == pytest.approx(60.0, abs=0.1)
     d = decoded(dispatch[0])
@@ -135,8 +144,13 @@ timeline:
 
 def test_fleet_size_from_options(tmp_path: Path) -> None:
     settings = station(tmp_path)
-    msgs = [m for m in simulate(settings, "name: eb\nduration: 61s\n", audio_targets=frozenset(),
-                                eb_endpoints=10, eb_regions=5) if m.topic.startswith("anbo/eb/")]
+    msgs = [
+        m
+        for m in simulate(
+            settings, "name: eb\nduration: 61s\n", audio_targets=frozenset(), eb_endpoints=10, eb_regions=5
+        )
+        if m.topic.startswith("anbo/eb/")
+    ]
     assert {m.target[3:6] for m in msgs} == {"r01", "r02", "r03", "r04", "r05"}
     assert len({m.target for m in msgs}) == 10
 
@@ -148,8 +162,21 @@ def test_the_written_inventory_lets_the_daemon_know_the_fleet(tmp_path: Path) ->
     cli.add_arguments(parser)
     config = tmp_path / "station.toml"
     config.write_text(STATION)
-    assert cli.run(parser.parse_args(["--config", str(config), "--scenario", "eb-faults",
-                                      "--eb-inventory", str(tmp_path / "endpoints.csv")])) == 0
+    assert (
+        cli.run(
+            parser.parse_args(
+                [
+                    "--config",
+                    str(config),
+                    "--scenario",
+                    "eb-faults",
+                    "--eb-inventory",
+                    str(tmp_path / "endpoints.csv"),
+                ]
+            )
+        )
+        == 0
+    )
     config.write_text('[eb]\ninventory = ["endpoints.csv"]\nregion_level = "county"\n\n' + STATION)
     settings = load_settings(config).settings
     scenario = load_scenario(bundled_scenarios()["eb-faults"])

@@ -58,11 +58,11 @@ def test_pauses_never_reach_a_dead_air_threshold(style: str, rate: int, channels
     ready = np.zeros(loud.size, dtype=bool)
     for s, n in _runs(loud):
         if n >= 100:
-            ready[s + 99:s + n] = True  # a 5 s loud run has been completed at these frames
+            ready[s + 99 : s + n] = True  # a 5 s loud run has been completed at these frames
     for s, n in quiet:
         if (levels.size - s) * 0.05 < 10.0:
             continue  # too close to the end of what was rendered
-        after = np.flatnonzero(ready[s + n:])
+        after = np.flatnonzero(ready[s + n :])
         assert after.size and after[0] * 0.05 <= 8.0, f"no 5 s of programme within 8 s after {s * 0.05} s"
     # Broadcast levels with natural variation; the processor's ceiling is never passed.
     assert -19.0 < float(np.median(levels)) < -12.0
@@ -121,8 +121,9 @@ def test_hiss_is_detected_as_hiss(deemphasis: float | None) -> None:
 def test_tone_is_a_stuck_tone_and_dead_air_is_silence() -> None:
     det = StuckToneDetector(on_s=3.0)
     for i in range(5):
-        x = np.concatenate([prog.tone(i * 48_000 + k * 4800, 4800, 2, 48_000, 1000.0, -18.0)
-                            for k in range(10)])
+        x = np.concatenate(
+            [prog.tone(i * 48_000 + k * 4800, 4800, 2, 48_000, 1000.0, -18.0) for k in range(10)]
+        )
         u = det.process(x, 48_000, 1000.0 + i)
     assert u.state is DetectionState.ACTIVE and abs(u.peak_hz - 1000.0) < 2.0
     silence = SilenceDetector(on_s=2.0)

@@ -30,8 +30,9 @@ class Subscriber:
         self.messages: list[tuple[float, str, bytes, str | None, list[tuple[str, str]] | None]] = []
         self.lock = threading.Lock()
         self.subscribed = threading.Event()
-        self.client = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"sub-{v5}",
-                                  protocol=paho.MQTTv5 if v5 else paho.MQTTv311)
+        self.client = paho.Client(
+            CallbackAPIVersion.VERSION2, client_id=f"sub-{v5}", protocol=paho.MQTTv5 if v5 else paho.MQTTv311
+        )
         self.client.on_connect = self._on_connect
         self.client.on_subscribe = lambda *a: self.subscribed.set()
         self.client.on_message = self._on_message
@@ -68,9 +69,9 @@ def subscriber(request: pytest.FixtureRequest, mosquitto: Mosquitto) -> Iterator
 
 
 @pytest.mark.parametrize("subscriber", ["5", "3.1.1"], indirect=True)
-def test_publishes_the_contract_in_order_at_pace(settings: Settings, mosquitto: Mosquitto,
-                                                 subscriber: Subscriber,
-                                                 request: pytest.FixtureRequest) -> None:
+def test_publishes_the_contract_in_order_at_pace(
+    settings: Settings, mosquitto: Mosquitto, subscriber: Subscriber, request: pytest.FixtureRequest
+) -> None:
     protocol = request.node.callspec.params["subscriber"]
     sc = parse_scenario("name: p\nduration: 8s\neb: {endpoints: 20, regions: 2}\n")
     start = time.time()
@@ -99,8 +100,9 @@ def test_publishes_the_contract_in_order_at_pace(settings: Settings, mosquitto: 
 
 
 @pytest.mark.parametrize("subscriber", ["5"], indirect=True)
-def test_reconnects_after_a_broker_restart(settings: Settings, mosquitto: Mosquitto,
-                                           subscriber: Subscriber) -> None:
+def test_reconnects_after_a_broker_restart(
+    settings: Settings, mosquitto: Mosquitto, subscriber: Subscriber
+) -> None:
     sc = parse_scenario("name: p\nduration: 12s\n")
     sim = StationSimulator(settings, sc, SimOptions(start=time.time(), audio_targets=frozenset({"fm-a"})))
     pub = Publisher(mosquitto.url, client_id="sim-restart", speed=2.0, backoff=(0.05, 0.2))
@@ -122,8 +124,13 @@ def test_reconnects_after_a_broker_restart(settings: Settings, mosquitto: Mosqui
     while time.monotonic() < deadline:
         with subscriber.lock:
             late = [m for m in subscriber.messages if m[1] == "anbo/sim/fm-a/audio"]
-        if late and decode(late[-1][2], content_type=late[-1][3], user_properties=late[-1][4],
-                           now=time.time() + 30).ts >= sim.options.start + 11.0:
+        if (
+            late
+            and decode(
+                late[-1][2], content_type=late[-1][3], user_properties=late[-1][4], now=time.time() + 30
+            ).ts
+            >= sim.options.start + 11.0
+        ):
             break
         time.sleep(0.1)
     else:

@@ -48,7 +48,8 @@ def test_minimal_scenario_and_defaults() -> None:
 
 
 def test_timeline_entries_are_typed_by_fault_kind() -> None:
-    sc = parse_scenario(textwrap.dedent("""\
+    sc = parse_scenario(
+        textwrap.dedent("""\
         name: t
         duration: 10m
         timeline:
@@ -57,7 +58,8 @@ def test_timeline_entries_are_typed_by_fault_kind() -> None:
           - {at: 1m, for: 2m, fault: eb_dispatch, regions: [r01, r02], latency: [1s, 20s]}
         expect:
           - {alert: DeadAir, target: fm-news-97.5, fault: a, fire_within: 20s, resolve_within: 10s}
-        """))
+        """)
+    )
     dead, low, dispatch = sc.timeline
     assert isinstance(dead, DeadAir) and dead.at == 30.0 and dead.for_ == 90.0 and dead.end == 120.0
     assert dead.level_dbfs == -70.0 and dead.active(30.0) and not dead.active(120.0)
@@ -69,49 +71,88 @@ def test_timeline_entries_are_typed_by_fault_kind() -> None:
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        ("name: t\nduration: 1m\ntimeline:\n  - {at: 1s, for: 2s, target: x, fault: smoke}\n",
-         "s.yml:4: timeline[0].fault: unknown fault 'smoke'"),
-        ("name: t\nduration: 1m\ntimeline:\n  - {at: 1s, for: 2s, target: x}\n",
-         "s.yml:4: timeline[0]: missing `fault`"),
-        ("name: t\nduration: 1m\ntimeline:\n  - at: 1s\n    for: 2s\n    target: x\n    fault: low_rf\n"
-         "    drop_db: -3\n", "s.yml:8: timeline[0].drop_db: Input should be greater than 0"),
-        ("name: t\nduration: 1m\ntimeline:\n  - at: 1s\n    for: 2s\n    target: x\n    fault: pilot_loss\n"
-         "    level: 3\n", "s.yml:8: timeline[0].level: unknown field"),
-        ("name: t\nduration: 1m\ntimeline:\n  - {at: soon, for: 2s, target: x, fault: pilot_loss}\n",
-         "s.yml:4: timeline[0].at: expected a duration such as 30s, 5m, 1h or 1h30m, got 'soon'"),
-        ("name: t\nduration: 1m\ntimeline:\n  - {at: 1s, for: 0s, target: x, fault: pilot_loss}\n",
-         "s.yml:4: timeline[0].for: Input should be greater than 0"),
-        ("name: t\nduration: 1m\ntimeline:\n  - {at: 50s, for: 20s, target: x, fault: pilot_loss}\n",
-         "s.yml:4: timeline[0].for: the fault ends at 70 s, after the scenario's duration (60 s)"),
+        (
+            "name: t\nduration: 1m\ntimeline:\n  - {at: 1s, for: 2s, target: x, fault: smoke}\n",
+            "s.yml:4: timeline[0].fault: unknown fault 'smoke'",
+        ),
+        (
+            "name: t\nduration: 1m\ntimeline:\n  - {at: 1s, for: 2s, target: x}\n",
+            "s.yml:4: timeline[0]: missing `fault`",
+        ),
+        (
+            "name: t\nduration: 1m\ntimeline:\n  - at: 1s\n    for: 2s\n    target: x\n    fault: low_rf\n"
+            "    drop_db: -3\n",
+            "s.yml:8: timeline[0].drop_db: Input should be greater than 0",
+        ),
+        (
+            "name: t\nduration: 1m\ntimeline:\n  - at: 1s\n    for: 2s\n    target: x\n"
+            "    fault: pilot_loss\n    level: 3\n",
+            "s.yml:8: timeline[0].level: unknown field",
+        ),
+        (
+            "name: t\nduration: 1m\ntimeline:\n  - {at: soon, for: 2s, target: x, fault: pilot_loss}\n",
+            "s.yml:4: timeline[0].at: expected a duration such as 30s, 5m, 1h or 1h30m, got 'soon'",
+        ),
+        (
+            "name: t\nduration: 1m\ntimeline:\n  - {at: 1s, for: 0s, target: x, fault: pilot_loss}\n",
+            "s.yml:4: timeline[0].for: Input should be greater than 0",
+        ),
+        (
+            "name: t\nduration: 1m\ntimeline:\n  - {at: 50s, for: 20s, target: x, fault: pilot_loss}\n",
+            "s.yml:4: timeline[0].for: the fault ends at 70 s, after the scenario's duration (60 s)",
+        ),
         ("name: t\ntimeline: []\n", "s.yml:1: duration: required field missing"),
         ("name: t\nduration: 1m\nfaults: []\n", "s.yml:3: faults: unknown field"),
         ("name: bad name\nduration: 1m\n", "s.yml:1: name: 'bad name' is not a valid name"),
-        ("name: t\nduration: 1m\ntimeline:\n  - {at: 1s, for: 2s, target: x, fault: wrong_rds_pi,"
-         " pi: c2ff}\n",
-         "s.yml:4: timeline[0].pi: 'c2ff' is not an RDS PI code"),
-        ("name: t\nduration: 1m\ntimeline:\n  - {at: 1s, for: 2s, target: x, fault: vacated_emission}\n",
-         "s.yml:4: timeline[0]: give exactly one of channel"),
-        ("name: t\nduration: 1m\ntimeline:\n  - {at: 1s, for: 2s, target: x, fault: vacated_emission,"
-         " channel: DS-60}\n", "s.yml:4: timeline[0].channel: DS-60 is outside the UHF plan"),
-        ("name: t\nduration: 1m\ntimeline:\n  - {at: 1s, for: 2s, fault: eb_dispatch, regions: [r01],"
-         " latency: [9s, 2s]}\n", "s.yml:4: timeline[0]: latency: the shortest must not exceed the longest"),
-        ("name: t\nduration: 1m\ntimeline:\n  - {id: a, at: 1s, for: 2s, target: x, fault: pilot_loss}\n"
-         "  - {id: a, at: 3s, for: 2s, target: x, fault: pilot_loss}\n",
-         "s.yml:5: timeline[1].id: duplicate id 'a' (first in timeline[0])"),
-        ("name: t\nduration: 1m\nexpect:\n  - {alert: X, target: x, fault: nope, fire_within: 5s,"
-         " resolve_within: 5s}\n", "s.yml:4: expect[0].fault: no timeline entry has id 'nope'"),
-        ("name: t\nduration: 1m\ntimeline:\n  - {at: 1s, for: 2s, target: x, fault: pilot_loss}\n"
-         "  - {at: 5s, for: 2s, target: x, fault: pilot_loss}\n"
-         "expect:\n  - {alert: X, target: x, fire_within: 5s, resolve_within: 5s}\n",
-         "s.yml:7: expect[0]: the timeline has 2 faults on 'x': name the fault it answers"),
-        ("name: t\nduration: 1m\ntimeline:\n  - {at: 1s, for: 2s, target: x, fault: pilot_loss}\n"
-         "expect:\n  - {alert: X, target: x, fire_within: 5s}\n",
-         "s.yml:6: expect[0]: resolve_within is required unless resolves: false"),
-        ("name: t\nduration: 1m\ntimeline:\n  - {at: 1s, for: 50s, target: x, fault: pilot_loss}\n"
-         "expect:\n  - {alert: X, target: x, fire_within: 5s, resolve_within: 30s}\n",
-         "s.yml:6: expect[0].resolve_within: the scenario ends 9 s after the fault"),
-        ("name: t\nduration: 1m\nexpect_counts:\n  - {counter: late, reason: x}\n",
-         "s.yml:4: expect_counts[0]: counter late needs target and stream"),
+        (
+            "name: t\nduration: 1m\ntimeline:\n  - {at: 1s, for: 2s, target: x, fault: wrong_rds_pi,"
+            " pi: c2ff}\n",
+            "s.yml:4: timeline[0].pi: 'c2ff' is not an RDS PI code",
+        ),
+        (
+            "name: t\nduration: 1m\ntimeline:\n  - {at: 1s, for: 2s, target: x, fault: vacated_emission}\n",
+            "s.yml:4: timeline[0]: give exactly one of channel",
+        ),
+        (
+            "name: t\nduration: 1m\ntimeline:\n  - {at: 1s, for: 2s, target: x, fault: vacated_emission,"
+            " channel: DS-60}\n",
+            "s.yml:4: timeline[0].channel: DS-60 is outside the UHF plan",
+        ),
+        (
+            "name: t\nduration: 1m\ntimeline:\n  - {at: 1s, for: 2s, fault: eb_dispatch, regions: [r01],"
+            " latency: [9s, 2s]}\n",
+            "s.yml:4: timeline[0]: latency: the shortest must not exceed the longest",
+        ),
+        (
+            "name: t\nduration: 1m\ntimeline:\n  - {id: a, at: 1s, for: 2s, target: x, fault: pilot_loss}\n"
+            "  - {id: a, at: 3s, for: 2s, target: x, fault: pilot_loss}\n",
+            "s.yml:5: timeline[1].id: duplicate id 'a' (first in timeline[0])",
+        ),
+        (
+            "name: t\nduration: 1m\nexpect:\n  - {alert: X, target: x, fault: nope, fire_within: 5s,"
+            " resolve_within: 5s}\n",
+            "s.yml:4: expect[0].fault: no timeline entry has id 'nope'",
+        ),
+        (
+            "name: t\nduration: 1m\ntimeline:\n  - {at: 1s, for: 2s, target: x, fault: pilot_loss}\n"
+            "  - {at: 5s, for: 2s, target: x, fault: pilot_loss}\n"
+            "expect:\n  - {alert: X, target: x, fire_within: 5s, resolve_within: 5s}\n",
+            "s.yml:7: expect[0]: the timeline has 2 faults on 'x': name the fault it answers",
+        ),
+        (
+            "name: t\nduration: 1m\ntimeline:\n  - {at: 1s, for: 2s, target: x, fault: pilot_loss}\n"
+            "expect:\n  - {alert: X, target: x, fire_within: 5s}\n",
+            "s.yml:6: expect[0]: resolve_within is required unless resolves: false",
+        ),
+        (
+            "name: t\nduration: 1m\ntimeline:\n  - {at: 1s, for: 50s, target: x, fault: pilot_loss}\n"
+            "expect:\n  - {alert: X, target: x, fire_within: 5s, resolve_within: 30s}\n",
+            "s.yml:6: expect[0].resolve_within: the scenario ends 9 s after the fault",
+        ),
+        (
+            "name: t\nduration: 1m\nexpect_counts:\n  - {counter: late, reason: x}\n",
+            "s.yml:4: expect_counts[0]: counter late needs target and stream",
+        ),
         ("name: t\nduration: 1m\nduration: 2m\n", "s.yml:3: duration: duplicate key (first at line 2)"),
         ("name: t\nduration: [1m\n", "s.yml:3: invalid YAML"),
         ("- just\n- a list\n", "s.yml:1: a scenario is a mapping"),
@@ -136,8 +177,16 @@ def test_all_problems_are_reported_at_once() -> None:
 
 def test_bundled_scenarios_load_and_fit_the_example_station(example: Settings) -> None:
     bundled = bundled_scenarios()
-    assert {"quiet-day", "fm-faults", "dtv-faults", "transmitter-faults", "telemetry-faults",
-            "eb-faults", "audio-faults", "demo"} <= set(bundled)
+    assert {
+        "quiet-day",
+        "fm-faults",
+        "dtv-faults",
+        "transmitter-faults",
+        "telemetry-faults",
+        "eb-faults",
+        "audio-faults",
+        "demo",
+    } <= set(bundled)
     kinds: set[str] = set()
     for path in bundled.values():
         sc = load_scenario(path)
@@ -164,7 +213,8 @@ def test_resolve_by_name_or_path(tmp_path: Path) -> None:
 
 
 def test_problems_against_the_station(example: Settings) -> None:
-    sc = parse_scenario(textwrap.dedent("""\
+    sc = parse_scenario(
+        textwrap.dedent("""\
         name: t
         duration: 5m
         timeline:
@@ -177,7 +227,9 @@ def test_problems_against_the_station(example: Settings) -> None:
           - {at: 1s, for: 2s, target: tx-fm-b, fault: vacated_emission, channel: DS-40}
         expect:
           - {alert: DeadAir, target: fm-nowhere, fire_within: 5s, resolve_within: 5s}
-        """), "t.yml")
+        """),
+        "t.yml",
+    )
     problems = [str(p) for p in scenario_problems(sc, example)]
     assert problems[0].startswith("t.yml:4: timeline[0].target: no target 'fm-nowhere' in the station config")
     assert problems[1] == "t.yml:5: timeline[1].fault: dead_air applies to dtv/fm targets; tx-fm-a is tx"
@@ -190,8 +242,9 @@ def test_problems_against_the_station(example: Settings) -> None:
     assert problems[8] == "t.yml:12: expect[0].target: no target 'fm-nowhere' in the station config"
     assert len(problems) == 9
     # A fleet given on the command line satisfies the emergency-broadcast fault.
-    eb_only = parse_scenario("name: e\nduration: 1m\ntimeline:\n  - {at: 1s, for: 2s, fault: eb_offline,"
-                             " region: r02}\n")
+    eb_only = parse_scenario(
+        "name: e\nduration: 1m\ntimeline:\n  - {at: 1s, for: 2s, fault: eb_offline, region: r02}\n"
+    )
     assert scenario_problems(eb_only, example) != []
     assert scenario_problems(eb_only, example, eb_endpoints=10, eb_regions=2) == []
 
@@ -203,14 +256,45 @@ def test_every_target_fault_names_the_kinds_it_applies_to() -> None:
 
 # --------------------------------------------------------------------------- property tests
 
-_scalars = st.one_of(st.none(), st.booleans(), st.integers(-10**6, 10**6),
-                     st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=12),
-                     st.sampled_from(["30s", "1m", "-5s", "1h30m", "dead_air", "fm-news-97.5", "DS-40"]))
-_keys = st.sampled_from(["name", "duration", "timeline", "expect", "at", "for", "target", "fault", "id",
-                         "drop_db", "regions", "share", "pi", "channel", "alert", "fire_within", "seed",
-                         "speed", "eb", "expect_counts", "counter", "stuff"])
-_docs = st.recursive(_scalars, lambda inner: st.one_of(
-    st.lists(inner, max_size=4), st.dictionaries(_keys, inner, max_size=6)), max_leaves=25)
+_scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(10**6), 10**6),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=12),
+    st.sampled_from(["30s", "1m", "-5s", "1h30m", "dead_air", "fm-news-97.5", "DS-40"]),
+)
+_keys = st.sampled_from(
+    [
+        "name",
+        "duration",
+        "timeline",
+        "expect",
+        "at",
+        "for",
+        "target",
+        "fault",
+        "id",
+        "drop_db",
+        "regions",
+        "share",
+        "pi",
+        "channel",
+        "alert",
+        "fire_within",
+        "seed",
+        "speed",
+        "eb",
+        "expect_counts",
+        "counter",
+        "stuff",
+    ]
+)
+_docs = st.recursive(
+    _scalars,
+    lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(_keys, inner, max_size=6)),
+    max_leaves=25,
+)
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -255,7 +339,8 @@ def test_valid_timelines_round_trip(case: tuple[str, list[tuple[float, float, st
 
 
 def test_fleet_alerts_are_expected_on_regions_and_dispatches(example: Settings) -> None:
-    sc = parse_scenario(textwrap.dedent("""\
+    sc = parse_scenario(
+        textwrap.dedent("""\
         name: e
         duration: 10m
         eb: {endpoints: 40, regions: 2}
@@ -269,7 +354,9 @@ def test_fleet_alerts_are_expected_on_regions_and_dispatches(example: Settings) 
           - {alert: EbRegionOnlineLow, target: "eb:r07", fault: outage, fire_within: 8m, resolve_within: 2m}
           - {alert: DispatchUnderDelivered, target: "dispatch:M-2", fault: d, fire_within: 6m,
              resolves: false}
-        """), "e.yml")
+        """),
+        "e.yml",
+    )
     problems = [str(p) for p in scenario_problems(sc, example)]
     assert problems == [
         "e.yml:11: expect[2].target: no target 'eb:r07' in the station config (fleet alerts are on "

@@ -26,8 +26,15 @@ from simulator.scenario import MALFORMATIONS
 from simulator.station import Message, derived_pi
 from tests.simulator.helpers import START, by_topic, decoded, simulate, station
 
-FM_KEYS = {"rf_level_dbuv", "freq_offset_khz", "peak_deviation_khz", "modulation_percent", "mpx_power_dbr",
-           "pilot_present", "pilot_deviation_khz"}
+FM_KEYS = {
+    "rf_level_dbuv",
+    "freq_offset_khz",
+    "peak_deviation_khz",
+    "modulation_percent",
+    "mpx_power_dbr",
+    "pilot_present",
+    "pilot_deviation_khz",
+}
 DTV_KEYS = {"rf_level_dbuv", "mer_db", "ber_pre", "ber_post", "cn_db", "lock", "freq_offset_khz"}
 TX_KEYS = {"forward_power_w", "reflected_power_w", "pa_temp_celsius", "on_air", "fault"}
 
@@ -48,9 +55,18 @@ def test_every_message_follows_the_wire_contract(settings: Settings, protocol: s
     assert [m.t for m in messages] == sorted(m.t for m in messages)
     parser = TopicParser("anbo")
     streams = by_topic(messages)
-    assert set(streams) == {f"anbo/sim/{t}/{s}" for t, s in [
-        ("fm-a", "rf"), ("fm-a", "audio"), ("fm-plain", "rf"), ("fm-plain", "audio"), ("dtv-b", "rf"),
-        ("dtv-b", "audio"), ("tx-c", "status")]}
+    assert set(streams) == {
+        f"anbo/sim/{t}/{s}"
+        for t, s in [
+            ("fm-a", "rf"),
+            ("fm-a", "audio"),
+            ("fm-plain", "rf"),
+            ("fm-plain", "audio"),
+            ("dtv-b", "rf"),
+            ("dtv-b", "audio"),
+            ("tx-c", "status"),
+        ]
+    }
     for topic, msgs in streams.items():
         where = parser.parse(topic)
         assert isinstance(where, StationTopic) and where.station == "sim"
@@ -101,8 +117,13 @@ def test_same_seed_same_messages_other_seed_other_programme(settings: Settings, 
 
 
 def test_audio_target_selection_and_format(settings: Settings) -> None:
-    msgs = simulate(settings, "name: calm\nduration: 3s\n", audio_targets=frozenset({"dtv-b"}),
-                    audio_rate=8000, audio_channels=1)
+    msgs = simulate(
+        settings,
+        "name: calm\nduration: 3s\n",
+        audio_targets=frozenset({"dtv-b"}),
+        audio_rate=8000,
+        audio_channels=1,
+    )
     audio = [m for m in msgs if m.stream == "audio"]
     assert {m.target for m in audio} == {"dtv-b"}
     assert all(m.content_type == "audio/L16;rate=8000;channels=1" for m in audio)
@@ -146,25 +167,45 @@ def test_a_long_quiet_span_stays_in_the_normal_ranges(settings: Settings) -> Non
 # --------------------------------------------------------------------------- faults
 
 AUDIO = "audio"
-FM_RF_LOST = {"rf_level_dbuv", "freq_offset_khz", "peak_deviation_khz", "modulation_percent", "mpx_power_dbr",
-              "pilot_present", "pilot_deviation_khz", "info.rds_pi"}
+FM_RF_LOST = {
+    "rf_level_dbuv",
+    "freq_offset_khz",
+    "peak_deviation_khz",
+    "modulation_percent",
+    "mpx_power_dbr",
+    "pilot_present",
+    "pilot_deviation_khz",
+    "info.rds_pi",
+}
 DTV_UNLOCKED = {"lock", "mer_db", "cn_db", "ber_pre", "ber_post", "freq_offset_khz"}
 
 #: fault → (target, extra YAML, {stream: keys that change (AUDIO: the samples)})
 CHANGES: dict[str, tuple[str, str, dict[str, object]]] = {
-    "dead_air": ("fm-a", "", {"audio": AUDIO,
-                              "rf": {"peak_deviation_khz", "modulation_percent", "mpx_power_dbr"}}),
-    "stuck_tone": ("fm-a", "", {"audio": AUDIO,
-                                "rf": {"peak_deviation_khz", "modulation_percent", "mpx_power_dbr"}}),
-    "clipping": ("fm-a", "", {"audio": AUDIO,
-                              "rf": {"peak_deviation_khz", "modulation_percent", "mpx_power_dbr"}}),
+    "dead_air": (
+        "fm-a",
+        "",
+        {"audio": AUDIO, "rf": {"peak_deviation_khz", "modulation_percent", "mpx_power_dbr"}},
+    ),
+    "stuck_tone": (
+        "fm-a",
+        "",
+        {"audio": AUDIO, "rf": {"peak_deviation_khz", "modulation_percent", "mpx_power_dbr"}},
+    ),
+    "clipping": (
+        "fm-a",
+        "",
+        {"audio": AUDIO, "rf": {"peak_deviation_khz", "modulation_percent", "mpx_power_dbr"}},
+    ),
     "phase_reversal": ("fm-a", "", {"audio": AUDIO}),  # same levels: nothing else changes
     "hiss": ("fm-a", "", {"audio": AUDIO, "rf": FM_RF_LOST}),
     "carrier_loss": ("fm-a", "", {"audio": AUDIO, "rf": FM_RF_LOST}),
     "low_rf": ("fm-a", ", drop_db: 10", {"rf": {"rf_level_dbuv"}}),
     "overmodulation": ("fm-a", "", {"rf": {"peak_deviation_khz", "modulation_percent", "mpx_power_dbr"}}),
-    "pilot_loss": ("fm-a", "", {"rf": {"pilot_present", "pilot_deviation_khz", "modulation_percent",
-                                       "peak_deviation_khz"}}),
+    "pilot_loss": (
+        "fm-a",
+        "",
+        {"rf": {"pilot_present", "pilot_deviation_khz", "modulation_percent", "peak_deviation_khz"}},
+    ),
     "wrong_rds_pi": ("fm-a", ", pi: C2FF", {"rf": {"info.rds_pi"}}),
     "mer_degradation": ("dtv-b", "", {"rf": {"mer_db", "ber_pre"}}),
     "dtv_lock_loss": ("dtv-b", "", {"audio": AUDIO, "rf": DTV_UNLOCKED}),
@@ -186,8 +227,11 @@ def test_a_fault_changes_exactly_what_it_should(settings: Settings, case: str) -
     fault = case.split("@")[0]
     target, extra, changes = CHANGES[case]
     base = simulate(settings, "name: x\nduration: 20s\n")
-    faulted = simulate(settings, f"name: x\nduration: 20s\ntimeline:\n  - {{at: {AT}s, for: {FOR}s, "
-                                 f"target: {target}, fault: {fault}{extra}}}\n")
+    faulted = simulate(
+        settings,
+        f"name: x\nduration: 20s\ntimeline:\n  - {{at: {AT}s, for: {FOR}s, "
+        f"target: {target}, fault: {fault}{extra}}}\n",
+    )
     a, b = by_topic(base), by_topic(faulted)
     assert set(a) == set(b)
     settle = 3.0 if fault == "pa_over_temperature" else 1.1  # cooling ramp; a second of audio stats
@@ -219,7 +263,9 @@ def test_a_fault_changes_exactly_what_it_should(settings: Settings, case: str) -
 
 
 def test_fault_values(settings: Settings) -> None:
-    msgs = simulate(settings, """\
+    msgs = simulate(
+        settings,
+        """\
 name: x
 duration: 20s
 timeline:
@@ -227,7 +273,9 @@ timeline:
   - {at: 2s, for: 15s, target: dtv-b, fault: mer_degradation, mer_db: 14}
   - {at: 2s, for: 15s, target: tx-c, fault: vswr_spike, vswr: 2.5}
   - {at: 2s, for: 15s, target: fm-plain, fault: low_rf, drop_db: 50}
-""", audio_targets=frozenset())
+""",
+        audio_targets=frozenset(),
+    )
     during = [(m.target, decoded(m)) for m in msgs if 3 <= m.t < 17]
     for target, p in during:
         assert isinstance(p, Readings)
@@ -245,14 +293,17 @@ timeline:
 
 
 def test_audio_of_faults(settings: Settings) -> None:
-    msgs = simulate(settings, """\
+    msgs = simulate(
+        settings,
+        """\
 name: x
 duration: 6s
 timeline:
   - {at: 1s, for: 5s, target: fm-a, fault: dead_air, level_dbfs: -70}
   - {at: 1s, for: 5s, target: fm-plain, fault: stuck_tone, frequency_hz: 1000, level_dbfs: -18}
   - {at: 1s, for: 5s, target: dtv-b, fault: carrier_loss}
-""")
+""",
+    )
     levels: dict[str, list[float]] = {}
     tone: list[np.ndarray] = []
     for m in msgs:
@@ -299,9 +350,13 @@ def test_phase_reversal_needs_stereo(settings: Settings) -> None:
 
 
 def test_telemetry_silence_removes_only_that_target(settings: Settings, calm: list[Message]) -> None:
-    msgs = simulate(settings, "name: calm\nduration: 12s\ntimeline:\n  - {at: 3s, for: 4s, target: fm-a, "
-                              "fault: telemetry_silence}\n  - {at: 3s, for: 4s, target: dtv-b, "
-                              "fault: telemetry_silence, streams: [audio]}\n")
+    msgs = simulate(
+        settings,
+        "name: calm\nduration: 12s\ntimeline:\n  - {at: 3s, for: 4s, target: fm-a, "
+        "fault: telemetry_silence}\n  - {at: 3s, for: 4s, target: dtv-b, "
+        "fault: telemetry_silence, streams: [audio]}\n",
+    )
+
     def silenced(m: Message) -> bool:
         return 3 <= m.t < 7 and (m.target == "fm-a" or (m.target == "dtv-b" and m.stream == "audio"))
 
@@ -312,9 +367,12 @@ def test_telemetry_silence_removes_only_that_target(settings: Settings, calm: li
 
 
 def test_duplicates_and_reordering(settings: Settings, calm: list[Message]) -> None:
-    msgs = simulate(settings, "name: calm\nduration: 12s\ntimeline:\n"
-                              "  - {at: 2s, for: 8s, target: fm-a, fault: duplicate_blocks, share: 0.3}\n"
-                              "  - {at: 2s, for: 8s, target: dtv-b, fault: reordered_blocks, share: 0.3}\n")
+    msgs = simulate(
+        settings,
+        "name: calm\nduration: 12s\ntimeline:\n"
+        "  - {at: 2s, for: 8s, target: fm-a, fault: duplicate_blocks, share: 0.3}\n"
+        "  - {at: 2s, for: 8s, target: dtv-b, fault: reordered_blocks, share: 0.3}\n",
+    )
     base = by_topic(calm)
     got = by_topic(msgs)
     for topic in base.keys() - {"anbo/sim/fm-a/audio", "anbo/sim/dtv-b/audio"}:
@@ -335,11 +393,16 @@ def test_duplicates_and_reordering(settings: Settings, calm: list[Message]) -> N
 
 
 @pytest.mark.parametrize("protocol", ["5", "3.1.1"])
-def test_malformed_payloads_are_rejected_for_their_reason(settings: Settings, calm: list[Message],
-                                                           protocol: str) -> None:
+def test_malformed_payloads_are_rejected_for_their_reason(
+    settings: Settings, calm: list[Message], protocol: str
+) -> None:
     base = calm if protocol == "5" else simulate(settings, "name: calm\nduration: 12s\n", protocol=protocol)
-    msgs = simulate(settings, "name: calm\nduration: 12s\ntimeline:\n  - {at: 1s, for: 10s, target: fm-a, "
-                              "fault: malformed_payloads, rate: 3}\n", protocol=protocol)
+    msgs = simulate(
+        settings,
+        "name: calm\nduration: 12s\ntimeline:\n  - {at: 1s, for: 10s, target: fm-a, "
+        "fault: malformed_payloads, rate: 3}\n",
+        protocol=protocol,
+    )
     good = {(m.topic, m.payload) for m in base}
     extra = [m for m in msgs if (m.topic, m.payload) not in good]
     assert len(msgs) - len(base) == len(extra) == 30
@@ -347,20 +410,23 @@ def test_malformed_payloads_are_rejected_for_their_reason(settings: Settings, ca
     for m in extra:
         assert m.topic in ("anbo/sim/fm-a/rf", "anbo/sim/fm-a/audio")
         with pytest.raises(DecodeError) as info:
-            decode(m.payload, content_type=m.content_type, user_properties=m.user_properties,
-                   now=START + m.t)
+            decode(m.payload, content_type=m.content_type, user_properties=m.user_properties, now=START + m.t)
         reasons.append(info.value.reason.value)
     expected = set(MALFORMATIONS) - ({"bad_content_type", "missing_property"} if protocol != "5" else set())
     assert set(reasons) == expected
 
 
-def test_vacated_emission_for_an_unconfigured_and_a_configured_receiver(settings: Settings,
-                                                                       calm: list[Message]) -> None:
-    msgs = simulate(settings, "name: calm\nduration: 12s\ntimeline:\n"
-                              "  - {at: 2s, for: 5s, target: dtv-ds38-old, fault: vacated_emission,"
-                              " channel: DS-38, level_dbuv: 48}\n"
-                              "  - {at: 2s, for: 5s, target: fm-plain, fault: vacated_emission,"
-                              " frequency_mhz: 101.8, level_dbuv: 30}\n")
+def test_vacated_emission_for_an_unconfigured_and_a_configured_receiver(
+    settings: Settings, calm: list[Message]
+) -> None:
+    msgs = simulate(
+        settings,
+        "name: calm\nduration: 12s\ntimeline:\n"
+        "  - {at: 2s, for: 5s, target: dtv-ds38-old, fault: vacated_emission,"
+        " channel: DS-38, level_dbuv: 48}\n"
+        "  - {at: 2s, for: 5s, target: fm-plain, fault: vacated_emission,"
+        " frequency_mhz: 101.8, level_dbuv: 30}\n",
+    )
     old = [decoded(m) for m in msgs if m.topic == "anbo/sim/dtv-ds38-old/rf"]
     assert len(old) == 5
     for p in old:
@@ -379,8 +445,9 @@ def test_vacated_emission_for_an_unconfigured_and_a_configured_receiver(settings
 
 def test_the_fleet_rides_along(tmp_path: Path) -> None:
     settings = station(tmp_path)
-    msgs = simulate(settings, "name: calm\nduration: 70s\neb: {endpoints: 30, regions: 3}\n",
-                    audio_targets=frozenset())
+    msgs = simulate(
+        settings, "name: calm\nduration: 70s\neb: {endpoints: 30, regions: 3}\n", audio_targets=frozenset()
+    )
     eb = [m for m in msgs if m.topic.startswith("anbo/eb/")]
     assert len(eb) == 30 + len([m for m in eb if m.t >= 60])
     parser = TopicParser("anbo")
