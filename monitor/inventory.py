@@ -47,7 +47,7 @@ from typing import Any, Final, Literal
 import numpy as np
 from numpy.typing import NDArray
 
-from monitor.settings import SEGMENT_RE
+from monitor.wire import is_segment
 from probes.eb import Fleet
 
 __all__ = [
@@ -179,7 +179,7 @@ def _validate(fields: Mapping[str, object]) -> tuple[EndpointRecord | None, list
     if ident is not None:
         if not ident:
             problems.append(("id", "must not be empty"))
-        elif SEGMENT_RE.match(ident) is None:
+        elif not is_segment(ident):
             problems.append(
                 ("id", f"{ident[:70]!r} is not a valid MQTT topic segment (1–64 of A–Z a–z 0–9 _ . -)")
             )

@@ -41,6 +41,8 @@ from pydantic import (
 from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 from pydantic_settings.exceptions import SettingsError
 
+from monitor.wire import is_segment
+
 # The channel plans live in probes (pure); re-exported here for the settings' users.
 from probes.channels import DS_MAX as DS_MAX
 from probes.channels import DS_MIN as DS_MIN
@@ -57,9 +59,6 @@ ENV_PREFIX = "ANBO_"
 #: Environment variables with the ``ANBO_`` prefix that are not settings.
 ENV_NOT_SETTINGS = frozenset({"ANBO_CONFIG"})
 
-#: Topic segments (station, target and stream names) must be safe MQTT topic levels
-#: and safe Prometheus label values.
-SEGMENT_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 LABEL_NAME_RE = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]{0,63}$")
 #: Labels anbo sets itself on per-target series; user labels may not shadow them.
 RESERVED_LABELS = frozenset(
@@ -144,7 +143,7 @@ class MqttSettings(Strict):
     @classmethod
     def _check_prefix(cls, prefix: str) -> str:
         parts = prefix.split("/")
-        if not all(SEGMENT_RE.match(p) for p in parts):
+        if not all(is_segment(p) for p in parts):
             raise ValueError(f"{prefix!r} is not a valid topic prefix (levels of [A-Za-z0-9_.-])")
         return prefix
 
@@ -244,7 +243,7 @@ class StationSettings(Strict):
     @field_validator("name")
     @classmethod
     def _check_name(cls, name: str) -> str:
-        if not SEGMENT_RE.match(name) or name == "eb":
+        if not is_segment(name) or name == "eb":
             raise ValueError(f"{name!r}: station name must match [A-Za-z0-9_.-]{{1,64}} and not be 'eb'")
         return name
 
@@ -282,7 +281,7 @@ class TargetSettings(Strict):
     @field_validator("name")
     @classmethod
     def _check_name(cls, name: str) -> str:
-        if not SEGMENT_RE.match(name):
+        if not is_segment(name):
             raise ValueError(f"{name!r}: target name must match [A-Za-z0-9_.-]{{1,64}}")
         return name
 
@@ -293,7 +292,7 @@ class TargetSettings(Strict):
             if not streams:
                 raise ValueError("streams, when given, must not be empty")
             for s in streams:
-                if not SEGMENT_RE.match(s):
+                if not is_segment(s):
                     raise ValueError(f"{s!r}: stream name must match [A-Za-z0-9_.-]{{1,64}}")
             if len(set(streams)) != len(streams):
                 raise ValueError("duplicate stream names")

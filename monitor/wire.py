@@ -101,8 +101,18 @@ _FORMAT_TO_CODE: Final[dict[str, int]] = {v: k for k, v in _CODE_TO_FORMAT.items
 # RFC 3551 / RFC 3190 linear PCM media types anbo recognises but does not decode.
 _UNSUPPORTED_AUDIO: Final = frozenset({"audio/l8", "audio/l20", "audio/l24"})
 
-_SEGMENT_PATTERN: Final = r"[A-Za-z0-9_.-]{1,64}"
-_SEGMENT_RE: Final = re.compile(_SEGMENT_PATTERN, re.ASCII)
+#: The one rule for a topic level anbo names (station, target, stream, endpoint id, prefix
+#: level): 1 to 64 ASCII letters, digits, ``_``, ``.`` or ``-``; safe as an MQTT topic level
+#: and as a Prometheus label value. Always matched whole (``is_segment``).
+SEGMENT_PATTERN: Final = r"[A-Za-z0-9_.-]{1,64}"
+SEGMENT_RE: Final = re.compile(SEGMENT_PATTERN, re.ASCII)
+
+
+def is_segment(value: str) -> bool:
+    """True when *value* is one valid topic level: the whole string, ASCII only, no newline."""
+    return SEGMENT_RE.fullmatch(value) is not None
+
+
 _KEY_RE: Final = re.compile(r"[a-z][a-z0-9_]{0,63}", re.ASCII)
 _DIGITS_RE: Final = re.compile(r"[0-9]{1,19}", re.ASCII)
 _FLOAT_RE: Final = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?", re.ASCII)
@@ -234,13 +244,13 @@ class TopicParser:
     def __init__(self, prefix: str = "anbo", *, cache_size: int = 4096) -> None:
         segments = prefix.split("/")
         for seg in segments:
-            if _SEGMENT_RE.fullmatch(seg) is None:
+            if SEGMENT_RE.fullmatch(seg) is None:
                 raise ValueError(
                     f"topic prefix {prefix!r}: each '/'-separated segment must match "
-                    f"{_SEGMENT_PATTERN} (no wildcards, no empty segments)"
+                    f"{SEGMENT_PATTERN} (no wildcards, no empty segments)"
                 )
         self._prefix = prefix
-        seg = f"({_SEGMENT_PATTERN})"
+        seg = f"({SEGMENT_PATTERN})"
         self._re = re.compile(f"{re.escape(prefix)}/{seg}/{seg}/{seg}", re.ASCII)
         # Valid topics repeat all day: remember them. Bounded (cleared when full)
         # so that a publisher churning through topic names cannot grow it.

@@ -40,7 +40,8 @@ from pydantic import (
     model_validator,
 )
 
-from monitor.settings import SEGMENT_RE, Settings, TargetKind, ds_channel_number
+from monitor.settings import Settings, TargetKind, ds_channel_number
+from monitor.wire import is_segment
 from rules.durations import parse_duration
 from rules.yamlsource import Location, SourceError, YamlDocument, format_path, load_yaml
 
@@ -93,7 +94,7 @@ Duration = Annotated[float, BeforeValidator(_duration)]
 
 
 def _segment(value: str) -> str:
-    if not SEGMENT_RE.match(value):
+    if not is_segment(value):
         raise ValueError(f"{value!r} is not a valid name ([A-Za-z0-9_.-], 1 to 64 characters)")
     return value
 
