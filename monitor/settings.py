@@ -52,6 +52,8 @@ from probes.channels import ds_channel_number as ds_channel_number
 from probes.channels import fm_frequency_problem
 from probes.migration import MigrationKind, MigrationPlan, validate_plans
 from rules import InhibitRule, MaintenanceWindow
+from rules.catalogue import Vocabulary
+from rules.catalogue import valid_name as valid_reading_name
 
 ENV_PREFIX = "ANBO_"
 #: Environment variables with the ``ANBO_`` prefix that are not settings.
@@ -278,6 +280,21 @@ class TargetSettings(Strict):
     )
     streams: list[str] | None = None
     labels: dict[str, str] = Field(default_factory=dict)
+    extra_readings: list[str] = Field(
+        default_factory=list,
+        description="Reading names (values or info) beyond the measurement catalogue that this "
+        "target's publisher sends: kept, exported and readable by rules; any other name is dropped",
+    )
+
+    @field_validator("extra_readings")
+    @classmethod
+    def _check_extra_readings(cls, names: list[str]) -> list[str]:
+        for n in names:
+            if not valid_reading_name(n):
+                raise ValueError(f"{n!r}: a reading name must match [a-z][a-z0-9_]{{0,63}}")
+        if len(set(names)) != len(names):
+            raise ValueError("duplicate names")
+        return names
 
     @field_validator("name")
     @classmethod
@@ -826,6 +843,30 @@ def _inventory_problems(settings: Settings, config_path: Path) -> list[str]:
     return []
 
 
+def rule_vocabulary(settings: Settings) -> Vocabulary:
+    """The measurement catalogue plus what this station's config adds: names its targets
+    declare (``extra_readings``, the ages of their own streams), params and labels they set."""
+    measurements: dict[str, set[str]] = {}
+    params: dict[str, set[str]] = {}
+    labels: set[str] = set()
+    for t in settings.targets:
+        kind = t.kind.value
+        measurements.setdefault(kind, set()).update(
+            {*t.extra_readings, *(f"{s}_age_seconds" for s in t.accepted_streams)}
+        )
+        params.setdefault(kind, set()).update(t.params)
+        labels.update(t.labels)
+    for m in settings.migrations:
+        params.setdefault("migration", set()).update(m.params)
+    for kind in ("eb_region", "eb_dispatch"):
+        params.setdefault(kind, set()).update(settings.eb.params)
+    return Vocabulary(
+        extra_measurements={k: frozenset(v) for k, v in measurements.items()},
+        extra_params={k: frozenset(v) for k, v in params.items()},
+        extra_labels=frozenset(labels),
+    )
+
+
 def _rule_problems(settings: Settings, config_path: Path) -> list[str]:
     """Load the rule files the settings name, so ``anbo check`` reports their errors too."""
     from rules import RuleFileError, load_rules  # rules import nothing of monitor
@@ -837,7 +878,7 @@ def _rule_problems(settings: Settings, config_path: Path) -> list[str]:
     if missing:
         return missing
     try:
-        load_rules(paths, builtin=settings.alerting.builtin_rules)
+        load_rules(paths, builtin=settings.alerting.builtin_rules, vocabulary=rule_vocabulary(settings))
     except RuleFileError as exc:
         return [str(e) for e in exc.errors]
     return []
