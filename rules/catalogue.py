@@ -371,6 +371,8 @@ class Problem:
 
     where: tuple[str | int, ...]
     message: str
+    #: column in the expression at ``where``, for an expression problem
+    column: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -452,7 +454,9 @@ def _check_names(
         at = f"column {col} of the expression: " if column else ""
         known = {k for k, names in by_kind.items() if name in names}
         if not known:
-            problems.append(Problem(where, f"{at}unknown {what} {name!r}{_suggest(name, mine)}"))
+            problems.append(
+                Problem(where, f"{at}unknown {what} {name!r}{_suggest(name, mine)}", col if column else None)
+            )
         elif pinned and not kinds <= known:
             problems.append(
                 Problem(
@@ -460,6 +464,7 @@ def _check_names(
                     f"{at}{what} {name!r} belongs to kind {', '.join(k for k in KINDS if k in known)}, "
                     f"not {', '.join(k for k in KINDS if k in kinds - known)} (the rule's selector): "
                     "the rule could never fire there",
+                    col if column else None,
                 )
             )
     return problems

@@ -318,9 +318,8 @@ def pydantic_errors(exc: ValidationError, doc: YamlDocument, prefix: Location = 
         message = err["msg"]
         if isinstance(cause, ExprError):
             message = f"column {cause.column} of the expression: {cause.message}"
-            node = doc.nodes.get(loc)
-            if node is not None:
-                line = node.start_mark.line + 1
+            if loc in doc.nodes:
+                line = doc.line_of_column(loc, cause.column)
         elif message.startswith("Value error, "):
             message = message[len("Value error, ") :]
         if err["type"] == "missing":
@@ -421,7 +420,10 @@ def _vocabulary_errors(
     out = []
     for problem in problems:
         where: Location = (*loc, *problem.where)
-        out.append(SourceError(doc.source, doc.line_of(where), _describe(doc, where), problem.message))
+        line = doc.line_of(where)
+        if problem.column is not None:
+            line = doc.line_of_column(where, problem.column)
+        out.append(SourceError(doc.source, line, _describe(doc, where), problem.message))
     return out
 
 

@@ -346,3 +346,32 @@ def test_extra_readings_are_valid_names_or_refused(names: list[str]) -> None:
     assert all(valid_name(n) for n in t.extra_readings) and len(set(names)) == len(names)
     vocab = StreamVocabulary.of("tx", "status", t.extra_readings)
     assert vocab.unknown(dict.fromkeys(names, 1.0), {}) == []
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    n=st.integers(min_value=1, max_value=6),
+    data=st.data(),
+    style=st.sampled_from([">-", "|", ">", "plain"]),
+    indent=st.integers(min_value=2, max_value=6),
+)
+def test_an_unknown_name_in_a_multi_line_expression_is_reported_on_its_line(
+    n: int, data: st.DataObject, style: str, indent: int
+) -> None:
+    from rules.schema import parse_rule_text
+
+    bad = data.draw(st.integers(min_value=0, max_value=n - 1))
+    terms = ["bogus_name == 1" if i == bad else "silence == 1" for i in range(n)]
+    pad = " " * (8 + indent)
+    head = "groups:\n  - name: g\n    rules:\n      - alert: A\n        selector: {kind: fm}\n"
+    if style == "plain":
+        body = "        expr: " + terms[0] + "".join(f"\n{pad}and {t}" for t in terms[1:]) + "\n"
+        expected = 6 + bad
+    else:
+        body = f"        expr: {style}\n" + "".join(
+            f"{pad}{'and ' if i else ''}{t}\n" for i, t in enumerate(terms)
+        )
+        expected = 7 + bad
+    with pytest.raises(RuleFileError) as exc:
+        parse_rule_text(head + body, "r.yml", Vocabulary())
+    assert [e.line for e in exc.value.errors] == [expected], str(exc.value)
