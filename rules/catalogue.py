@@ -48,6 +48,7 @@ __all__ = [
     "Vocabulary",
     "check_rule",
     "markdown_tables",
+    "rule_kinds",
 ]
 
 ValueType = Literal["number", "flag", "text"]
@@ -403,7 +404,7 @@ class Vocabulary:
         return out
 
 
-def _kinds_of(
+def rule_kinds(
     selector: Mapping[str, str], regex: Mapping[str, re.Pattern[str]]
 ) -> tuple[set[str], list[Problem]]:
     """The kinds a rule's selector can match, and problems with the kind selector."""
@@ -485,7 +486,7 @@ def check_rule(
     selector names kinds (``kind`` in ``selector`` or ``selector_regex``) may read only
     what every one of them has; a rule without one what some kind has.
     """
-    kinds, problems = _kinds_of(selector, selector_regex)
+    kinds, problems = rule_kinds(selector, selector_regex)
     pinned = "kind" in selector or "kind" in selector_regex
     if not kinds:
         return problems

@@ -42,7 +42,7 @@ kind = "fm"
 service = "News"
 frequency_mhz = 97.5
 labels = { county = "Qingshan" }
-params = { rf_reference_dbuv = 64.0, my_floor_dbuv = 30.0 }
+params = { rf_reference_dbuv = 64.0 }
 extra_readings = ["rds_ps"]
 
 [[targets]]
@@ -63,11 +63,13 @@ groups:
 """
 
 
-def _station(tmp_path: Path, expr: str, *, kind: str = "fm", summary: str = "on {{ service }}") -> Path:
+def _station(
+    tmp_path: Path, expr: str, *, kind: str = "fm", summary: str = "on {{ service }}", params: str = ""
+) -> Path:
     (tmp_path / "rules.d").mkdir(exist_ok=True)
     (tmp_path / "rules.d" / "site.yml").write_text(RULE.format(kind=kind, expr=expr, summary=summary))
     path = tmp_path / "anbo.toml"
-    path.write_text(STATION)
+    path.write_text(STATION.replace("rf_reference_dbuv = 64.0", f"rf_reference_dbuv = 64.0{params}"))
     return path
 
 
@@ -141,6 +143,7 @@ def test_check_refuses_a_bad_rule_given_with_rules_too(
     [
         ('rds_ps == "X"', "PS {{ measurements.rds_ps }}"),  # declared by the target
         ('rf_level_dbuv < param("my_floor_dbuv")', "{{ params.my_floor_dbuv }} {{ county }}"),
+        ("silence == 1", "floor {{ my_floor_dbuv }}"),
         ("audio_age_seconds > 5 and rf_age_seconds < 5", "{{ value }} {{ labels.county }} {{ for }}"),
         ("silence == 1", "{{ measurements.silence_seconds }} s on {{ service }} ({{ target }})"),
     ],
@@ -148,8 +151,28 @@ def test_check_refuses_a_bad_rule_given_with_rules_too(
 def test_check_accepts_catalogued_and_declared_names(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], expr: str, summary: str
 ) -> None:
-    code, out = _check(_station(tmp_path, expr, summary=summary), capsys)
+    params = ", my_floor_dbuv = 30.0" if "my_floor_dbuv" in expr + summary else ""
+    code, out = _check(_station(tmp_path, expr, summary=summary, params=params), capsys)
     assert code == 0, out
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        (
+            ", rf_refrence_dbuv = 60.0",
+            "params.rf_refrence_dbuv: no rule reads this param and the catalogue "
+            "does not know it for kind fm (did you mean 'rf_reference_dbuv'?)",
+        ),
+        (", rated_power_w = 1000", "params.rated_power_w: no rule reads this param"),  # a tx param on fm
+    ],
+)
+def test_check_refuses_a_target_param_nothing_reads(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], params: str, message: str
+) -> None:
+    code, out = _check(_station(tmp_path, "silence == 1", params=params), capsys)
+    assert code == 1
+    assert f"{tmp_path / 'anbo.toml'}: targets[0] (fm-a).{message}" in out, out
 
 
 def test_daemon_start_refuses_such_a_rule(tmp_path: Path) -> None:
