@@ -270,7 +270,9 @@ class Pipeline:
                 seq=decoded.seq,
             )
         if not isinstance(decoded, SampleBlock):
-            decoded = self._known_names(target, stream, decoded, topic)
+            vocab = target.vocabulary[stream.name]
+            if not (decoded.values.keys() <= vocab.values and decoded.info.keys() <= vocab.info):
+                decoded = self._known_names(target, stream, decoded, topic)
         if not self._store(stream, decoded, topic, rx):
             return
         stream.accepted += 1
