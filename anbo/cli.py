@@ -16,13 +16,15 @@ from pathlib import Path
 import structlog
 
 from anbo.analyze import AnalyzeError, analyze, format_report
+from anbo.contract import ContractError, generated_section, replace_section
 from anbo.demo import run as demo_run
 from monitor import __version__
 from monitor.daemon import Daemon
 from monitor.logs import configure_logging
 from monitor.sdnotify import Notifier
-from monitor.settings import load_settings_or_report
+from monitor.settings import load_settings_or_report, rule_vocabulary
 from rules import RuleFileError, builtin_test_files, load_rules, run_tests
+from rules.catalogue import Vocabulary, markdown_tables
 from rules.testing import RuleTestFileError
 from simulator import cli as simulator_cli
 
@@ -69,6 +71,23 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         metavar="PATH",
         help="also validate these rule files or folders (repeatable)",
+    )
+
+    catalogue = sub.add_parser(
+        "catalogue", help="print the measurement catalogue's tables (Markdown) or sync them into a document"
+    )
+    group = catalogue.add_mutually_exclusive_group()
+    group.add_argument(
+        "--write",
+        type=Path,
+        metavar="DOC",
+        help="rewrite the generated section of DOC (docs/telemetry-contract.md)",
+    )
+    group.add_argument(
+        "--check",
+        type=Path,
+        metavar="DOC",
+        help="exit 1 if the generated section of DOC differs from the catalogue",
     )
 
     test_rules = sub.add_parser("test-rules", help="run rule tests (series in, expected alerts out)")
@@ -129,8 +148,9 @@ def build_parser() -> argparse.ArgumentParser:
 def cmd_check(args: argparse.Namespace) -> int:
     loaded = load_settings_or_report(args.config)
     if args.rules:
+        vocabulary = rule_vocabulary(loaded.settings) if loaded is not None else Vocabulary()
         try:
-            ruleset = load_rules(args.rules, builtin=True)
+            ruleset = load_rules(args.rules, builtin=True, vocabulary=vocabulary)
         except RuleFileError as exc:
             for error in exc.errors:
                 print(error, file=sys.stderr)
@@ -174,6 +194,32 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 1
     finally:
         notifier.close()
+    return 0
+
+
+def cmd_catalogue(args: argparse.Namespace) -> int:
+    tables = markdown_tables()
+    doc: Path | None = args.write or args.check
+    if doc is None:
+        print(tables, end="")
+        return 0
+    try:
+        text = doc.read_text(encoding="utf-8")
+        current = generated_section(text)
+    except (OSError, UnicodeDecodeError, ContractError) as exc:
+        print(f"{doc}: {exc}", file=sys.stderr)
+        return 1
+    if args.check:
+        if current != tables:
+            print(f"{doc}: the reading tables differ from the catalogue; run `anbo catalogue --write {doc}`")
+            return 1
+        print(f"{doc}: the reading tables match the catalogue")
+        return 0
+    if current != tables:
+        doc.write_text(replace_section(text, tables), encoding="utf-8")
+        print(f"{doc}: reading tables updated")
+    else:
+        print(f"{doc}: already up to date")
     return 0
 
 
@@ -234,6 +280,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "run": cmd_run,
         "check": cmd_check,
         "test-rules": cmd_test_rules,
+        "catalogue": cmd_catalogue,
         "analyze": cmd_analyze,
         "simulate": simulator_cli.run,
         "demo": demo_run.run,

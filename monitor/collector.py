@@ -35,6 +35,7 @@ from monitor.stats import Stats
 from monitor.wire import WIRE_VERSION
 from probes.workers import MEASUREMENTS
 from rules import AlertState, SuppressReason
+from rules.catalogue import CATALOGUE
 
 TARGET_LABELS = ["station", "target", "kind", "service"]
 STREAM_LABELS = [*TARGET_LABELS, "stream"]
@@ -322,6 +323,12 @@ class AnboCollector(Collector):
             "Sequence restarts (publisher restarted).",
             labels=STREAM_LABELS,
         )
+        values_dropped = CounterMetricFamily(
+            "anbo_stream_values_dropped",
+            "Reading values and info entries dropped from accepted messages, by reason "
+            "(unknown_value: a name not in the measurement catalogue nor the target's extra_readings).",
+            labels=[*STREAM_LABELS, "reason"],
+        )
         for target in self.pipeline.targets.values():
             t = target.settings
             base = [station, t.name, t.kind.value, t.service]
@@ -342,6 +349,9 @@ class AnboCollector(Collector):
                 dupes.add_metric(labels, stream.duplicates)
                 late.add_metric(labels, stream.late)
                 resets.add_metric(labels, stream.resets)
+                entry = CATALOGUE.stream(t.kind.value, stream.name)
+                if entry is None or entry.payload == "readings":  # audio streams carry no names
+                    values_dropped.add_metric([*labels, "unknown_value"], stream.unknown_values)
         yield from (
             info,
             reading,
@@ -355,6 +365,7 @@ class AnboCollector(Collector):
             dupes,
             late,
             resets,
+            values_dropped,
         )
 
     # -- anbo itself ------------------------------------------------------------------

@@ -32,7 +32,7 @@ from monitor.alertmanager import AlertmanagerNotifier, OutgoingAlert
 from monitor.ebfleet import EbMonitor
 from monitor.migrations import MigrationMonitor
 from monitor.pipeline import Pipeline, StreamState, TargetState, fresh_info, fresh_values
-from monitor.settings import Settings
+from monitor.settings import Settings, rule_vocabulary
 from monitor.wire import Batch, Payload, Readings, SampleBlock
 from probes.workers import AudioSettings, Measurements, ProbeWorkers, TargetSpec
 from rules import Alert, AlertState, Engine, EngineConfig, TargetView, Transition, load_rules
@@ -75,7 +75,11 @@ def engine_config(settings: Settings) -> EngineConfig:
 
 def build_engine(settings: Settings) -> Engine:
     """The rule engine for these settings (built-in packs, then the operator's rules)."""
-    ruleset = load_rules(settings.alerting.rule_paths, builtin=settings.alerting.builtin_rules)
+    ruleset = load_rules(
+        settings.alerting.rule_paths,
+        builtin=settings.alerting.builtin_rules,
+        vocabulary=rule_vocabulary(settings),
+    )
     for note in ruleset.notes:
         log.info("rule override", note=note)
     return Engine(ruleset.rules, engine_config(settings))

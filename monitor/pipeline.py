@@ -16,9 +16,10 @@ costs as little as possible:
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -39,6 +40,7 @@ from monitor.wire import (
     TopicParser,
     decode,
 )
+from rules.catalogue import CATALOGUE, Entry
 
 log = structlog.get_logger(__name__)
 
@@ -71,6 +73,40 @@ class StreamState:
     resets: int = 0
     #: Format of the last sample block (rate, channels), for audio streams.
     block_format: tuple[int, int] | None = None
+    #: Values and info entries dropped because their name is not in the catalogue
+    #: (nor declared by the target): they create no state and no series.
+    unknown_values: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class StreamVocabulary:
+    """The reading names one (target, stream) keeps: exact names and ``*`` prefixes."""
+
+    values: frozenset[str]
+    value_prefixes: tuple[str, ...]
+    info: frozenset[str]
+    info_prefixes: tuple[str, ...]
+
+    @classmethod
+    def of(cls, kind: str, stream: str, extra: Sequence[str] = ()) -> StreamVocabulary:
+        values, info = CATALOGUE.readings(kind, stream)
+
+        def split(entries: Sequence[Entry]) -> tuple[frozenset[str], tuple[str, ...]]:
+            exact = frozenset({e.name for e in entries if not e.is_prefix} | set(extra))
+            return exact, tuple(e.name[:-1] for e in entries if e.is_prefix)
+
+        v, vp = split(values)
+        i, ip = split(info)
+        return cls(v, vp, i, ip)
+
+    def unknown(self, values: Mapping[str, object], info: Mapping[str, str]) -> list[str]:
+        """Names of ``values`` and ``info`` not kept (none, on the fast path)."""
+        out: list[str] = []
+        if not values.keys() <= self.values:
+            out += [k for k in values if k not in self.values and not k.startswith(self.value_prefixes)]
+        if info and not info.keys() <= self.info:
+            out += [k for k in info if k not in self.info and not k.startswith(self.info_prefixes)]
+        return out
 
 
 def fresh_values(stream: StreamState, now: float, max_age: float) -> dict[str, float]:
@@ -90,6 +126,12 @@ def fresh_info(stream: StreamState, now: float, max_age: float) -> dict[str, str
 class TargetState:
     settings: TargetSettings
     streams: dict[str, StreamState]
+    #: Per stream, the reading names kept (the catalogue's and the target's extra_readings).
+    vocabulary: dict[str, StreamVocabulary] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        t = self.settings
+        self.vocabulary = {s: StreamVocabulary.of(t.kind.value, s, t.extra_readings) for s in self.streams}
 
     @classmethod
     def new(cls, settings: TargetSettings) -> TargetState:
@@ -227,6 +269,10 @@ class Pipeline:
                 stream=stream.name,
                 seq=decoded.seq,
             )
+        if not isinstance(decoded, SampleBlock):
+            vocab = target.vocabulary[stream.name]
+            if not (decoded.values.keys() <= vocab.values and decoded.info.keys() <= vocab.info):
+                decoded = self._known_names(target, stream, decoded, topic)
         if not self._store(stream, decoded, topic, rx):
             return
         stream.accepted += 1
@@ -284,6 +330,32 @@ class Pipeline:
             return
         sink.handle(where.endpoint, where.stream, decoded)
         self.stats.accepted()
+
+    def _known_names(
+        self, target: TargetState, stream: StreamState, decoded: Readings | Batch, topic: str
+    ) -> Readings | Batch:
+        """``decoded`` without the value and info names the catalogue does not know for this
+        target and stream (counted per stream, logged; the rest of the message is used)."""
+        unknown = target.vocabulary[stream.name].unknown(decoded.values, decoded.info)
+        if not unknown:
+            return decoded
+        stream.unknown_values += len(unknown)
+        log.warning(
+            "reading names not in the catalogue dropped (declare them in the target's extra_readings)",
+            topic=topic,
+            names=sorted(unknown)[:10],
+            rate_key=f"{topic}:unknown_value",
+        )
+        drop = set(unknown)
+        info = {k: v for k, v in decoded.info.items() if k not in drop}
+        if isinstance(decoded, Readings):
+            values = {k: v for k, v in decoded.values.items() if k not in drop}
+            return dataclasses.replace(decoded, values=values, info=info)
+        series = {k: v for k, v in decoded.values.items() if k not in drop}
+        if not series:
+            # A batch without series is not a batch: keep its sequence and time as readings.
+            return Readings(decoded.ts, decoded.seq, {}, info)
+        return dataclasses.replace(decoded, values=series, info=info)
 
     def _store(self, stream: StreamState, decoded: Payload, topic: str, rx: float) -> bool:
         if isinstance(decoded, SampleBlock):

@@ -15,13 +15,14 @@ and the dotted key, e.g. ``/etc/anbo/anbo.toml: targets[2].frequency_mhz: ...``.
 
 from __future__ import annotations
 
+import difflib
 import json
 import math
 import os
 import re
 import sys
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -53,7 +54,11 @@ from probes.channels import ds_channel_lower_edge_mhz as ds_channel_lower_edge_m
 from probes.channels import ds_channel_number as ds_channel_number
 from probes.channels import fm_frequency_problem
 from probes.migration import MigrationKind, MigrationPlan, validate_plans
-from rules import InhibitRule, MaintenanceWindow
+from rules import InhibitRule, MaintenanceWindow, Rule
+from rules.catalogue import CATALOGUE, Vocabulary, rule_kinds
+from rules.catalogue import valid_name as valid_reading_name
+from rules.expr import param_refs
+from rules.templates import placeholders
 
 ENV_PREFIX = "ANBO_"
 #: Environment variables with the ``ANBO_`` prefix that are not settings.
@@ -277,6 +282,21 @@ class TargetSettings(Strict):
     )
     streams: list[str] | None = None
     labels: dict[str, str] = Field(default_factory=dict)
+    extra_readings: list[str] = Field(
+        default_factory=list,
+        description="Reading names (values or info) beyond the measurement catalogue that this "
+        "target's publisher sends: kept, exported and readable by rules; any other name is dropped",
+    )
+
+    @field_validator("extra_readings")
+    @classmethod
+    def _check_extra_readings(cls, names: list[str]) -> list[str]:
+        for n in names:
+            if not valid_reading_name(n):
+                raise ValueError(f"{n!r}: a reading name must match [a-z][a-z0-9_]{{0,63}}")
+        if len(set(names)) != len(names):
+            raise ValueError("duplicate names")
+        return names
 
     @field_validator("name")
     @classmethod
@@ -825,6 +845,30 @@ def _inventory_problems(settings: Settings, config_path: Path) -> list[str]:
     return []
 
 
+def rule_vocabulary(settings: Settings) -> Vocabulary:
+    """The measurement catalogue plus what this station's config adds: names its targets
+    declare (``extra_readings``, the ages of their own streams), params and labels they set."""
+    measurements: dict[str, set[str]] = {}
+    params: dict[str, set[str]] = {}
+    labels: set[str] = set()
+    for t in settings.targets:
+        kind = t.kind.value
+        measurements.setdefault(kind, set()).update(
+            {*t.extra_readings, *(f"{s}_age_seconds" for s in t.accepted_streams)}
+        )
+        params.setdefault(kind, set()).update(t.params)
+        labels.update(t.labels)
+    for m in settings.migrations:
+        params.setdefault("migration", set()).update(m.params)
+    for kind in ("eb_region", "eb_dispatch"):
+        params.setdefault(kind, set()).update(settings.eb.params)
+    return Vocabulary(
+        extra_measurements={k: frozenset(v) for k, v in measurements.items()},
+        extra_params={k: frozenset(v) for k, v in params.items()},
+        extra_labels=frozenset(labels),
+    )
+
+
 def _rule_problems(settings: Settings, config_path: Path) -> list[str]:
     """Load the rule files the settings name, so ``anbo check`` reports their errors too."""
     from rules import RuleFileError, load_rules  # rules import nothing of monitor
@@ -836,10 +880,39 @@ def _rule_problems(settings: Settings, config_path: Path) -> list[str]:
     if missing:
         return missing
     try:
-        load_rules(paths, builtin=settings.alerting.builtin_rules)
+        ruleset = load_rules(
+            paths, builtin=settings.alerting.builtin_rules, vocabulary=rule_vocabulary(settings)
+        )
     except RuleFileError as exc:
         return [str(e) for e in exc.errors]
-    return []
+    return _unused_params(settings, config_path, ruleset.rules)
+
+
+def _unused_params(settings: Settings, config_path: Path, rules: Sequence[Rule]) -> list[str]:
+    """A target param that neither the catalogue knows for its kind nor any rule reads is
+    a typo (``rf_refrence_dbuv``) that would leave a rule unknown forever: refuse it."""
+    read: dict[str, set[str]] = {}
+    for rule in rules:
+        names: set[str] = set()
+        for node in (rule.expr, rule.clear):
+            if node is not None:
+                names.update(name for name, _ in param_refs(node))
+        for text in rule.annotations.values():
+            names.update(name for ns, name in placeholders(text) if ns in (None, "params"))
+        for kind in rule_kinds(rule.selector, rule.selector_regex)[0]:
+            read.setdefault(kind, set()).update(names)
+    problems = []
+    for i, t in enumerate(settings.targets):
+        known = {p.name for p in CATALOGUE.params if t.kind.value in p.kinds}
+        for key in t.params:
+            if key not in known and key not in read.get(t.kind.value, ()):
+                close = difflib.get_close_matches(key, sorted(known), n=1, cutoff=0.75)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                problems.append(
+                    f"{config_path}: targets[{i}] ({t.name}).params.{key}: no rule reads this param "
+                    f"and the catalogue does not know it for kind {t.kind.value}{hint}"
+                )
+    return problems
 
 
 def _absolute_paths(settings: Settings, config_path: Path) -> Settings:

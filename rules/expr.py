@@ -63,6 +63,8 @@ __all__ = [
     "ValueType",
     "evaluate",
     "measurement_names",
+    "measurement_refs",
+    "param_refs",
     "parse",
     "parse_condition",
     "value_node",
@@ -392,6 +394,22 @@ def measurement_names(node: Node) -> set[str]:
         elif isinstance(n, Window):
             names.add(n.measurement)
     return names
+
+
+def measurement_refs(node: Node) -> list[tuple[str, int]]:
+    """Every measurement the expression reads, with the column of each use, in reading order."""
+    out: list[tuple[str, int]] = []
+    for n in _walk(node):
+        if isinstance(n, Measurement):
+            out.append((n.name, n.col))
+        elif isinstance(n, Window):
+            out.append((n.measurement, n.col))
+    return out
+
+
+def param_refs(node: Node) -> list[tuple[str, int]]:
+    """Every ``param("…")`` name the expression reads, with its column, in reading order."""
+    return [(n.name, n.col) for n in _walk(node) if isinstance(n, Param)]
 
 
 def window_lengths(node: Node) -> dict[str, float]:

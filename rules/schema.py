@@ -38,8 +38,17 @@ from pathlib import Path
 from typing import Annotated, Final
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+)
 
+from rules.catalogue import Vocabulary, check_rule
 from rules.durations import parse_duration
 from rules.expr import ExprError, Node, parse_condition, value_node
 from rules.model import OutageClass, Severity
@@ -98,6 +107,15 @@ Duration = Annotated[float, BeforeValidator(_duration)]
 """Seconds; written ``30s``, ``5m``, ``1h30m`` or a bare number of seconds."""
 
 
+def _template(text: str) -> str:
+    check_template(text)  # a ValueError: pydantic reports it at the annotation's key
+    return text
+
+
+Template = Annotated[str, AfterValidator(_template)]
+"""An annotation template (see :mod:`rules.templates`)."""
+
+
 def _check_label_names(names: Iterable[str], what: str) -> None:
     for name in names:
         if not _LABEL_NAME.fullmatch(name):
@@ -120,7 +138,7 @@ class RuleSpec(BaseModel):
     severity: Severity = Severity.WARNING
     outage_class: OutageClass = OutageClass.NONE
     labels: dict[str, str] = Field(default_factory=dict)
-    annotations: dict[str, str] = Field(default_factory=dict)
+    annotations: dict[str, Template] = Field(default_factory=dict)
     runbook_url: str | None = None
     enabled: bool = True
 
@@ -170,11 +188,6 @@ class RuleSpec(BaseModel):
     @classmethod
     def _annotations(cls, value: dict[str, str]) -> dict[str, str]:
         _check_label_names(value, "annotation")
-        for name, text in value.items():
-            try:
-                check_template(text)
-            except ValueError as exc:
-                raise ValueError(f"{name}: {exc}") from None
         return value
 
 
@@ -305,9 +318,8 @@ def pydantic_errors(exc: ValidationError, doc: YamlDocument, prefix: Location = 
         message = err["msg"]
         if isinstance(cause, ExprError):
             message = f"column {cause.column} of the expression: {cause.message}"
-            node = doc.nodes.get(loc)
-            if node is not None:
-                line = node.start_mark.line + 1
+            if loc in doc.nodes:
+                line = doc.line_of_column(loc, cause.column)
         elif message.startswith("Value error, "):
             message = message[len("Value error, ") :]
         if err["type"] == "missing":
@@ -342,9 +354,12 @@ def _describe(doc: YamlDocument, loc: Location) -> str:
     return text
 
 
-def parse_rule_text(text: str, source: str) -> list[Rule]:
+def parse_rule_text(text: str, source: str, vocabulary: Vocabulary | None = None) -> list[Rule]:
     """Validate one rule file's text; return its rules (disabled entries included).
 
+    With a ``vocabulary`` (the measurement catalogue and the station's additions) every
+    enabled rule is also checked against it: unknown measurements, params, kinds and
+    annotation placeholders, and measurements of another kind, are errors.
     Raises :class:`RuleFileError` listing every problem found.
     """
     doc, errors = load_yaml(text, source)
@@ -379,20 +394,47 @@ def parse_rule_text(text: str, source: str) -> list[Rule]:
                     )
                 )
                 continue
-            rules.append(compile_rule(spec, group.name, source, line))
+            rule = compile_rule(spec, group.name, source, line)
+            if vocabulary is not None and rule.enabled:
+                errors += _vocabulary_errors(vocabulary, rule, doc, loc)
+            rules.append(rule)
     if errors:
         raise RuleFileError(errors)
     return rules
 
 
-def load_rule_file(path: str | Path) -> list[Rule]:
+def _vocabulary_errors(
+    vocabulary: Vocabulary, rule: Rule, doc: YamlDocument, loc: Location
+) -> list[SourceError]:
+    conditions = {"expr": rule.expr}
+    if rule.clear is not None:
+        conditions["clear"] = rule.clear
+    problems = check_rule(
+        vocabulary,
+        selector=rule.selector,
+        selector_regex=rule.selector_regex,
+        conditions=conditions,
+        annotations=rule.annotations,
+        labels=rule.labels,
+    )
+    out = []
+    for problem in problems:
+        where: Location = (*loc, *problem.where)
+        line = doc.line_of(where)
+        if problem.column is not None:
+            line = doc.line_of_column(where, problem.column)
+        out.append(SourceError(doc.source, line, _describe(doc, where), problem.message))
+    return out
+
+
+def load_rule_file(path: str | Path, vocabulary: Vocabulary | None = None) -> list[Rule]:
     """Read and validate one rule file (see :func:`parse_rule_text`)."""
     p = Path(path)
     try:
         text = p.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise RuleFileError([SourceError(str(p), None, "", f"cannot read: {exc}")]) from None
-    return parse_rule_text(text, str(p))
+    return parse_rule_text(text, str(p), vocabulary)
 
 
 def builtin_pack_files() -> list[Path]:
@@ -411,7 +453,7 @@ def _expand(paths: Iterable[str | Path]) -> list[Path]:
     return files
 
 
-def load_rule_paths(paths: Iterable[str | Path]) -> list[Rule]:
+def load_rule_paths(paths: Iterable[str | Path], vocabulary: Vocabulary | None = None) -> list[Rule]:
     """Load files and directories (``*.yml``/``*.yaml`` in it, sorted) as one layer.
 
     Every file is read even when an earlier one fails; all errors are raised together.
@@ -421,7 +463,7 @@ def load_rule_paths(paths: Iterable[str | Path]) -> list[Rule]:
     errors: list[SourceError] = []
     for f in _expand(paths):
         try:
-            rules += load_rule_file(f)
+            rules += load_rule_file(f, vocabulary)
         except RuleFileError as exc:
             errors += exc.errors
     errors += _duplicates(rules)
@@ -481,20 +523,27 @@ def merge_layers(builtin: Sequence[Rule], operator: Sequence[Rule]) -> RuleSet:
     return RuleSet(tuple(merged), tuple(notes))
 
 
-def load_rules(operator_paths: Iterable[str | Path] = (), *, builtin: bool = True) -> RuleSet:
+def load_rules(
+    operator_paths: Iterable[str | Path] = (),
+    *,
+    builtin: bool = True,
+    vocabulary: Vocabulary | None = None,
+) -> RuleSet:
     """The built-in packs (unless ``builtin=False``) overlaid with the operator's files/directories.
 
-    Raises :class:`RuleFileError` with every problem of every file.
+    With a ``vocabulary`` every rule is checked against the measurement catalogue (see
+    :func:`rules.catalogue.check_rule`). Raises :class:`RuleFileError` with every problem
+    of every file.
     """
     errors: list[SourceError] = []
     base: list[Rule] = []
     if builtin:
         try:
-            base = load_rule_paths(builtin_pack_files())
+            base = load_rule_paths(builtin_pack_files(), vocabulary)
         except RuleFileError as exc:
             errors += exc.errors
     try:
-        mine = load_rule_paths(operator_paths)
+        mine = load_rule_paths(operator_paths, vocabulary)
     except RuleFileError as exc:
         errors += exc.errors
         mine = []

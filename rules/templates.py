@@ -23,18 +23,31 @@ import re
 from collections.abc import Mapping
 from typing import Final
 
-__all__ = ["NAMESPACES", "UNKNOWN_TEXT", "check_template", "format_value", "render"]
+__all__ = ["FACTS", "NAMESPACES", "UNKNOWN_TEXT", "check_template", "format_value", "placeholders", "render"]
 
 #: What an unknown or missing value renders as.
 UNKNOWN_TEXT: Final = "unknown"
 #: Allowed qualifiers of a placeholder name.
 NAMESPACES: Final = ("labels", "measurements", "params")
+#: Facts about the alert a bare placeholder may name (looked up before labels,
+#: measurements and params).
+FACTS: Final = ("value", "for", "alertname", "severity", "outage_class", "target")
+#: Template-language syntax other renderers know and this one does not: refused.
+_BLOCKS: Final = (("{%", "block tag"), ("%}", "block tag"), ("{#", "comment"), ("#}", "comment"))
 
 _PLACEHOLDER: Final = re.compile(r"\{\{\s*(?:([A-Za-z_][A-Za-z0-9_]*)\.)?([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
 
 
 def check_template(text: str) -> None:
-    """Raise ``ValueError`` if ``text`` has a malformed placeholder or an unknown qualifier."""
+    """Raise ``ValueError`` if ``text`` has a malformed placeholder, an unknown qualifier,
+    block syntax (``{% if %}``, ``{# … #}``: there is no logic here) or a stray brace."""
+    for token, what in _BLOCKS:
+        at = text.find(token)
+        if at >= 0:
+            raise ValueError(
+                f"{what} {text[at : at + 20]!r} is not supported: annotation templates only "
+                "substitute {{ name }} (no if/for, filters or comments)"
+            )
     for match in _PLACEHOLDER.finditer(text):
         ns = match.group(1)
         if ns is not None and ns not in NAMESPACES:
@@ -48,6 +61,17 @@ def check_template(text: str) -> None:
             f"malformed placeholder near {bad[:40]!r}: write {{{{ name }}}} with a plain name "
             "such as value, for, service or labels.county"
         )
+    if "{" in rest or "}" in rest:
+        at = rest.find("{") if "{" in rest else rest.find("}")
+        raise ValueError(
+            f"stray brace near {rest[max(0, at - 10) : at + 10]!r}: literal braces are not "
+            "supported in annotation text"
+        )
+
+
+def placeholders(text: str) -> list[tuple[str | None, str]]:
+    """The ``(qualifier, name)`` of every placeholder in ``text``, in order."""
+    return [(m.group(1), m.group(2)) for m in _PLACEHOLDER.finditer(text)]
 
 
 def format_value(value: object) -> str:

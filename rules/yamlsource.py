@@ -56,6 +56,33 @@ class YamlDocument:
                 return None
             path = path[:-1]
 
+    def line_of_column(self, loc: Sequence[str | int], column: int) -> int | None:
+        """Line (1-based) of character ``column`` (1-based) of the scalar at ``loc``.
+
+        For a scalar written over several lines (``>-`` or ``|`` blocks, long plain or
+        quoted scalars), YAML joins the lines with one space or newline: each source line
+        stands for its text without indentation plus one character. Falls back to
+        :meth:`line_of` when the scalar is on one line or its text is not at hand.
+        """
+        node = self.nodes.get(tuple(loc))
+        if not isinstance(node, yaml.ScalarNode) or node.start_mark.line == node.end_mark.line:
+            return self.line_of(loc)
+        buffer = getattr(node.start_mark, "buffer", None)
+        if not isinstance(buffer, str):
+            return self.line_of(loc)
+        lines = buffer.splitlines()
+        first = node.start_mark.line + (1 if node.style in ("|", ">") else 0)
+        last = min(node.end_mark.line, len(lines) - 1)
+        seen = 0
+        for i in range(first, last + 1):
+            text = lines[i][node.start_mark.column :] if i == node.start_mark.line else lines[i].lstrip()
+            if not text.strip():
+                continue
+            seen += len(text.rstrip()) + 1
+            if column <= seen:
+                return i + 1
+        return self.line_of(loc)
+
     def get(self, loc: Sequence[str | int]) -> Any:
         """The constructed value at ``loc``, or None."""
         value = self.data

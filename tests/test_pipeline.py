@@ -18,6 +18,7 @@ from monitor.pipeline import MAX_KEYS_PER_STREAM, Pipeline, StreamState, TargetS
 from monitor.settings import Settings, load_settings
 from monitor.stats import DropReason, Result, Stats
 from monitor.wire import Payload, Reason, SampleBlock, encode_batch, encode_block_v5, encode_readings
+from tests.conftest import STATION_TOML
 
 NOW = 1_790_000_000.0
 
@@ -41,10 +42,10 @@ def test_reading_updates_store(pipe: Pipeline) -> None:
     send(
         pipe,
         "anbo/teststation/fm-97.5/rf",
-        encode_readings(NOW, 7, {"rf_level_dbuv": 61.5, "lock": True}, info={"rds_pi": "C201"}),
+        encode_readings(NOW, 7, {"rf_level_dbuv": 61.5, "pilot_present": True}, info={"rds_pi": "C201"}),
     )
     stream = pipe.targets["fm-97.5"].streams["rf"]
-    assert stream.values == {"rf_level_dbuv": 61.5, "lock": 1.0}
+    assert stream.values == {"rf_level_dbuv": 61.5, "pilot_present": 1.0}
     assert stream.info == {"rds_pi": "C201"}
     assert stream.last_ts == NOW and stream.accepted == 1
     assert pipe.stats.count(Result.ACCEPTED, "ok") == 1
@@ -112,13 +113,65 @@ def test_sample_block_reaches_consumers(write_config) -> None:  # type: ignore[n
     assert s.last_ts == pytest.approx(NOW + 0.1)
 
 
-def test_key_limit_protects_cardinality(pipe: Pipeline) -> None:
+def test_key_limit_protects_cardinality(write_config) -> None:  # type: ignore[no-untyped-def]
+    # Names a target declares are kept; the key limit still bounds how many one stream holds.
+    names = ", ".join(f'"k{i}"' for i in range(MAX_KEYS_PER_STREAM + 5))
+    text = STATION_TOML.replace(
+        "frequency_mhz = 97.5\n", f"frequency_mhz = 97.5\nextra_readings = [{names}]\n"
+    )
+    pipe = Pipeline(load_settings(write_config(text=text)).settings, Stats(), wall=lambda: NOW)
     topic = "anbo/teststation/fm-97.5/rf"
     for i in range(MAX_KEYS_PER_STREAM + 5):
         send(pipe, topic, encode_readings(NOW, i, {f"k{i}": 1.0}))
     s = pipe.targets["fm-97.5"].streams["rf"]
     assert len(s.values) == MAX_KEYS_PER_STREAM
     assert pipe.stats.count(Result.DROPPED, DropReason.KEY_LIMIT.value) == 5
+
+
+def test_unknown_value_names_create_no_series(pipe: Pipeline) -> None:
+    """Only catalogued names are kept: the rest of the message is used, the unknown names
+    are counted per stream and dropped, and no scrape ever shows them."""
+    topic = "anbo/teststation/fm-97.5/rf"
+    for i in range(200):
+        values = {"rf_level_dbuv": 61.5, f"rogue_{i}": 1.0, "pilot_lock": True}
+        send(pipe, topic, encode_readings(NOW, i + 1, values, info={"rds_pi": "C201", f"id_{i}": "x"}))
+    send(pipe, topic, encode_batch(NOW + 1, 201, 0.1, {"x_batch": [1.0, 2.0], "rf_level_dbuv": [60.0, 61.0]}))
+    s = pipe.targets["fm-97.5"].streams["rf"]
+    assert s.values == {"rf_level_dbuv": 61.0}
+    assert s.info == {"rds_pi": "C201"}
+    assert s.accepted == 201 and pipe.stats.count(Result.ACCEPTED, "ok") == 201
+    assert s.unknown_values == 200 * 3 + 1
+    s.last_rx = 99.0
+    s.value_rx = dict.fromkeys(s.value_rx, 99.0)
+    s.info_rx = dict.fromkeys(s.info_rx, 99.0)
+    text = _scrape(pipe)
+    assert "rogue_" not in text and "pilot_lock" not in text and "id_" not in text and "x_batch" not in text
+    readings = [line for line in text.splitlines() if line.startswith("anbo_reading{")]
+    assert len(readings) == 1 and 'name="rf_level_dbuv"' in readings[0]
+    assert (
+        'anbo_stream_values_dropped_total{kind="fm",reason="unknown_value",service="News",'
+        'station="teststation",stream="rf",target="fm-97.5"} 601.0'
+    ) in text
+    # Audio streams carry no names and have no such counter.
+    assert 'reason="unknown_value",service="News",station="teststation",stream="audio"' not in text
+
+
+def test_a_batch_of_unknown_names_only_still_counts_as_a_message(pipe: Pipeline) -> None:
+    topic = "anbo/teststation/tx-a/status"
+    send(pipe, topic, encode_batch(NOW, 1, 0.5, {"psu_voltage_v": [48.0, 48.1]}))
+    s = pipe.targets["tx-a"].streams["status"]
+    assert s.accepted == 1 and s.values == {} and s.unknown_values == 1 and s.last_ts == NOW
+
+
+def test_declared_extra_readings_are_kept(write_config) -> None:  # type: ignore[no-untyped-def]
+    text = STATION_TOML.replace(
+        'serves = ["fm-97.5"]\n', 'serves = ["fm-97.5"]\nextra_readings = ["psu_voltage_v"]\n'
+    )
+    pipe = Pipeline(load_settings(write_config(text=text)).settings, Stats(), wall=lambda: NOW)
+    topic = "anbo/teststation/tx-a/status"
+    send(pipe, topic, encode_readings(NOW, 1, {"psu_voltage_v": 48.0, "pa_temp_celsius": 40.0, "x": 1.0}))
+    s = pipe.targets["tx-a"].streams["status"]
+    assert s.values == {"psu_voltage_v": 48.0, "pa_temp_celsius": 40.0} and s.unknown_values == 1
 
 
 def test_reconfigure_keeps_state_of_remaining_targets(pipe: Pipeline, write_config, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

@@ -147,7 +147,7 @@ def test_selector_regex_is_anchored() -> None:
                       x == 1 or
                       y = 2
             """,
-            "ops.yml:5: groups[0].rules[0] (A).expr: column 13 of the expression: unexpected character '='",
+            "ops.yml:7: groups[0].rules[0] (A).expr: column 13 of the expression: unexpected character '='",
         ),
         (
             """\
@@ -210,7 +210,7 @@ def test_selector_regex_is_anchored() -> None:
                     annotations:
                       summary: "Dead air on {{ service"
             """,
-            "ops.yml:6: groups[0].rules[0] (A).annotations: summary: malformed placeholder",
+            "ops.yml:7: groups[0].rules[0] (A).annotations.summary: malformed placeholder",
         ),
         (
             """\
@@ -222,7 +222,7 @@ def test_selector_regex_is_anchored() -> None:
                     annotations:
                       summary: "{{ foo.bar }}"
             """,
-            "ops.yml:6: groups[0].rules[0] (A).annotations: summary: unknown qualifier 'foo'",
+            "ops.yml:7: groups[0].rules[0] (A).annotations.summary: unknown qualifier 'foo'",
         ),
         (
             """\
