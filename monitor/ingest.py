@@ -305,6 +305,7 @@ class MqttIngest:
                 reason = classify_connect_error(exc)
                 self._on_failure(broker, reason, exc)
             finally:
+                mqttio.retrieve_disconnect_error(client)
                 was_up = self.connected[broker.url]
                 self.connected[broker.url] = False
             self.drain()

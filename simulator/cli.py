@@ -28,6 +28,7 @@ import structlog
 
 from monitor.logs import configure_logging
 from monitor.settings import LoadedSettings, load_settings_or_report
+from rules.durations import positive_duration_argument
 from simulator.accelerated import run_accelerated, verify
 from simulator.programme import WavError
 from simulator.publisher import Publisher
@@ -44,15 +45,6 @@ from simulator.station import SimOptions, StationSimulator
 __all__ = ["add_arguments", "run"]
 
 DEFAULT_SCENARIO = "quiet-day"
-
-
-def _duration(text: str) -> float:
-    from rules.durations import parse_duration
-
-    try:
-        return parse_duration(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _positive(text: str) -> float:
@@ -110,7 +102,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--duration",
-        type=_duration,
+        type=positive_duration_argument,
         metavar="D",
         help="stop after this long (e.g. 10m) instead of the scenario's duration",
     )
