@@ -47,6 +47,30 @@ __all__ = ["add_arguments", "run"]
 DEFAULT_SCENARIO = "quiet-day"
 
 
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must not be negative, got {text!r}")
+    return value
+
+
+def _regions(text: str) -> int:
+    value = _count(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError("at least 1 region")
+    return value
+
+
+def _rate(text: str) -> int:
+    value = _count(text)
+    if not 8_000 <= value <= 384_000:
+        raise argparse.ArgumentTypeError(f"a sample rate between 8000 and 384000 Hz, got {text!r}")
+    return value
+
+
 def _positive(text: str) -> float:
     try:
         value = float(text)
@@ -116,11 +140,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--eb-endpoints",
-        type=int,
+        type=_count,
         metavar="N",
         help="emergency-broadcast endpoints (default: the scenario's)",
     )
-    parser.add_argument("--eb-regions", type=int, metavar="M", help="regions they are spread over")
+    parser.add_argument("--eb-regions", type=_regions, metavar="M", help="regions they are spread over")
     parser.add_argument(
         "--eb-inventory",
         type=Path,
@@ -129,7 +153,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         '(with region_level = "county") and exit',
     )
     parser.add_argument(
-        "--audio-rate", type=int, default=48_000, metavar="HZ", help="audio sample rate (default 48000)"
+        "--audio-rate", type=_rate, default=48_000, metavar="HZ", help="audio sample rate (default 48000)"
     )
     parser.add_argument(
         "--audio-channels", type=int, choices=[1, 2], default=2, help="audio channels (default 2)"
