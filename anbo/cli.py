@@ -8,10 +8,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import structlog
 
@@ -25,6 +27,7 @@ from monitor.sdnotify import Notifier
 from monitor.settings import load_settings_or_report, rule_vocabulary
 from rules import RuleFileError, builtin_test_files, load_rules, run_tests
 from rules.catalogue import Vocabulary, markdown_tables
+from rules.durations import positive_duration_argument
 from rules.testing import RuleTestFileError
 from simulator import cli as simulator_cli
 
@@ -110,39 +113,90 @@ def build_parser() -> argparse.ArgumentParser:
     demo_run.add_arguments(demo)
 
     analyze = sub.add_parser(
-        "analyze", help="analyse a recorded audio file (WAV): silences, levels, loudness"
+        "analyze",
+        help="analyse a recording (WAV, MP3, FLAC, Ogg, M4A): silences, levels, loudness",
     )
     analyze.add_argument("file", type=Path, metavar="FILE")
     analyze.add_argument("--json", action="store_true", help="print the report as JSON")
     analyze.add_argument(
         "--silence-threshold-db",
-        type=float,
+        type=_dbfs,
         default=-40.0,
         metavar="DBFS",
         help="silence below this level (default -40 dBFS)",
     )
     analyze.add_argument(
         "--silence-off-db",
-        type=float,
+        type=_dbfs,
         default=None,
         metavar="DBFS",
         help="programme again from this level (hysteresis; default threshold + 10 dB)",
     )
     analyze.add_argument(
         "--min-silence",
-        type=float,
+        type=positive_duration_argument,
         default=2.0,
-        metavar="SECONDS",
-        help="shortest silence reported (default 2 s)",
+        metavar="D",
+        help="shortest silence reported: 2, 2s, 1m (default 2 s)",
     )
     analyze.add_argument(
         "--min-programme",
-        type=float,
+        type=positive_duration_argument,
         default=1.0,
-        metavar="SECONDS",
+        metavar="D",
         help="programme must last this long to end a silence (default 1 s)",
     )
+    analyze.add_argument(
+        "--channel-weights",
+        type=_weights,
+        default=None,
+        metavar="W,W,...",
+        help="loudness weight of each channel (default BS.1770: 1 for L, R, C; 1.41 for surrounds; "
+        "5.1 as L,R,C,LFE,Ls,Rs = 1,1,1,0,1.41,1.41)",
+    )
+    analyze.add_argument(
+        "--loudness-target",
+        type=_lufs,
+        default=None,
+        metavar="LUFS",
+        help="report the integrated loudness's deviation from this target (e.g. -23, EBU R128)",
+    )
+    for name, command in sub.choices.items():
+        # `anbo COMMAND --help` opens with the same one line as `anbo --help` lists.
+        if command.description is None:
+            command.description = next(a.help for a in sub._choices_actions if a.dest == name)
     return parser
+
+
+def _number(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"not a finite number: {text!r}")
+    return value
+
+
+def _dbfs(text: str) -> float:
+    value = _number(text.strip().removesuffix("dBFS").removesuffix("dB"))
+    if value > 0:
+        raise argparse.ArgumentTypeError(f"a level in dBFS is at most 0, got {text!r}")
+    return value
+
+
+def _lufs(text: str) -> float:
+    value = _number(text.strip().removesuffix("LUFS").removesuffix("LKFS"))
+    if not -70.0 <= value <= 0.0:
+        raise argparse.ArgumentTypeError(f"a loudness target is between -70 and 0 LUFS, got {text!r}")
+    return value
+
+
+def _weights(text: str) -> tuple[float, ...]:
+    weights = tuple(_number(part) for part in text.split(","))
+    if any(w < 0 for w in weights):
+        raise argparse.ArgumentTypeError(f"channel weights must not be negative, got {text!r}")
+    return weights
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -243,6 +297,18 @@ def cmd_test_rules(args: argparse.Namespace) -> int:
 def cmd_analyze(args: argparse.Namespace) -> int:
     from rich.progress import Progress
 
+    def warn(text: str) -> None:
+        print(f"anbo analyze: {args.file}: warning: {text}", file=sys.stderr, flush=True)
+
+    options: dict[str, Any] = {
+        "silence_on_dbfs": args.silence_threshold_db,
+        "silence_off_dbfs": args.silence_off_db,
+        "min_silence": args.min_silence,
+        "min_programme": args.min_programme,
+        "channel_weights": args.channel_weights,
+        "loudness_target": args.loudness_target,
+        "warn": warn,
+    }
     try:
         if sys.stderr.isatty() and not args.json:
             with Progress(transient=True) as bar:
@@ -251,22 +317,9 @@ def cmd_analyze(args: argparse.Namespace) -> int:
                 def progress(done: float, total: float) -> None:
                     bar.update(task, completed=done, total=total)
 
-                report = analyze(
-                    args.file,
-                    silence_on_dbfs=args.silence_threshold_db,
-                    silence_off_dbfs=args.silence_off_db,
-                    min_silence=args.min_silence,
-                    min_programme=args.min_programme,
-                    progress=progress,
-                )
+                report = analyze(args.file, progress=progress, **options)
         else:
-            report = analyze(
-                args.file,
-                silence_on_dbfs=args.silence_threshold_db,
-                silence_off_dbfs=args.silence_off_db,
-                min_silence=args.min_silence,
-                min_programme=args.min_programme,
-            )
+            report = analyze(args.file, **options)
     except AnalyzeError as exc:
         print(f"anbo analyze: {args.file}: {exc}", file=sys.stderr)
         return 1
@@ -285,4 +338,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         "simulate": simulator_cli.run,
         "demo": demo_run.run,
     }
-    return commands[args.command](args)
+    try:
+        code = commands[args.command](args)
+        sys.stdout.flush()  # a closed pipe shows here, not at interpreter exit
+    except BrokenPipeError:
+        # `anbo analyze x.wav | head`: the reader has gone; nothing more to say to it.
+        # Point stdout at /dev/null so the interpreter's final flush does not fail again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 1
+    except KeyboardInterrupt:
+        print(f"anbo {args.command}: interrupted", file=sys.stderr)
+        return 130
+    return code

@@ -171,6 +171,12 @@ class AnboCollector(Collector):
         faulty = GaugeMetricFamily(
             "anbo_eb_endpoints_faulty", "Online endpoints reporting a fault.", labels=labels
         )
+        unreported = GaugeMetricFamily(
+            "anbo_eb_endpoints_unreported",
+            "Endpoints not heard from since anbo started, their first heartbeat not yet due "
+            "(neither online nor offline).",
+            labels=labels,
+        )
         status = eb.status
         if status is not None:
             for r, region in enumerate(eb.region_names):
@@ -180,10 +186,11 @@ class AnboCollector(Collector):
                 total.add_metric([station, region], n)
                 online.add_metric([station, region], int(status.online[r]))
                 faulty.add_metric([station, region], int(status.faulty[r]))
+                unreported.add_metric([station, region], int(status.unreported[r]))
                 value = float(status.online_ratio[r])
                 if math.isfinite(value):
                     ratio.add_metric([station, region], value)
-        yield from (total, online, ratio, faulty)
+        yield from (total, online, ratio, faulty, unreported)
         msgs = CounterMetricFamily("anbo_eb_messages", "Endpoint messages handled, by kind.", labels=["kind"])
         msgs.add_metric(["heartbeat"], eb.counters.heartbeats)
         msgs.add_metric(["confirmation"], eb.counters.confirmations)

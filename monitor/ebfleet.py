@@ -168,10 +168,10 @@ class EbMonitor:
     def evaluate(self, wall: float, now: float) -> list[TargetView]:
         """Region and dispatch views for the rule engine (at wall-clock ``wall``)."""
         self._apply_heartbeats()
-        status = self.fleet.evaluate(wall, self.settings.offline_after)
-        self.status = status
         if self.started is None:
             self.started = wall
+        status = self.fleet.evaluate(wall, self.settings.offline_after, started=self.started)
+        self.status = status
         settling = wall - self.started < self.settings.offline_after
         self.tracker.evict(wall)
         self.reports = self.tracker.reports(wall)
@@ -188,6 +188,8 @@ class EbMonitor:
             m: dict[str, float | str | None] = {
                 "eb_total": float(total),
                 "eb_online": float(status.online[r]),
+                "eb_unreported": float(status.unreported[r]),
+                "eb_offline": float(status.offline[r]),
                 "eb_online_ratio": ratio if math.isfinite(ratio) and not settling else None,
                 "eb_faults": float(status.faulty[r]),
                 "eb_offline_ids": truncated_ids(
@@ -254,6 +256,10 @@ class EbMonitor:
                     "online_ratio": None
                     if not math.isfinite(float(status.online_ratio[r]))
                     else round(float(status.online_ratio[r]), 4),
+                    # Not heard from since anbo started, first heartbeat not yet due.
+                    "not_yet_reported": [
+                        {"id": ids[i], "name": names[i]} for i in status.unreported_indices(r)
+                    ],
                     "offline": [{"id": ids[i], "name": names[i]} for i in status.offline_indices(r)],
                     "faulty": [{"id": ids[i], "name": names[i]} for i in status.faulty_indices(r)],
                 }

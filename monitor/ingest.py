@@ -25,6 +25,8 @@ from __future__ import annotations
 import asyncio
 import collections
 import random
+import re
+import socket
 import ssl
 import time
 from collections.abc import Callable, Sequence
@@ -147,6 +149,13 @@ def _refused(granted: tuple[int, ...] | list[ReasonCode]) -> bool:
     return any((g.is_failure if isinstance(g, ReasonCode) else g >= 0x80) for g in granted)
 
 
+#: getaddrinfo's messages (aiomqtt passes on only the text of the socket.gaierror).
+_DNS_FAILURE_RE = re.compile(
+    r"name or service not known|temporary failure in name resolution|nodename nor servname"
+    r"|no address associated with hostname|name does not resolve|errno -[235]\]"
+)
+
+
 def classify_connect_error(exc: aiomqtt.MqttError) -> ConnectError:
     rc = getattr(exc, "rc", None)
     if isinstance(rc, ReasonCode):
@@ -155,7 +164,12 @@ def classify_connect_error(exc: aiomqtt.MqttError) -> ConnectError:
         return ConnectError.PROTOCOL
     if isinstance(rc, int):
         return ConnectError.AUTH if rc in AUTH_FAILURES_V311 else ConnectError.PROTOCOL
+    context = exc.__context__
+    if isinstance(context, socket.gaierror):
+        return ConnectError.DNS
     text = str(exc).lower()
+    if _DNS_FAILURE_RE.search(text):
+        return ConnectError.DNS
     if "timed out" in text or "timeout" in text:
         return ConnectError.TIMEOUT
     if "ssl" in text or "certificate" in text:
@@ -291,6 +305,7 @@ class MqttIngest:
                 reason = classify_connect_error(exc)
                 self._on_failure(broker, reason, exc)
             finally:
+                mqttio.retrieve_disconnect_error(client)
                 was_up = self.connected[broker.url]
                 self.connected[broker.url] = False
             self.drain()

@@ -305,6 +305,20 @@ def disconnected(client: aiomqtt.Client) -> asyncio.Future[None]:
     return client._disconnected
 
 
+def retrieve_disconnect_error(client: aiomqtt.Client) -> BaseException | None:
+    """Take the exception of a connection lost unexpectedly, if any, after ``async with client``.
+
+    aiomqtt sets it on its "disconnected" future and, when nobody awaits that future
+    (``__aexit__`` returns early, a reconnect replaces it), asyncio later prints
+    "Future exception was never retrieved ... MqttCodeError('Unexpected disconnection')".
+    The loss itself is already handled (logged, counted) by the caller.
+    """
+    future = getattr(client, "_disconnected", None)
+    if isinstance(future, asyncio.Future) and future.done() and not future.cancelled():
+        return future.exception()
+    return None
+
+
 def speed_up(client: aiomqtt.Client) -> None:
     """Install the buffered socket and the cheap write path on ``client`` (before connecting).
 

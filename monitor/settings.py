@@ -490,6 +490,13 @@ class MigrationSettings(Strict):
     ts_id: int | None = None
     params: dict[str, float | str] = Field(default_factory=dict)
 
+    @field_validator("old_channel", "new_channel")
+    @classmethod
+    def _check_channel(cls, value: int | str | None) -> int | str | None:
+        if value is not None:
+            ds_channel_number(value)  # a channel off the UHF plan: ValueError, reported like targets'
+        return value
+
     @field_validator("simulcast_start", "cutover")
     @classmethod
     def _aware(cls, value: datetime) -> datetime:
@@ -610,14 +617,93 @@ class ConfigError(Exception):
         self.problems = problems
 
 
-def _loc_to_key(loc: tuple[int | str, ...]) -> str:
+def _loc_to_key(loc: tuple[int | str, ...], data: Mapping[str, Any] | None = None) -> str:
+    """``targets[fm-1].frequency_mhz``: list entries named by their ``name`` when they
+    have one (an operator knows the target, not its index), else ``maintenance[0]``."""
     key = ""
+    node: Any = data
     for part in loc:
         if isinstance(part, int):
-            key += f"[{part}]"
+            item = node[part] if isinstance(node, list) and 0 <= part < len(node) else None
+            name = item.get("name") if isinstance(item, dict) else None
+            key += f"[{name}]" if isinstance(name, str) and is_segment(name) else f"[{part}]"
+            node = item
         else:
             key += ("." if key else "") + part
+            node = node.get(part) if isinstance(node, dict) else None
     return key
+
+
+def _model_at(loc: tuple[int | str, ...]) -> type[BaseModel] | None:
+    """The settings model that holds the last key of ``loc`` (Settings for a top-level key)."""
+    model: type[BaseModel] = Settings
+    for part in loc[:-1]:
+        if isinstance(part, int):
+            continue
+        info = model.model_fields.get(part)
+        if info is None:
+            return None
+        found = _inner_model(info.annotation)
+        if found is None:
+            return None
+        model = found
+    return model
+
+
+def _inner_model(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in getattr(annotation, "__args__", ()):
+        found = _inner_model(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def _unknown_key_hint(loc: tuple[int | str, ...]) -> str:
+    """ "unknown key; did you mean keepalive?" or "... is a top-level key"."""
+    import difflib
+
+    name = str(loc[-1])
+    model = _model_at(loc)
+    if model is None:
+        return "unknown key"
+    known = list(model.model_fields)
+    if len(loc) > 1 and name in Settings.model_fields:
+        return f"unknown key: {name} is a top-level key (put it above the first [section])"
+    close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+    if close:
+        return f"unknown key; did you mean {close[0]}?"
+    if len(loc) == 1:  # a section's key written at the top level
+        for section, info in Settings.model_fields.items():
+            inner = _inner_model(info.annotation)
+            if inner is not None and name in inner.model_fields:
+                return f"unknown key: {name} belongs in [{section}]"
+    return f"unknown key (known here: {', '.join(sorted(known))})"
+
+
+def _key_line(text: str, loc: tuple[int | str, ...]) -> int | None:
+    """The line of ``loc``'s last key in the TOML text, for the usual layouts
+    (``key = ...`` under its ``[section]`` or the n-th ``[[section]]``); None if not found."""
+    key = re.escape(str(loc[-1]))
+    header = ".".join(str(p) for p in loc[:-1] if isinstance(p, str))
+    index = next((p for p in loc if isinstance(p, int)), None)
+    key_re = re.compile(rf"^\s*[\"']?{key}[\"']?\s*=")
+    header_re = re.compile(r"^\s*\[\[?\s*([^\]]+?)\s*\]\]?")
+    seen = -1
+    inside = not header
+    for number, line in enumerate(text.splitlines(), start=1):
+        m = header_re.match(line)
+        if m:
+            if m.group(1) == header:
+                seen += 1
+                inside = index is None or seen == index
+            else:
+                inside = False
+            continue
+        if inside and key_re.match(line):
+            return number
+    return None
 
 
 def _env_name(loc: tuple[int | str, ...], environ: Mapping[str, str]) -> str | None:
@@ -714,8 +800,8 @@ def load_settings(path: Path | str) -> LoadedSettings:
     env = dict(os.environ)
     where = str(path)
     try:
-        with path.open("rb") as fh:
-            data = tomllib.load(fh)
+        text = path.read_text(encoding="utf-8", errors="replace")
+        data = tomllib.loads(text)
     except FileNotFoundError:
         raise ConfigError([f"{where}: no such file"]) from None
     except OSError as exc:
@@ -738,10 +824,14 @@ def load_settings(path: Path | str) -> LoadedSettings:
     except ValidationError as exc:
         for err in exc.errors():
             loc = tuple(p for p in err["loc"] if p not in ("function-after", "function-before"))
-            key = _loc_to_key(loc) or "(top level)"
+            key = _loc_to_key(loc, data) or "(top level)"
             env_name = _env_name(loc, env)
             source = f"environment {env_name}" if env_name else where
             msg = err["msg"].removeprefix("Value error, ")
+            if err["type"] == "extra_forbidden" and not env_name:
+                line = _key_line(text, loc)
+                source = f"{where}:{line}" if line else where
+                msg = _unknown_key_hint(loc)
             problems.append(f"{source}: {key}: {msg}")
     except SettingsError as exc:
         # An environment value that should be JSON (a list or table) and is not.

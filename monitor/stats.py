@@ -44,6 +44,7 @@ class ConnectError(StrEnum):
     """Why a broker connection attempt failed."""
 
     REFUSED = "refused"
+    DNS = "dns"  # the broker's host name does not resolve
     AUTH = "auth"
     TIMEOUT = "timeout"
     TLS = "tls"

@@ -10,9 +10,12 @@ loudspeakers) is held as parallel arrays indexed by endpoint number ``0 … N−
   ``0 … n_regions−1``. Mapping endpoint and region names to indices is the caller's job.
 
 An endpoint is *online* at ``now`` when its last heartbeat is at most ``offline_after``
-seconds old. A heartbeat stamped in the future (clock skew) counts as fresh. Faults
-are counted only for online endpoints: the flags of an offline endpoint are stale, and
-the endpoint is already reported as offline.
+seconds old. One never heard from is *not yet reported* while less than ``offline_after``
+has passed since monitoring ``started`` (its first heartbeat may simply not be due yet),
+and *offline* after that, like one whose heartbeat is too old. A heartbeat stamped in
+the future (clock skew) counts as fresh. Faults are counted only for online endpoints:
+the flags of an offline endpoint are stale, and the endpoint is already reported as
+offline.
 """
 
 from __future__ import annotations
@@ -44,16 +47,24 @@ class FleetStatus:
     faulty_mask: NDArray[np.bool_]
     #: per endpoint: region index (shared with the fleet, do not modify)
     region: NDArray[np.int32]
+    #: per endpoint: never heard from, and not yet due (see the module docstring)
+    unreported_mask: NDArray[np.bool_]
+    #: endpoints per region not yet reported
+    unreported: NDArray[np.int64]
 
     @property
     def offline(self) -> NDArray[np.int64]:
-        """Endpoints per region that are offline (never heard, or heartbeat too old)."""
-        out: NDArray[np.int64] = self.total - self.online
+        """Endpoints per region that are offline (heartbeat too old, or never heard and due)."""
+        out: NDArray[np.int64] = self.total - self.online - self.unreported
         return out
 
     def offline_indices(self, region: int | None = None) -> NDArray[np.intp]:
         """Indices of offline endpoints, in ``region`` or in the whole fleet (None)."""
-        return self._select(~self.online_mask, region)
+        return self._select(~self.online_mask & ~self.unreported_mask, region)
+
+    def unreported_indices(self, region: int | None = None) -> NDArray[np.intp]:
+        """Indices of endpoints not yet reported, in ``region`` or everywhere."""
+        return self._select(self.unreported_mask, region)
 
     def faulty_indices(self, region: int | None = None) -> NDArray[np.intp]:
         """Indices of online endpoints reporting a fault, in ``region`` or everywhere."""
@@ -116,11 +127,19 @@ class Fleet:
             raise ValueError("fault flags must be integers in 0..2**32-1")
         self.faults[idx] = np.broadcast_to(f.astype(np.uint32), idx.shape)
 
-    def evaluate(self, now: float, offline_after: float, fault_mask: int = 0xFFFFFFFF) -> FleetStatus:
+    def evaluate(
+        self,
+        now: float,
+        offline_after: float,
+        fault_mask: int = 0xFFFFFFFF,
+        *,
+        started: float | None = None,
+    ) -> FleetStatus:
         """Per-region online and fault counts at ``now``.
 
         ``offline_after`` is the heartbeat age (s) beyond which an endpoint is offline;
-        ``fault_mask`` selects the fault bits that count (all by default).
+        ``fault_mask`` selects the fault bits that count (all by default); ``started``
+        is when monitoring began (None: long ago, so nobody is "not yet reported").
         """
         if not offline_after >= 0.0:
             raise ValueError(f"offline_after must be >= 0 s, got {offline_after!r}")
@@ -130,6 +149,11 @@ class Fleet:
         n_regions = self.n_regions
         online_n = np.bincount(self.region[online], minlength=n_regions).astype(np.int64)
         faulty_n = np.bincount(self.region[faulty], minlength=n_regions).astype(np.int64)
+        if started is not None and now - started < offline_after:
+            unreported = np.isnan(self.last_heartbeat)
+        else:
+            unreported = np.zeros(self.size, dtype=bool)
+        unreported_n = np.bincount(self.region[unreported], minlength=n_regions).astype(np.int64)
         total = self._total
         with np.errstate(invalid="ignore", divide="ignore"):
             ratio = np.where(total > 0, online_n / np.maximum(total, 1), np.nan)
@@ -142,4 +166,6 @@ class Fleet:
             online_mask=online,
             faulty_mask=faulty,
             region=self.region,
+            unreported_mask=unreported,
+            unreported=unreported_n,
         )

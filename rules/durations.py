@@ -10,7 +10,13 @@ import math
 import re
 from typing import Final
 
-__all__ = ["UNIT_SECONDS", "format_duration", "parse_duration"]
+__all__ = [
+    "UNIT_SECONDS",
+    "duration_argument",
+    "format_duration",
+    "parse_duration",
+    "positive_duration_argument",
+]
 
 #: Seconds per duration unit.
 UNIT_SECONDS: Final[dict[str, float]] = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
@@ -62,3 +68,27 @@ def format_duration(seconds: float) -> str:
         if count:
             parts.append(f"{count}{unit}")
     return "".join(parts)
+
+
+def duration_argument(text: str) -> float:
+    """``argparse`` type for a duration option that may be 0: ``90``, ``90s``, ``2m``, ``1h30m``.
+
+    The one parser behind every duration option of every command (``anbo demo --duration``,
+    ``anbo simulate --duration``, ``anbo analyze --min-silence`` ...); negatives are refused.
+    """
+    import argparse
+
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def positive_duration_argument(text: str) -> float:
+    """:func:`duration_argument` that also refuses 0."""
+    import argparse
+
+    seconds = duration_argument(text)
+    if seconds <= 0:
+        raise argparse.ArgumentTypeError(f"must be longer than 0 s, got {text!r}")
+    return seconds

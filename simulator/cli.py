@@ -28,6 +28,7 @@ import structlog
 
 from monitor.logs import configure_logging
 from monitor.settings import LoadedSettings, load_settings_or_report
+from rules.durations import positive_duration_argument
 from simulator.accelerated import run_accelerated, verify
 from simulator.programme import WavError
 from simulator.publisher import Publisher
@@ -46,13 +47,28 @@ __all__ = ["add_arguments", "run"]
 DEFAULT_SCENARIO = "quiet-day"
 
 
-def _duration(text: str) -> float:
-    from rules.durations import parse_duration
-
+def _count(text: str) -> int:
     try:
-        return parse_duration(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must not be negative, got {text!r}")
+    return value
+
+
+def _regions(text: str) -> int:
+    value = _count(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError("at least 1 region")
+    return value
+
+
+def _rate(text: str) -> int:
+    value = _count(text)
+    if not 8_000 <= value <= 384_000:
+        raise argparse.ArgumentTypeError(f"a sample rate between 8000 and 384000 Hz, got {text!r}")
+    return value
 
 
 def _positive(text: str) -> float:
@@ -110,7 +126,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--duration",
-        type=_duration,
+        type=positive_duration_argument,
         metavar="D",
         help="stop after this long (e.g. 10m) instead of the scenario's duration",
     )
@@ -124,11 +140,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--eb-endpoints",
-        type=int,
+        type=_count,
         metavar="N",
         help="emergency-broadcast endpoints (default: the scenario's)",
     )
-    parser.add_argument("--eb-regions", type=int, metavar="M", help="regions they are spread over")
+    parser.add_argument("--eb-regions", type=_regions, metavar="M", help="regions they are spread over")
     parser.add_argument(
         "--eb-inventory",
         type=Path,
@@ -137,7 +153,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         '(with region_level = "county") and exit',
     )
     parser.add_argument(
-        "--audio-rate", type=int, default=48_000, metavar="HZ", help="audio sample rate (default 48000)"
+        "--audio-rate", type=_rate, default=48_000, metavar="HZ", help="audio sample rate (default 48000)"
     )
     parser.add_argument(
         "--audio-channels", type=int, choices=[1, 2], default=2, help="audio channels (default 2)"

@@ -29,6 +29,7 @@ import structlog
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from monitor.mqttio import retrieve_disconnect_error
 from monitor.settings import parse_broker_url
 from simulator.scenario import Scenario
 from simulator.station import Message, Protocol
@@ -227,6 +228,8 @@ class Publisher:
                     retry_in_s=round(delay, 2),
                 )
                 await asyncio.sleep(delay)
+            finally:
+                retrieve_disconnect_error(client)
 
     def _take_back(self) -> int:
         """Put what was in flight (unconfirmed) back at the head of the buffer, in order:

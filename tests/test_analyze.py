@@ -109,9 +109,9 @@ def test_loudness_range_and_true_peak(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("content", "message"),
     [
-        (b"", "not a WAV file"),
+        (b"", "the file is empty"),
         (b"RIFF\x00\x00\x00\x00WAVEjunk", "not a WAV file"),
-        (b"ID3\x03\x00 an mp3 perhaps", "not a WAV file"),
+        (b"ID3\x03\x00 an mp3 perhaps", "not an audio file anbo can read (ffprobe: "),
     ],
 )
 def test_corrupt_files_get_a_clear_error(

@@ -81,9 +81,15 @@ def test_heartbeats_faults_and_region_views(pipe: Pipeline, eb: EbMonitor) -> No
 def test_online_ratio_unknown_until_every_endpoint_was_due(pipe: Pipeline, eb: EbMonitor) -> None:
     send(pipe, "anbo/eb/eb-001/status", encode_readings(NOW, 1, {"online": 1}))
     first = {v.name: v for v in eb.evaluate(NOW, now=0.0)}
-    assert first["eb:青山县/东镇"].measurements["eb_online_ratio"] is None  # just started: not yet known
+    east = first["eb:青山县/东镇"].measurements
+    assert east["eb_online_ratio"] is None  # just started: not yet known
+    # The two not heard from are "not yet reported", neither online nor offline.
+    assert (east["eb_online"], east["eb_unreported"], east["eb_offline"]) == (1.0, 2.0, 0.0)
+    assert east["eb_offline_ids"] == ""
     later = {v.name: v for v in eb.evaluate(NOW + 181, now=181.0)}
-    assert later["eb:青山县/东镇"].measurements["eb_online_ratio"] == 0.0
+    east = later["eb:青山县/东镇"].measurements
+    assert east["eb_online_ratio"] == 0.0
+    assert (east["eb_online"], east["eb_unreported"], east["eb_offline"]) == (0.0, 0.0, 3.0)
 
 
 def test_dispatch_coverage(pipe: Pipeline, eb: EbMonitor) -> None:
@@ -138,7 +144,17 @@ def test_status_endpoint_through_a_real_broker(mosquitto: Mosquitto, write_confi
             status = await asyncio.to_thread(get)
             regions = {r["region"]: r for r in status["regions"]}  # type: ignore[attr-defined]
             assert regions["青山县/东镇"]["online"] == 1
-            assert [e["id"] for e in regions["青山县/东镇"]["offline"]] == ["eb-002", "eb-003"]
+            # Just started: the two silent endpoints are not yet reported, not offline.
+            assert regions["青山县/东镇"]["offline"] == []
+            assert [e["id"] for e in regions["青山县/东镇"]["not_yet_reported"]] == ["eb-002", "eb-003"]
+            metrics = await asyncio.to_thread(
+                lambda: (
+                    urllib.request.urlopen(f"http://127.0.0.1:{daemon.metrics_port}/metrics", timeout=5)
+                    .read()
+                    .decode()
+                )
+            )
+            assert 'anbo_eb_endpoints_unreported{region="青山县/东镇",station=' in metrics
             assert regions["青山县/西镇"]["online"] == 1
         finally:
             daemon.request_stop()

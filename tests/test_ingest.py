@@ -62,6 +62,8 @@ def test_backoff_grows_with_jitter_and_is_capped() -> None:
         (aiomqtt.MqttError("Operation timed out"), ConnectError.TIMEOUT),
         (aiomqtt.MqttError("Disconnected during message iteration"), ConnectError.LOST),
         (aiomqtt.MqttError("[SSL: CERTIFICATE_VERIFY_FAILED]"), ConnectError.TLS),
+        (aiomqtt.MqttError("[Errno -2] Name or service not known"), ConnectError.DNS),
+        (aiomqtt.MqttError("[Errno -3] Temporary failure in name resolution"), ConnectError.DNS),
     ],
 )
 def test_connect_errors_are_classified(exc: aiomqtt.MqttError, reason: ConnectError) -> None:

@@ -64,9 +64,31 @@ def test_unknown_keys_name_file_and_key(tmp_path: Path) -> None:
         'kind="fm"\nservice="s"\nfrequency_mhz=97.5\nfrequncy=1\n'
     )
     out = problems(path)
-    assert f"{path}: station.colour: Extra inputs are not permitted" in out
-    assert f"{path}: mqtt.qso: Extra inputs are not permitted" in out
-    assert f"{path}: targets[0].frequncy: Extra inputs are not permitted" in out
+    assert f"{path}:3: station.colour: unknown key (known here: description, name, station_class)" in out
+    assert f"{path}:5: mqtt.qso: unknown key; did you mean qos?" in out
+    assert f"{path}:11: targets[a].frequncy: unknown key; did you mean frequency_mhz?" in out
+
+
+def test_misplaced_keys_say_where_they_belong(tmp_path: Path) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text(
+        'keepalive = 30\n[station]\nname = "x"\n[mqtt]\nkeepalve = 30\nstate_directory = "/tmp"\n'
+    )
+    out = problems(path)
+    assert f"{path}:1: keepalive: unknown key: keepalive belongs in [mqtt]" in out
+    assert f"{path}:5: mqtt.keepalve: unknown key; did you mean keepalive?" in out
+    assert any(p.startswith(f"{path}:6: mqtt.state_directory:") and "is a top-level key" in p for p in out)
+
+
+def test_migration_channel_off_the_plan_is_a_config_problem(tmp_path: Path) -> None:
+    path = tmp_path / "m.toml"
+    path.write_text(
+        '[station]\nname = "x"\n[[migrations]]\nname = "m1"\nservice = "news"\nkind = "dtv"\n'
+        'old_channel = "DS-40"\nnew_channel = "DS-99"\n'
+        "simulcast_start = 2026-12-01T00:00:00+08:00\ncutover = 2026-12-15T00:00:00+08:00\n"
+    )
+    out = problems(path)
+    assert out == [f"{path}: migrations[m1].new_channel: DS-99 is outside the UHF plan DS-13…DS-48"]
 
 
 def test_unknown_environment_setting(write_config, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
@@ -93,7 +115,7 @@ def test_bad_env_value_names_the_variable(write_config, monkeypatch: pytest.Monk
         ('kind="dtv"\nservice="s"\nchannel="K21"', "is not a DS channel"),
         ('kind="dtv"\nservice="s"', "needs channel"),
         ('kind="fm"\nfrequency_mhz=97.5', "needs service"),
-        ('kind="am"\nservice="s"', "targets[0].kind"),
+        ('kind="am"\nservice="s"', "targets[a].kind"),
         ('kind="fm"\nservice="s"\nfrequency_mhz=97.5\nlabels={station="x"}', "reserved"),
         (
             'kind="fm"\nservice="s"\nfrequency_mhz=97.5\nlabels={"bad-name"="x"}',
@@ -107,7 +129,7 @@ def test_target_validation(tmp_path: Path, snippet: str, expected: str) -> None:
     path.write_text(f'[station]\nname="s1"\n[[targets]]\nname="a"\n{snippet}\n')
     out = problems(path)
     assert len(out) == 1, out
-    assert out[0].startswith(f"{path}: targets[0]") and expected in out[0], out
+    assert out[0].startswith(f"{path}: targets[a]") and expected in out[0], out
 
 
 def test_duplicate_targets_and_unknown_served(tmp_path: Path) -> None:

@@ -87,6 +87,32 @@ def _audio_state(m: dict[str, object]) -> Text:
     return Text("programme", "green")
 
 
+def _eb_table(daemon: Daemon) -> Table | None:
+    """Emergency-broadcast regions: online, not yet reported (just started), offline, faulty."""
+    eb = daemon.eb
+    status = eb.status if eb is not None else None
+    if eb is None or status is None:
+        return None
+    table = Table(expand=True, title="Emergency broadcast", title_justify="left")
+    for col in ("region", "endpoints", "online", "not yet reported", "offline", "faulty"):
+        table.add_column(col, no_wrap=col == "region")
+    for r, region in enumerate(eb.region_names):
+        total = int(status.total[r])
+        if total == 0:
+            continue
+        online, waiting = int(status.online[r]), int(status.unreported[r])
+        offline, faulty = int(status.offline[r]), int(status.faulty[r])
+        table.add_row(
+            region,
+            str(total),
+            Text(f"{online} ({100 * online / total:.0f} %)", "green" if online == total else ""),
+            Text(str(waiting), "dim") if waiting else Text("–", "dim"),
+            Text(str(offline), "bold red") if offline else Text("0", "green"),
+            Text(str(faulty), "bold red") if faulty else Text("0", "green"),
+        )
+    return table
+
+
 def render(daemon: Daemon, events: EventLog, header: str) -> Group:
     pipeline = daemon.pipeline
     measurements = daemon.evaluator.measurements
@@ -97,7 +123,8 @@ def render(daemon: Daemon, events: EventLog, header: str) -> Group:
             alerts_by_target.setdefault(a.target, []).append(a.alertname)
 
     services = Table(expand=True, title="Services", title_justify="left")
-    for col in ("target", "service", "freq", "RF dBµV", "audio dBFS", "LUFS (3 s)", "audio", "alerts"):
+    columns = ("target", "service", "freq", "RF dBµV", "audio dBFS", "LUFS (3 s)", "programme")
+    for col in (*columns, "transmitter", "alerts"):
         services.add_column(col, no_wrap=col in ("target", "freq"))
     for name, target in pipeline.targets.items():
         t = target.settings
@@ -105,12 +132,15 @@ def render(daemon: Daemon, events: EventLog, header: str) -> Group:
         rf = target.streams.get("rf")
         rf_level = rf.values.get("rf_level_dbuv") if rf is not None else None
         if t.kind.value == "tx":
+            # A transmitter has no programme of its own: its values get their own column.
             status = target.streams.get("status")
             fwd = status.values.get("forward_power_w") if status is not None else None
-            audio = Text(f"Pf {_num(fwd, '{:.0f}')} W, VSWR {_num(m.get('vswr'), '{:.2f}')}")
+            transmitter = Text(f"Pf {_num(fwd, '{:.0f}')} W, VSWR {_num(m.get('vswr'), '{:.2f}')}")
+            programme = Text("–", "dim")
             level = loud = "–"
         else:
-            audio = _audio_state(m)
+            programme = _audio_state(m)
+            transmitter = Text("–", "dim")
             level = _num(m.get("audio_rms_dbfs"))
             loud = _num(m.get("loudness_shortterm_lufs"))
         names = alerts_by_target.get(name, [])
@@ -121,9 +151,15 @@ def render(daemon: Daemon, events: EventLog, header: str) -> Group:
             _num(rf_level),
             level,
             loud,
-            audio,
+            programme,
+            transmitter,
             Text(", ".join(names) or "ok", "bold red" if names else "green"),
         )
+
+    tables: list[Table] = [services]
+    eb = _eb_table(daemon)
+    if eb is not None:
+        tables.append(eb)
 
     alerts = Table(expand=True, title=f"Alerts ({len(active)} active)", title_justify="left")
     for col in ("alert", "target", "severity", "state", "since", "notified"):
@@ -154,7 +190,7 @@ def render(daemon: Daemon, events: EventLog, header: str) -> Group:
     )
     return Group(
         Text(header, "bold"),
-        services,
+        *tables,
         alerts,
         Panel(log or Text("no alerts yet", "dim"), title="Events", title_align="left"),
         footer,

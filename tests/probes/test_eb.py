@@ -99,3 +99,16 @@ def test_large_fleet_matches_a_per_region_reference() -> None:
         assert status.faulty[r] == (online & in_r & (faults != 0)).sum()
         np.testing.assert_array_equal(status.offline_indices(r), np.flatnonzero(in_r & ~online))
     assert status.online.sum() == online.sum()
+
+
+def test_never_heard_is_not_yet_reported_until_due() -> None:
+    fleet = Fleet([0, 0, 0, 1])
+    fleet.heartbeat([0, 3], NOW)
+    fleet.heartbeat([1], NOW - 500)  # heard once, long ago: offline
+    early = fleet.evaluate(NOW, 60.0, started=NOW - 10)
+    assert list(early.online) == [1, 1]
+    assert list(early.unreported) == [1, 0] and list(early.unreported_indices()) == [2]
+    assert list(early.offline) == [1, 0] and list(early.offline_indices()) == [1]
+    due = fleet.evaluate(NOW, 60.0, started=NOW - 61)
+    assert list(due.unreported) == [0, 0] and list(due.offline_indices()) == [1, 2]
+    assert list(fleet.evaluate(NOW, 60.0).offline_indices()) == [1, 2]  # no start given: long ago
