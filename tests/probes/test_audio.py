@@ -311,9 +311,17 @@ def test_level_hysteresis_holds_the_silence_until_the_off_threshold() -> None:
 
 
 def test_time_hysteresis_ignores_short_bursts_and_short_dips() -> None:
-    burst = silence_at(steady(20.0), [(3.0, 8.0), (8.5, 15.0)])  # 0.5 s burst < off_s
+    # A 0.4 s burst is less than half of off_s (1 s): not programme yet.
+    burst = silence_at(steady(20.0), [(3.0, 8.0), (8.4, 15.0)])
     closed = feed(SilenceDetector(on_s=2.0, off_s=1.0), burst, [RATE])
     assert closed == [SilenceInterval(TS0 + 3.0, TS0 + 15.0, SilenceEnd.AUDIO)]
+    # Half of off_s is: the silence ends where the burst began, a new one follows it.
+    burst = silence_at(steady(20.0), [(3.0, 8.0), (8.5, 15.0)])
+    closed = feed(SilenceDetector(on_s=2.0, off_s=1.0), burst, [RATE])
+    assert closed == [
+        SilenceInterval(TS0 + 3.0, TS0 + 8.0, SilenceEnd.AUDIO),
+        SilenceInterval(TS0 + 8.5, TS0 + 15.0, SilenceEnd.AUDIO),
+    ]
     dips = silence_at(steady(20.0), [(3.0, 4.5), (6.0, 7.9)])  # dips < on_s
     assert feed(SilenceDetector(on_s=2.0, off_s=1.0), dips, [RATE]) == []
 
