@@ -121,7 +121,8 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=1.0,
         metavar="SECONDS",
-        help="programme must last this long to end a silence (default 1 s)",
+        help="programme (loud at least half of the time) must last this long to end a "
+        "silence, which ends where programme resumed (default 1 s)",
     )
     return parser
 

@@ -256,7 +256,7 @@ def channel_correlation(
 class SilenceEnd(enum.Enum):
     """Why a silence interval ended."""
 
-    #: programme came back: level ≥ the off threshold for the off duration
+    #: programme came back (see :class:`SilenceDetector`); ``end`` is where it resumed
     AUDIO = "audio"
     #: the input had a gap (or :meth:`SilenceDetector.interrupt` was called): the
     #: silence lasted at least until ``end``; what happened after is unknown
@@ -289,8 +289,9 @@ class SilenceUpdate:
     closed: tuple[SilenceInterval, ...]
     #: the silence in progress, if any (``ended_by`` is OPEN)
     open: SilenceInterval | None
-    #: start of the run of frames that will change the state if it lasts (a quiet run
-    #: while CLEAR, a loud run while ACTIVE, the current run while UNKNOWN), else None
+    #: start of what will change the state if it goes on (a quiet run while CLEAR; the
+    #: first loud frame of the window that may confirm programme while ACTIVE; either
+    #: while UNKNOWN, the quiet run first), else None
     pending_since: float | None
     #: end of the last complete frame evaluated (unix s), None if none yet
     evaluated_until: float | None
@@ -336,11 +337,19 @@ class SilenceDetector:
     hysteresis band).
 
     * CLEAR → ACTIVE (silence) when quiet frames run for ``on_s``; the silence starts
-      at the first of those frames.
-    * ACTIVE → CLEAR when loud frames run for ``off_s``; the silence ends at the first
-      loud frame of that run, and is emitted as a closed interval.
-    * UNKNOWN (at start and after a gap) → ACTIVE as above; → CLEAR when non-quiet
-      frames (≥ ``on_dbfs``) run for ``off_s``.
+      at the first of those frames (where the level dropped).
+    * ACTIVE → CLEAR when programme is confirmed: a window of ``off_s`` that begins on
+      a loud frame holds at least ``programme_ratio`` (default half) loud frames. This is
+      the level integrated over the window, as a listener or a hardware silence monitor
+      hears it: speech, with its word and breath pauses, never stays loud for seconds
+      on end, but is loud most of the time. The silence ends at the window's first loud
+      frame, where programme resumed (the confirmation time is not part of the
+      interval), and is emitted as a closed interval when the window is complete, i.e.
+      ``off_s`` after programme resumed. A quiet run at the end of the window goes on
+      counting towards the next silence. ``programme_ratio=1`` asks for an unbroken run
+      of loud frames (the behaviour before issue #11).
+    * UNKNOWN (at start and after a gap) → ACTIVE as above; → CLEAR by the same window
+      rule with non-quiet frames (≥ ``on_dbfs``) in place of loud ones.
     * A gap (``ts`` off the expected time by more than ``gap_tolerance_s``, or a change of
       rate or channel count) ends an open silence at the end of the last evaluated frame
       with ``ended_by=GAP`` and returns to UNKNOWN: a silence is never extended across
@@ -605,7 +614,7 @@ class SilenceDetector:
                 self._keep_window(flags, quiet[pos:], pos, carry)
                 break
             # Programme: it resumed at the window's first frame, not where it was confirmed.
-            resumed = self._win_times[s] if s < carry else self._frame_start(pos + s - carry)
+            resumed = float(self._win_times[s]) if s < carry else self._frame_start(pos + s - carry)
             if state is DetectionState.ACTIVE:
                 assert self._open_start is not None
                 closed += (SilenceInterval(self._open_start, resumed, SilenceEnd.AUDIO),)
@@ -617,7 +626,9 @@ class SilenceDetector:
             run = 0 if not q[-1] else int(q.shape[0] - 1 - np.flatnonzero(~q)[-1])
             if run:
                 k = jw - run + 1
-                self._run_start = self._win_times[k] if k < carry else self._frame_start(pos + k - carry)
+                self._run_start = (
+                    float(self._win_times[k]) if k < carry else self._frame_start(pos + k - carry)
+                )
             self._run_len = run
             self._forget_window()
             if run >= on:  # on_s shorter than off_s: the quiet run is already a silence
