@@ -144,7 +144,8 @@ def build_parser() -> argparse.ArgumentParser:
         type=positive_duration_argument,
         default=1.0,
         metavar="D",
-        help="programme must last this long to end a silence (default 1 s)",
+        help="programme (loud at least half of the time) must last this long to end a "
+        "silence, which ends where programme resumed (default 1 s)",
     )
     analyze.add_argument(
         "--channel-weights",

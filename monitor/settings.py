@@ -371,10 +371,12 @@ class ProbeSettings(Strict):
     """``[probes]``: how measurements are taken (defaults from domain practice)."""
 
     tick: float = Field(default=1.0, ge=0.1, le=60.0, description="Evaluation interval (s)")
-    silence_on_dbfs: float = Field(default=-40.0, le=0.0)
-    silence_off_dbfs: float = Field(default=-30.0, le=0.0)
-    silence_on_s: float = Field(default=10.0, gt=0.0)
-    silence_off_s: float = Field(default=5.0, gt=0.0)
+    silence_on_dbfs: float = Field(default=-40.0, le=0.0, description="Silent below this level (dBFS)")
+    silence_off_dbfs: float = Field(default=-30.0, le=0.0, description="Programme from this level (dBFS)")
+    silence_on_s: float = Field(default=10.0, gt=0.0, description="Silent this long: silence (s)")
+    silence_off_s: float = Field(
+        default=5.0, gt=0.0, description="Loud half of this window: programme again, from its start (s)"
+    )
     hiss_on_s: float = Field(default=5.0, gt=0.0)
     tone_on_s: float = Field(default=10.0, gt=0.0)
     deemphasis_us: float | None = Field(default=None, description="FM receivers' de-emphasis: 50 in China")

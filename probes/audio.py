@@ -256,7 +256,7 @@ def channel_correlation(
 class SilenceEnd(enum.Enum):
     """Why a silence interval ended."""
 
-    #: programme came back: level ≥ the off threshold for the off duration
+    #: programme came back (see :class:`SilenceDetector`); ``end`` is where it resumed
     AUDIO = "audio"
     #: the input had a gap (or :meth:`SilenceDetector.interrupt` was called): the
     #: silence lasted at least until ``end``; what happened after is unknown
@@ -289,8 +289,9 @@ class SilenceUpdate:
     closed: tuple[SilenceInterval, ...]
     #: the silence in progress, if any (``ended_by`` is OPEN)
     open: SilenceInterval | None
-    #: start of the run of frames that will change the state if it lasts (a quiet run
-    #: while CLEAR, a loud run while ACTIVE, the current run while UNKNOWN), else None
+    #: start of what will change the state if it goes on (a quiet run while CLEAR; the
+    #: first loud frame of the window that may confirm programme while ACTIVE; either
+    #: while UNKNOWN, the quiet run first), else None
     pending_since: float | None
     #: end of the last complete frame evaluated (unix s), None if none yet
     evaluated_until: float | None
@@ -336,11 +337,19 @@ class SilenceDetector:
     hysteresis band).
 
     * CLEAR → ACTIVE (silence) when quiet frames run for ``on_s``; the silence starts
-      at the first of those frames.
-    * ACTIVE → CLEAR when loud frames run for ``off_s``; the silence ends at the first
-      loud frame of that run, and is emitted as a closed interval.
-    * UNKNOWN (at start and after a gap) → ACTIVE as above; → CLEAR when non-quiet
-      frames (≥ ``on_dbfs``) run for ``off_s``.
+      at the first of those frames (where the level dropped).
+    * ACTIVE → CLEAR when programme is confirmed: a window of ``off_s`` that begins on
+      a loud frame holds at least ``programme_ratio`` (default half) loud frames. This is
+      the level integrated over the window, as a listener or a hardware silence monitor
+      hears it: speech, with its word and breath pauses, never stays loud for seconds
+      on end, but is loud most of the time. The silence ends at the window's first loud
+      frame, where programme resumed (the confirmation time is not part of the
+      interval), and is emitted as a closed interval when the window is complete, i.e.
+      ``off_s`` after programme resumed. A quiet run at the end of the window goes on
+      counting towards the next silence. ``programme_ratio=1`` asks for an unbroken run
+      of loud frames (the behaviour before issue #11).
+    * UNKNOWN (at start and after a gap) → ACTIVE as above; → CLEAR by the same window
+      rule with non-quiet frames (≥ ``on_dbfs``) in place of loud ones.
     * A gap (``ts`` off the expected time by more than ``gap_tolerance_s``, or a change of
       rate or channel count) ends an open silence at the end of the last evaluated frame
       with ``ended_by=GAP`` and returns to UNKNOWN: a silence is never extended across
@@ -364,6 +373,7 @@ class SilenceDetector:
         off_dbfs: float = -30.0,
         on_s: float = 10.0,
         off_s: float = 5.0,
+        programme_ratio: float = 0.5,
         frame_s: float = 0.05,
         gap_tolerance_s: float = 0.1,
         floor_db: float = DB_FLOOR,
@@ -374,6 +384,9 @@ class SilenceDetector:
             raise ValueError(f"durations must be > 0 s, got on={on_s!r} off={off_s!r}")
         if not frame_s > 0.0:
             raise ValueError(f"frame duration must be > 0 s, got {frame_s!r}")
+        if not 0.0 < programme_ratio <= 1.0:
+            raise ValueError(f"programme ratio must be in (0, 1], got {programme_ratio!r}")
+        self.programme_ratio = float(programme_ratio)
         self.on_dbfs = float(on_dbfs)
         self.off_dbfs = float(off_dbfs)
         self.on_s = float(on_s)
@@ -394,6 +407,7 @@ class SilenceDetector:
         frame_dur = self._frame_len / rate
         self._on_frames = max(1, math.ceil(self.on_s / frame_dur - 1e-9))
         self._off_frames = max(1, math.ceil(self.off_s / frame_dur - 1e-9))
+        self._programme_frames = max(1, math.ceil(self.programme_ratio * self._off_frames - 1e-9))
         # Frames are scored by their loudest channel's energy (sum of squares).
         self._quiet_below = self._frame_len * 10.0 ** (self.on_dbfs / 10.0)
         self._loud_from = self._frame_len * 10.0 ** (self.off_dbfs / 10.0)
@@ -403,7 +417,9 @@ class SilenceDetector:
         self._open_start: float | None = None
         self._run_len = 0
         self._run_start = 0.0
-        self._run_quiet = False  # only used while UNKNOWN: kind of the carried run
+        # While ACTIVE or UNKNOWN: the last frames (< off_s, from the first hot one) that
+        # may begin a window of programme, whether hot and quiet, and their start times.
+        self._forget_window()
         self._partial_len = 0
         self._partial_start = 0.0
         self._partial_energy = np.zeros(self._channels)
@@ -510,7 +526,7 @@ class SilenceDetector:
             state=self._state,
             closed=closed,
             open=self.open_interval,
-            pending_since=self._run_start if self._run_len else None,
+            pending_since=self._pending_since(),
             evaluated_until=self._evaluated_until,
             levels=levels,
         )
@@ -523,61 +539,149 @@ class SilenceDetector:
             return self._carried_start
         return self._ts + (self._head + (i - self._i0) * self._frame_len) / self._rate
 
+    def _pending_since(self) -> float | None:
+        if self._run_len:
+            return self._run_start
+        if self._state is not DetectionState.CLEAR and self._win_times.shape[0]:
+            return float(self._win_times[0])
+        return None
+
+    def _frame_starts(self, idx: NDArray[np.intp]) -> NDArray[np.float64]:
+        """Start times (unix s) of frames ``idx`` of the current block."""
+        t: NDArray[np.float64] = self._ts + (self._head + (idx - self._i0) * self._frame_len) / self._rate
+        if self._i0:
+            t[idx < self._i0] = self._carried_start
+        return t
+
+    def _open(self, start: float) -> None:
+        self._open_start = start
+        self._state = DetectionState.ACTIVE
+        self._run_len = 0
+        self._forget_window()
+
+    def _forget_window(self) -> None:
+        self._win_hot = _NO_FLAGS
+        self._win_quiet = _NO_FLAGS
+        self._win_times = _NO_TIMES
+
     def _advance(self, scores: NDArray[np.floating]) -> tuple[SilenceInterval, ...]:
         """Run the state machine over this block's frame scores; return closed silences."""
         closed: tuple[SilenceInterval, ...] = ()
         quiet = scores < self._quiet_below
         loud: NDArray[np.bool_] | None = None
         m = scores.shape[0]
+        on, width, need = self._on_frames, self._off_frames, self._programme_frames
         pos = 0
         while pos < m:
             state = self._state
             if state is DetectionState.CLEAR:
-                need = self._on_frames
-                j, trailing = _first_completion(quiet[pos:], self._run_len, need)
-            elif state is DetectionState.ACTIVE:
+                j, trailing = _first_completion(quiet[pos:], self._run_len, on)
+                if j < 0:
+                    self._carry_run(trailing, m - pos, m)
+                    break
+                first = pos + j - on + 1  # frame where the completing run began
+                self._open(self._run_start if first < pos else self._frame_start(first))
+                pos += j + 1
+                continue
+            # ACTIVE or UNKNOWN: look for programme, i.e. a window of ``width`` frames that
+            # starts on a hot frame and holds at least ``need`` hot ones (loud frames while
+            # ACTIVE; non-quiet ones while UNKNOWN). While UNKNOWN, a quiet run of ``on``
+            # frames (silence) competes with it; the earlier completion wins.
+            if state is DetectionState.ACTIVE:
                 if loud is None:
                     loud = scores >= self._loud_from
-                need = self._off_frames
-                j, trailing = _first_completion(loud[pos:], self._run_len, need)
+                hot = loud[pos:]
             else:
-                carried_q = self._run_len if self._run_quiet else 0
-                carried_n = self._run_len - carried_q
-                jq, tq = _first_completion(quiet[pos:], carried_q, self._on_frames)
-                jn, tn = _first_completion(~quiet[pos:], carried_n, self._off_frames)
-                if jq >= 0 and (jn < 0 or jq < jn):
-                    j, need, self._run_quiet = jq, self._on_frames, True
-                elif jn >= 0:
-                    j, need, self._run_quiet = jn, self._off_frames, False
-                else:
-                    j, need, self._run_quiet = -1, 0, bool(quiet[-1])
-                    trailing = tq if self._run_quiet else tn
-            if j < 0:
-                self._carry_run(trailing, m - pos, m)
+                hot = ~quiet[pos:]
+            jq = -1
+            if state is DetectionState.UNKNOWN:
+                jq, tq = _first_completion(quiet[pos:], self._run_len, on)
+            carry = self._win_hot.shape[0]
+            s = -1
+            flags = hot
+            if carry or hot.any():
+                flags = np.concatenate([self._win_hot, hot]) if carry else hot
+                s = _window_completion(flags, width, need)
+            done = pos + s + width - 1 - carry if s >= 0 else m  # block frame completing it
+            if jq >= 0 and pos + jq < done:  # silence (from UNKNOWN) comes first
+                first = pos + jq - on + 1
+                self._open(self._run_start if first < pos else self._frame_start(first))
+                pos += jq + 1
+                continue
+            if s < 0:
+                if state is DetectionState.UNKNOWN:
+                    self._carry_run(tq, m - pos, m)
+                self._keep_window(flags, quiet[pos:], pos, carry)
                 break
-            first = pos + j - need + 1  # frame where the completing run began
-            run_start = self._run_start if first < pos else self._frame_start(first)
+            # Programme: it resumed at the window's first frame, not where it was confirmed.
+            resumed = float(self._win_times[s]) if s < carry else self._frame_start(pos + s - carry)
             if state is DetectionState.ACTIVE:
                 assert self._open_start is not None
-                closed += (SilenceInterval(self._open_start, run_start, SilenceEnd.AUDIO),)
+                closed += (SilenceInterval(self._open_start, resumed, SilenceEnd.AUDIO),)
                 self._open_start = None
-                self._state = DetectionState.CLEAR
-            elif state is DetectionState.CLEAR or self._run_quiet:
-                self._open_start = run_start
-                self._state = DetectionState.ACTIVE
-            else:
-                self._state = DetectionState.CLEAR
-            # The completing frame belongs to the other class, so the run that leads out
-            # of the new state starts afresh after it.
-            self._run_len = 0
-            pos += j + 1
+            self._state = DetectionState.CLEAR
+            # The quiet run at the end of the window goes on counting towards a silence.
+            jw = s + width - 1
+            q = np.concatenate([self._win_quiet, quiet[pos : pos + jw - carry + 1]])[s : jw + 1]
+            run = 0 if not q[-1] else int(q.shape[0] - 1 - np.flatnonzero(~q)[-1])
+            if run:
+                k = jw - run + 1
+                self._run_start = (
+                    float(self._win_times[k]) if k < carry else self._frame_start(pos + k - carry)
+                )
+            self._run_len = run
+            self._forget_window()
+            if run >= on:  # on_s shorter than off_s: the quiet run is already a silence
+                self._open(self._run_start)
+            pos = done + 1
         return closed
+
+    def _keep_window(self, flags: NDArray[np.bool_], quiet: NDArray[np.bool_], pos: int, carry: int) -> None:
+        """Carry the last ``width − 1`` frames (from the first hot one) to the next block."""
+        keep = self._off_frames - 1
+        n = flags.shape[0]
+        lo = max(n - keep, 0)
+        hot_at = np.flatnonzero(flags[lo:])
+        if not hot_at.size:
+            self._forget_window()
+            return
+        lo += int(hot_at[0])
+        if lo >= carry:  # all kept frames are in this block
+            idx = np.arange(pos + lo - carry, pos + n - carry)
+            self._win_hot = flags[lo:].copy()
+            self._win_quiet = quiet[lo - carry :].copy()
+            self._win_times = self._frame_starts(idx)
+        else:
+            idx = np.arange(pos, pos + n - carry)
+            self._win_hot = flags[lo:].copy()
+            self._win_quiet = np.concatenate([self._win_quiet[lo:], quiet])
+            self._win_times = np.concatenate([self._win_times[lo:], self._frame_starts(idx)])
 
     def _carry_run(self, trailing: int, scanned: int, m: int) -> None:
         """Remember the run of ``trailing`` frames that ends the block for the next one."""
         if trailing and trailing <= scanned:  # the run began within the scanned frames
             self._run_start = self._frame_start(m - trailing)
         self._run_len = trailing
+
+
+def _window_completion(flags: NDArray[np.bool_], width: int, need: int) -> int:
+    """First ``s`` with ``flags[s]`` and ``need`` True among ``flags[s : s + width]``, or −1."""
+    n = flags.shape[0]
+    if n < width:
+        return -1
+    if width == 1:
+        s = int(flags.argmax())
+        return s if flags[s] else -1
+    c = np.empty(n + 1, dtype=np.int64)
+    c[0] = 0
+    np.cumsum(flags, out=c[1:])
+    ok = flags[: n - width + 1] & (c[width:] - c[: n - width + 1] >= need)
+    s = int(ok.argmax())
+    return s if ok[s] else -1
+
+
+_NO_FLAGS: Final[NDArray[np.bool_]] = np.zeros(0, dtype=np.bool_)
+_NO_TIMES: Final[NDArray[np.float64]] = np.zeros(0, dtype=np.float64)
 
 
 # --------------------------------------------------------------------------- spectrum

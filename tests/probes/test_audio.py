@@ -311,9 +311,17 @@ def test_level_hysteresis_holds_the_silence_until_the_off_threshold() -> None:
 
 
 def test_time_hysteresis_ignores_short_bursts_and_short_dips() -> None:
-    burst = silence_at(steady(20.0), [(3.0, 8.0), (8.5, 15.0)])  # 0.5 s burst < off_s
+    # A 0.4 s burst is less than half of off_s (1 s): not programme yet.
+    burst = silence_at(steady(20.0), [(3.0, 8.0), (8.4, 15.0)])
     closed = feed(SilenceDetector(on_s=2.0, off_s=1.0), burst, [RATE])
     assert closed == [SilenceInterval(TS0 + 3.0, TS0 + 15.0, SilenceEnd.AUDIO)]
+    # Half of off_s is: the silence ends where the burst began, a new one follows it.
+    burst = silence_at(steady(20.0), [(3.0, 8.0), (8.5, 15.0)])
+    closed = feed(SilenceDetector(on_s=2.0, off_s=1.0), burst, [RATE])
+    assert closed == [
+        SilenceInterval(TS0 + 3.0, TS0 + 8.0, SilenceEnd.AUDIO),
+        SilenceInterval(TS0 + 8.5, TS0 + 15.0, SilenceEnd.AUDIO),
+    ]
     dips = silence_at(steady(20.0), [(3.0, 4.5), (6.0, 7.9)])  # dips < on_s
     assert feed(SilenceDetector(on_s=2.0, off_s=1.0), dips, [RATE]) == []
 
@@ -446,6 +454,65 @@ def test_silence_intervals_are_disjoint_ordered_and_inside_contiguous_audio(
     if not backwards:
         for earlier, later in itertools.pairwise(intervals):
             assert earlier.end <= later.start + 1e-6
+
+
+# Speech-like programme: 50 ms-grid bursts of noise with pauses (word gaps) that never let
+# it stay loud for off_s, between silences. The window rule must end each silence where
+# the "speech" resumed, whatever the block split.
+
+_SPEECH_RATE = 8000
+
+
+def _speech_like(seed: int = 3) -> tuple[NDArray[np.float32], list[tuple[float, float]]]:
+    rng = np.random.default_rng(seed)
+    x = (0.1 * rng.standard_normal((60 * _SPEECH_RATE, 1))).astype(np.float32)
+    t = 0.0
+    while t < 60.0:  # a word of 0.2–0.6 s, then a pause of 0.1–0.35 s
+        t += rng.choice([0.2, 0.3, 0.4, 0.5, 0.6])
+        gap = rng.choice([0.1, 0.15, 0.25, 0.35])
+        x[round(t * _SPEECH_RATE) : round((t + gap) * _SPEECH_RATE)] = 0.0
+        t += gap
+    dead = [(5.0, 17.0), (25.0, 36.5), (44.0, 47.0)]
+    for a, b in dead:
+        x[round(a * _SPEECH_RATE) : round(b * _SPEECH_RATE)] = 0.0
+    return x, dead
+
+
+_SPEECH, _SPEECH_DEAD = _speech_like()
+
+
+def _speech_run(cuts: list[int], ratio: float = 0.5) -> list[SilenceInterval]:
+    det = SilenceDetector(on_s=2.0, off_s=3.0, programme_ratio=ratio)
+    edges = [0, *sorted(set(cuts)), _SPEECH.shape[0]]
+    closed: list[SilenceInterval] = []
+    for a, b in itertools.pairwise(edges):
+        if b > a:
+            closed.extend(det.process(_SPEECH[a:b], _SPEECH_RATE, TS0 + a / _SPEECH_RATE).closed)
+    return closed
+
+
+def test_speech_with_word_gaps_ends_each_silence_where_it_resumed() -> None:
+    closed = _speech_run([])
+    got = [(iv.start - TS0, iv.end - TS0) for iv in closed]
+    assert len(got) == len(_SPEECH_DEAD)
+    for (a, b), (ta, tb) in zip(got, _SPEECH_DEAD, strict=True):
+        # a word gap just before or after the dead air is part of the silence
+        assert ta - 0.35 <= a <= ta + 1e-6 and tb - 1e-6 <= b <= tb + 0.35
+        # and it ends on the first sound of the next word, not seconds into the speech
+        resumed = round(b * _SPEECH_RATE)
+        assert _SPEECH[resumed, 0] != 0.0 and not _SPEECH[resumed - 1, 0]
+    # An unbroken run of loud frames (the old rule) never comes: one silence, never ending.
+    assert _speech_run([], ratio=1.0) == []
+
+
+@settings(max_examples=30, deadline=None)
+@given(cuts=st.lists(st.integers(1, _SPEECH.shape[0] - 1), max_size=30))
+def test_speech_silences_do_not_depend_on_the_block_split(cuts: list[int]) -> None:
+    ref = _speech_run([])
+    got = _speech_run(cuts)
+    assert len(got) == len(ref)
+    for g, r in zip(got, ref, strict=True):
+        assert g.start == pytest.approx(r.start, abs=1e-6) and g.end == pytest.approx(r.end, abs=1e-6)
 
 
 # --------------------------------------------------------------------------- spectrum, hiss, tone
