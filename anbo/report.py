@@ -14,7 +14,7 @@ import json
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -87,6 +87,27 @@ def _iso(wall: float | None, tz: str) -> str | None:
     return datetime.fromtimestamp(wall, ZoneInfo(tz)).isoformat(timespec="seconds")
 
 
+def _zone_for(tz: str, start: float, end: float) -> tzinfo:
+    """A fixed offset when the zone keeps one offset over the period (much faster to format)."""
+    zone = ZoneInfo(tz)
+    a = datetime.fromtimestamp(start, zone).utcoffset()
+    b = datetime.fromtimestamp(end, zone).utcoffset()
+    if a is not None and a == b and not _has_transitions(zone, start, end):
+        return timezone(a)
+    return zone
+
+
+def _has_transitions(zone: ZoneInfo, start: float, end: float) -> bool:
+    step = 86400.0 * 7
+    first = datetime.fromtimestamp(start, zone).utcoffset()
+    t = start
+    while t < end:
+        if datetime.fromtimestamp(t, zone).utcoffset() != first:
+            return True
+        t += step
+    return False
+
+
 def compute(
     store: LedgerStore,
     services: Sequence[LedgerService],
@@ -101,11 +122,15 @@ def compute(
 ) -> dict[str, Any]:
     """The report as its JSON form (see docs/ledger.md for the fields)."""
     now = now if now is not None else datetime.now(UTC).timestamp()
+    zone = _zone_for(tz, start, end)
+
+    def iso(wall: float | None) -> str | None:
+        return None if wall is None else datetime.fromtimestamp(wall, zone).isoformat(timespec="seconds")
+
     horizon = min(end, now)
-    rows = store.current(start=start, end=end, targets=[s.target for s in services])
     by_target: dict[str, list[Any]] = {}
-    for r in rows:
-        by_target.setdefault(r.target, []).append(r)
+    for r in store.spans(start, end, [s.target for s in services]):
+        by_target.setdefault(r[1], []).append(r)
     out_services = []
     totals: dict[str, float] = {}
     for svc in services:
@@ -116,7 +141,7 @@ def compute(
         )
         scheduled = sum(b - a for a, b in spans)
         mine = by_target.get(svc.target, [])
-        triples = [(r.start, r.end if r.end is not None else horizon, r.cls) for r in mine]
+        triples = [(r[3], r[4] if r[4] is not None else horizon, r[2]) for r in mine]
         seconds: dict[IntervalClass, float] = dict.fromkeys(PRIORITY, 0.0)
         # time after "now" in the period is not yet known: unmonitored, not on air
         future = merge_spans([(max(a, horizon), b) for a, b in spans if b > horizon])
@@ -131,25 +156,25 @@ def compute(
         starts = {c: [a for a, _ in segs] for c, segs in segments.items()}
         intervals = []
         counts: dict[IntervalClass, int] = dict.fromkeys(PRIORITY, 0)
-        for r in mine:
-            e = r.end if r.end is not None else horizon
+        for eid, _, cls, a0, a1, causes, remarks in mine:
+            e = a1 if a1 is not None else horizon
             # counted when some of its time is scheduled and its class wins there
-            segs, st = segments[r.cls], starts[r.cls]
-            j = max(bisect.bisect_right(st, r.start) - 1, 0)
+            segs, st = segments[cls], starts[cls]
+            j = max(bisect.bisect_right(st, a0) - 1, 0)
             while j < len(segs) and segs[j][0] < e:
-                if segs[j][1] > r.start:
-                    counts[r.cls] += 1
+                if segs[j][1] > a0:
+                    counts[cls] += 1
                     break
                 j += 1
             intervals.append(
                 {
-                    "id": r.event_id,
-                    "class": r.cls.value,
-                    "start": _iso(r.start, tz),
-                    "end": _iso(r.end, tz),
-                    "duration_s": round(r.duration(horizon), 3),
-                    "causes": list(r.causes),
-                    "remarks": list(r.remarks),
+                    "id": eid,
+                    "class": cls.value,
+                    "start": iso(a0),
+                    "end": iso(a1),
+                    "duration_s": round(max(0.0, e - a0), 3),
+                    "causes": list(causes),
+                    "remarks": list(remarks),
                 }
             )
         counted_s = rules.counted(seconds)

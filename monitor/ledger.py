@@ -207,6 +207,13 @@ _COLUMNS = (
 )
 
 
+_CLASSES = {c.value: c for c in IntervalClass}
+
+
+def _texts(text: object) -> tuple[str, ...]:
+    return () if text == "[]" else tuple(json.loads(str(text)))
+
+
 def _row(r: Sequence[object]) -> Interval:
     return Interval(
         event_id=str(r[0]),
@@ -214,11 +221,11 @@ def _row(r: Sequence[object]) -> Interval:
         station=str(r[2]),
         target=str(r[3]),
         service=str(r[4]),
-        cls=IntervalClass(str(r[5])),
+        cls=_CLASSES[str(r[5])],
         start=float(r[6]),  # type: ignore[arg-type]
         end=None if r[7] is None else float(r[7]),  # type: ignore[arg-type]
-        causes=tuple(json.loads(str(r[8]))),
-        remarks=tuple(json.loads(str(r[9]))),
+        causes=_texts(r[8]),
+        remarks=_texts(r[9]),
         source=str(r[10]),
         author=str(r[11]),
         reason=str(r[12]),
@@ -426,6 +433,28 @@ class LedgerStore:
         if limit is not None:
             sql += f" LIMIT {int(limit)}"
         return [_row(r) for r in self._conn().execute(sql, args)]
+
+    def spans(
+        self, start: float, end: float, targets: Iterable[str] | None = None
+    ) -> list[tuple[str, str, IntervalClass, float, float | None, tuple[str, ...], tuple[str, ...]]]:
+        """The report's light query: (event_id, target, class, start, end, causes, remarks)
+        of the current, not voided intervals overlapping ``[start, end)``, by start."""
+        args: list[object] = [start, end]
+        sql = (
+            'SELECT i.event_id, i.target, i.class, i.start, i."end", i.causes, i.remarks '
+            "FROM current c JOIN intervals i ON i.row = c.row "
+            'WHERE (i."end" IS NULL OR i."end" > ?) AND i.start < ? AND i.voided = 0'
+        )
+        if targets is not None:
+            t = list(targets)
+            sql += f" AND i.target IN ({','.join('?' * len(t))})"
+            args += t
+        sql += " ORDER BY i.start"
+        classes = _CLASSES
+        return [
+            (eid, tgt, classes[cls], a, b, _texts(c), _texts(r))
+            for eid, tgt, cls, a, b, c, r in self._conn().execute(sql, args)
+        ]
 
     def history(self, event_id: str) -> list[Interval]:
         """Every revision of one interval, oldest first (a unique prefix of the id is enough)."""
