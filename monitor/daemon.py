@@ -32,7 +32,7 @@ from monitor.evaluation import STATE_FILE, Evaluator
 from monitor.http import MetricsServer, tls_context
 from monitor.ingest import Credentials, IngestQueue, MqttIngest
 from monitor.inventory import InventoryError
-from monitor.ledger import Ledger, ledger_aliases, ledger_services
+from monitor.ledger import Ledger, ledger_aliases, ledger_debounce, ledger_services
 from monitor.pipeline import Consumer, Pipeline
 from monitor.sdnotify import Notifier
 from monitor.settings import ConfigError, LoadedSettings, load_settings
@@ -132,6 +132,7 @@ class Daemon:
             pending_max=s.ledger.pending_max,
             maintenance=s.maintenance,
             aliases=ledger_aliases(s),
+            debounce=ledger_debounce(s),
         )
 
     def problems(self) -> list[str]:

@@ -65,6 +65,7 @@ __all__ = [
     "LedgerService",
     "effective_segments",
     "ledger_aliases",
+    "ledger_debounce",
     "ledger_services",
     "parse_time",
 ]
@@ -581,6 +582,7 @@ class Ledger:
         pending_max: int = 10_000,
         maintenance: Sequence[MaintenanceWindow] = (),
         aliases: Mapping[str, str] | None = None,
+        debounce: Mapping[str, tuple[float, float]] | None = None,
         wall: Callable[[], float] = time.time,
     ) -> None:
         self.store = LedgerStore(path)
@@ -592,6 +594,10 @@ class Ledger:
         self.maintenance: list[MaintenanceWindow] = []
         #: engine target → ledger target (a migration's alerts go to its new channel's target)
         self.aliases: dict[str, str] = {}
+        #: alertname → (on, off) debounce of the probe measurement its rule reads: the
+        #: probe says "silent" only after ``on`` s of silence and "not silent" after
+        #: ``off`` s of programme, so the fault's and the clear's onsets are that much earlier
+        self.debounce: dict[str, tuple[float, float]] = dict(debounce or {})
         self.configure(services, maintenance, aliases)
         self._open: dict[tuple[str, IntervalClass], _Open] = {}
         #: most recently closed monitor interval per (target, class), to merge back into
@@ -723,11 +729,14 @@ class Ledger:
                 onset = t.onset if t.onset is not None else t.starts_at
                 if cls is IntervalClass.UNMONITORED and isinstance(t.value, float):
                     onset = t.starts_at - t.value  # TelemetryLost: from the last telemetry
+                onset -= self.debounce.get(t.alertname, (0.0, 0.0))[0]
                 self._add_alert(
                     rows, target, cls, t.alertname, f"{t.alertname}:{t.severity}", min(onset, wall)
                 )
             elif t.to_state is AlertState.RESOLVED:
                 end = t.clear_onset if t.clear_onset is not None else (t.ends_at or wall)
+                if t.clear_onset is not None:
+                    end -= self.debounce.get(t.alertname, (0.0, 0.0))[1]
                 self._remove_alert(rows, target, cls, f"{t.alertname}:{t.severity}", end)
         self._maintenance(rows, wall)
         beat = None
@@ -1060,6 +1069,20 @@ def ledger_services(settings: Settings) -> list[LedgerService]:
         for t in settings.targets
         if t.kind is not TargetKind.TX
     ]
+
+
+def ledger_debounce(settings: Settings) -> dict[str, tuple[float, float]]:
+    """The probes' debounce times behind the built-in audio rules (see :class:`Ledger`)."""
+    p = settings.probes
+    return {
+        "DeadAir": (p.silence_on_s, p.silence_off_s),
+        "Hiss": (p.hiss_on_s, HISS_TONE_OFF_S),
+        "StuckTone": (p.tone_on_s, HISS_TONE_OFF_S),
+    }
+
+
+#: probes.audio HissDetector/StuckToneDetector default ``off_s``
+HISS_TONE_OFF_S = 2.0
 
 
 def ledger_aliases(settings: Settings) -> dict[str, str]:
