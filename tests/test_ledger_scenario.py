@@ -82,3 +82,46 @@ def test_scenario_seconds_match_the_injected_faults(tmp_path: Path) -> None:
         "maintenance_s",
     )
     assert sum(s[k] for k in parts) == pytest.approx(330, abs=0.01)
+
+
+def test_off_schedule_dead_air_neither_pages_nor_counts(tmp_path: Path) -> None:
+    """fm-a is scheduled 12:00–24:00 Beijing time; the run starts at 11:00 (sign-off)."""
+    station(tmp_path)  # writes station.toml, which we edit
+    body = (tmp_path / "station.toml").read_text().replace(
+        'params = { rds_pi = "C201", rf_reference_dbuv = 66.0 }',
+        'params = { rds_pi = "C201", rf_reference_dbuv = 66.0 }\n'
+        'schedule = { tz = "Asia/Shanghai", windows = [{ start = "12:00", end = "24:00" }] }',
+        1,
+    )
+    settings = station(tmp_path, text=body)
+    ledger = Ledger(tmp_path / "l.sqlite3", "sim", ledger_services(settings), wall=lambda: START)
+    ledger.start()
+    sc = parse_scenario(
+        "name: night\nduration: 80s\ntimeline:\n  - {at: 20s, for: 30s, target: fm-a, fault: dead_air}\n",
+        "night.yml",
+    )
+    result = asyncio.run(
+        run_accelerated(
+            settings,
+            sc,
+            SimOptions(start=START, audio_rate=8000, audio_channels=1, audio_targets=frozenset({"fm-a"})),
+            ledger=ledger,
+            eb_inventory=False,
+        )
+    )
+    dead = [e for e in result.episodes if e.alert == "DeadAir"]
+    assert dead and all(not e.notified and e.reason == "maintenance" for e in dead)
+    svc = [s for s in ledger_services(settings) if s.target == "fm-a"]
+    report = compute(
+        ledger.store,
+        svc,
+        station="sim",
+        station_class=3,
+        start=START,
+        end=START + 80,
+        rules=CountingRules(),
+        now=START + 80,
+    )
+    s = report["services"][0]
+    assert s["scheduled_s"] == 0 and s["outage_s"] == 0 and s["rate_s_per_100h"] is None
+    assert ledger.outage_seconds == {}  # the metric does not advance off schedule either
