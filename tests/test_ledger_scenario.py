@@ -87,11 +87,15 @@ def test_scenario_seconds_match_the_injected_faults(tmp_path: Path) -> None:
 def test_off_schedule_dead_air_neither_pages_nor_counts(tmp_path: Path) -> None:
     """fm-a is scheduled 12:00–24:00 Beijing time; the run starts at 11:00 (sign-off)."""
     station(tmp_path)  # writes station.toml, which we edit
-    body = (tmp_path / "station.toml").read_text().replace(
-        'params = { rds_pi = "C201", rf_reference_dbuv = 66.0 }',
-        'params = { rds_pi = "C201", rf_reference_dbuv = 66.0 }\n'
-        'schedule = { tz = "Asia/Shanghai", windows = [{ start = "12:00", end = "24:00" }] }',
-        1,
+    body = (
+        (tmp_path / "station.toml")
+        .read_text()
+        .replace(
+            'params = { rds_pi = "C201", rf_reference_dbuv = 66.0 }',
+            'params = { rds_pi = "C201", rf_reference_dbuv = 66.0 }\n'
+            'schedule = { tz = "Asia/Shanghai", windows = [{ start = "12:00", end = "24:00" }] }',
+            1,
+        )
     )
     settings = station(tmp_path, text=body)
     ledger = Ledger(tmp_path / "l.sqlite3", "sim", ledger_services(settings), wall=lambda: START)
