@@ -330,3 +330,29 @@ def test_schedule_06_to_24_across_a_quarter_boundary() -> None:
     assert len(off) == 7 and all(w.start == "00:00" and w.end == "06:00" for w in off)
     assert any(w.active(datetime(2026, 9, 30, 3, 0, tzinfo=zone).timestamp()) for w in off)
     assert not any(w.active(datetime(2026, 9, 30, 7, 0, tzinfo=zone).timestamp()) for w in off)
+
+
+def test_ledger_unavailable_alert_fires_and_resolves(tmp_path: Path) -> None:
+    from monitor.evaluation import Evaluator
+    from monitor.pipeline import Pipeline
+    from monitor.stats import Stats
+    from tests.simulator.helpers import station
+
+    settings = station(tmp_path)
+    clock = Clock()
+    led = make(tmp_path / "l.db", clock)
+    ev = Evaluator(settings, Pipeline(settings, Stats()), state_path=None, ledger=led)
+    firing: list = []  # type: ignore[type-arg]
+    resolved: list = []  # type: ignore[type-arg]
+    ev._ledger_alert(firing, resolved, T0, "")
+    assert firing == [] and resolved == []
+    led.unavailable_since, led.last_error = T0 + 1, "database or disk is full"
+    ev._ledger_alert(firing, resolved, T0 + 2, "")
+    (alert,) = firing
+    assert alert.labels["alertname"] == "LedgerUnavailable" and alert.starts_at == T0 + 1
+    assert "disk is full" in alert.annotations["description"]
+    led.unavailable_since = None
+    firing.clear()
+    ev._ledger_alert(firing, resolved, T0 + 9, "")
+    (done,) = resolved
+    assert firing == [] and done.ends_at == T0 + 9 and done.starts_at == T0 + 1
