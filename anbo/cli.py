@@ -20,6 +20,7 @@ import structlog
 from anbo.analyze import AnalyzeError, analyze, format_report
 from anbo.contract import ContractError, generated_section, replace_section
 from anbo.demo import run as demo_run
+from anbo.ledger_cmd import add_ledger_arguments, add_report_arguments, run_ledger, run_report
 from monitor import __version__
 from monitor.daemon import Daemon
 from monitor.logs import configure_logging
@@ -111,6 +112,14 @@ def build_parser() -> argparse.ArgumentParser:
         "demo", help="the whole system on this machine: embedded broker, simulator, daemon, live view"
     )
     demo_run.add_arguments(demo)
+
+    report = sub.add_parser("report", help="the outage-rate (停播率) report from the outage ledger")
+    _config_arg(report)
+    add_report_arguments(report)
+
+    ledger = sub.add_parser("ledger", help="list, show and correct the outage ledger")
+    _config_arg(ledger)
+    add_ledger_arguments(ledger)
 
     analyze = sub.add_parser(
         "analyze",
@@ -338,6 +347,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "analyze": cmd_analyze,
         "simulate": simulator_cli.run,
         "demo": demo_run.run,
+        "report": run_report,
+        "ledger": run_ledger,
     }
     try:
         code = commands[args.command](args)

@@ -32,6 +32,7 @@ from monitor.evaluation import STATE_FILE, Evaluator
 from monitor.http import MetricsServer, tls_context
 from monitor.ingest import Credentials, IngestQueue, MqttIngest
 from monitor.inventory import InventoryError
+from monitor.ledger import Ledger, ledger_aliases, ledger_debounce, ledger_services
 from monitor.pipeline import Consumer, Pipeline
 from monitor.sdnotify import Notifier
 from monitor.settings import ConfigError, LoadedSettings, load_settings
@@ -69,12 +70,14 @@ class Daemon:
         self.alertmanager = self._new_alertmanager(loaded)
         self.eb = EbMonitor.from_settings(settings.eb, settings.station.name)
         self.pipeline.endpoints = self.eb
+        self.ledger = self._new_ledger(loaded)
         self.evaluator = Evaluator(
             settings,
             self.pipeline,
             notifier=self.alertmanager,
             eb=self.eb,
             state_path=loaded.state_directory / STATE_FILE,
+            ledger=self.ledger,
         )
         self.pipeline.consumers.append(self.evaluator.consume)
         self.collector = AnboCollector(
@@ -86,10 +89,13 @@ class Daemon:
             notifier=lambda: self.alertmanager,
         )
         self.registry.register(self.collector)
+        if self.ledger is not None:
+            self.registry.register(self.ledger)
         self.http = MetricsServer(
             self.registry,
             station=lambda: self.pipeline.settings.station.name,
             ready=self.is_ready,
+            problems=self.problems,
             extra_routes=[web.get("/api/v1/eb/status", self._eb_status)],
         )
         self._stop = asyncio.Event()
@@ -112,6 +118,29 @@ class Daemon:
             queue=self.queue,
             stats=self.stats,
         )
+
+    @staticmethod
+    def _new_ledger(loaded: LoadedSettings) -> Ledger | None:
+        s = loaded.settings
+        if not s.ledger.enabled:
+            return None
+        return Ledger(
+            loaded.ledger_path,
+            s.station.name,
+            ledger_services(s),
+            heartbeat=s.ledger.heartbeat,
+            pending_max=s.ledger.pending_max,
+            maintenance=s.maintenance,
+            aliases=ledger_aliases(s),
+            debounce=ledger_debounce(s),
+        )
+
+    def problems(self) -> list[str]:
+        """What /-/ready reports besides the broker subscription (the ledger's health)."""
+        ledger = self.ledger
+        if ledger is None or ledger.healthy:
+            return []
+        return [f"outage ledger unavailable ({ledger.last_error}); {ledger.pending} rows pending in memory"]
 
     @staticmethod
     def _new_alertmanager(loaded: LoadedSettings) -> AlertmanagerNotifier | None:
@@ -174,6 +203,8 @@ class Daemon:
             loop.add_signal_handler(signal.SIGTERM, self.request_stop)
             loop.add_signal_handler(signal.SIGINT, self.request_stop)
             loop.add_signal_handler(signal.SIGHUP, self.request_reload)
+        if self.ledger is not None:
+            self.ledger.start()
         await self._start_http()
         try:
             async with asyncio.TaskGroup() as tg:
@@ -269,6 +300,8 @@ class Daemon:
             async with asyncio.timeout(max(0.1, deadline - time.monotonic())):
                 await self.evaluator.tick()
         self.evaluator.save_now()
+        if self.ledger is not None:
+            self.ledger.stop()
         if self.alertmanager is not None:
             await self.alertmanager.flush(max(0.5, deadline - time.monotonic()))
 
@@ -305,6 +338,12 @@ class Daemon:
                 return
             self.loaded = loaded
             self.pipeline.reconfigure(loaded.settings)
+            if self.ledger is not None:
+                self.ledger.configure(
+                    ledger_services(loaded.settings),
+                    loaded.settings.maintenance,
+                    ledger_aliases(loaded.settings),
+                )
             if loaded.settings.eb != old.settings.eb:
                 self._reload_eb(loaded)
             new_s, old_s = loaded.settings, old.settings

@@ -30,12 +30,22 @@ import structlog
 
 from monitor.alertmanager import AlertmanagerNotifier, OutgoingAlert
 from monitor.ebfleet import EbMonitor
+from monitor.ledger import Ledger
 from monitor.migrations import MigrationMonitor
 from monitor.pipeline import Pipeline, StreamState, TargetState, fresh_info, fresh_values
 from monitor.settings import Settings, rule_vocabulary
 from monitor.wire import Batch, Payload, Readings, SampleBlock
 from probes.workers import AudioSettings, Measurements, ProbeWorkers, TargetSpec
-from rules import Alert, AlertState, Engine, EngineConfig, TargetView, Transition, load_rules
+from rules import (
+    Alert,
+    AlertState,
+    Engine,
+    EngineConfig,
+    MaintenanceWindow,
+    TargetView,
+    Transition,
+    load_rules,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -68,9 +78,19 @@ def engine_config(settings: Settings) -> EngineConfig:
         stale_after=a.stale_after,
         flap_threshold=a.flap_threshold,
         flap_window=a.flap_window,
-        maintenance=settings.maintenance,
+        maintenance=[*settings.maintenance, *off_schedule_windows(settings)],
         **extra,
     )
+
+
+def off_schedule_windows(settings: Settings) -> list[MaintenanceWindow]:
+    """The hours off each target's broadcast schedule, as windows in which alerts do not page
+    (a planned nightly sign-off is not dead air; the ledger does not count them either)."""
+    out: list[MaintenanceWindow] = []
+    for t in settings.targets:
+        if t.schedule is not None:
+            out += t.schedule.off_windows(t.name)
+    return out
 
 
 def build_engine(settings: Settings) -> Engine:
@@ -128,6 +148,7 @@ class Evaluator:
         notifier: AlertmanagerNotifier | None = None,
         eb: EbMonitor | None = None,
         restore_tolerance: float | None = None,
+        ledger: Ledger | None = None,
         mono: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
     ) -> None:
@@ -144,6 +165,7 @@ class Evaluator:
         )
         self.engine = build_engine(settings)
         self.eb = eb
+        self.ledger = ledger
         self.migrations = MigrationMonitor(settings)
         #: Latest measurements per target (for the collector).
         self.measurements: dict[str, Measurements] = {}
@@ -153,6 +175,7 @@ class Evaluator:
         self.progress = mono()
         self.state_writes = 0
         self.state_write_errors = 0
+        self._ledger_down_since: float | None = None
         self._dirty = False
         self._restore(
             restore_tolerance if restore_tolerance is not None else settings.alerting.restore_tolerance
@@ -215,6 +238,11 @@ class Evaluator:
             views += self.eb.evaluate(wall, now)
         transitions = self.engine.evaluate(views, now, wall)
         self._report(transitions)
+        if self.ledger is not None:
+            try:
+                self.ledger.update(transitions, self.engine.active, wall)
+            except Exception:  # the ledger must never stop monitoring
+                log.exception("outage ledger update failed", rate_key="ledger_update")
         for listener in self.listeners:
             try:
                 listener(transitions)
@@ -222,16 +250,14 @@ class Evaluator:
                 log.exception("transition listener failed", rate_key="listener")
         if self.notifier is not None:
             gen = self.settings.alerting.generator_url
-            self.notifier.update(
-                firing=[
-                    to_outgoing(a, gen)
-                    for a in self.engine.active()
-                    if a.state is AlertState.FIRING and a.notify
-                ],
-                resolved=[
-                    to_outgoing(t, gen) for t in transitions if t.to_state is AlertState.RESOLVED and t.notify
-                ],
-            )
+            firing = [
+                to_outgoing(a, gen) for a in self.engine.active() if a.state is AlertState.FIRING and a.notify
+            ]
+            resolved = [
+                to_outgoing(t, gen) for t in transitions if t.to_state is AlertState.RESOLVED and t.notify
+            ]
+            self._ledger_alert(firing, resolved, wall, gen)
+            self.notifier.update(firing=firing, resolved=resolved)
         if transitions:
             self._dirty = True
         if self._dirty and self.state_path is not None:
@@ -240,6 +266,51 @@ class Evaluator:
         self.ticks += 1
         self.progress = self._mono()
         return transitions
+
+    def _ledger_alert(
+        self, firing: list[OutgoingAlert], resolved: list[OutgoingAlert], wall: float, gen: str
+    ) -> None:
+        """``LedgerUnavailable`` while the outage ledger cannot be written (raised here, not by a
+        rule: it is about anbo itself, not a target)."""
+        ledger = self.ledger
+        if ledger is None:
+            return
+        labels = {
+            "alertname": "LedgerUnavailable",
+            "severity": "warning",
+            "station": self.settings.station.name,
+        }
+        since = ledger.unavailable_since
+        if since is not None:
+            self._ledger_down_since = since
+            firing.append(
+                OutgoingAlert(
+                    labels=labels,
+                    annotations={
+                        "summary": f"The outage ledger of {labels['station']} cannot be written",
+                        "description": (
+                            f"{ledger.store.path}: {ledger.last_error}. Monitoring and alerting go on; "
+                            f"{ledger.pending} rows wait in memory and are written when the ledger "
+                            "can be written again."
+                        ),
+                        "runbook_url": "https://anbo.example/runbooks/LedgerUnavailable",
+                    },
+                    starts_at=since,
+                    ends_at=None,
+                    generator_url=gen,
+                )
+            )
+        elif self._ledger_down_since is not None:
+            resolved.append(
+                OutgoingAlert(
+                    labels=labels,
+                    annotations={"summary": f"The outage ledger of {labels['station']} is writable again"},
+                    starts_at=self._ledger_down_since,
+                    ends_at=wall,
+                    generator_url=gen,
+                )
+            )
+            self._ledger_down_since = None
 
     def _views(self, measurements: dict[str, Measurements], now: float) -> list[TargetView]:
         station = self.settings.station.name

@@ -41,11 +41,13 @@ class MetricsServer:
         *,
         station: Callable[[], str],
         ready: Callable[[], bool],
+        problems: Callable[[], list[str]] = list,
         extra_routes: list[web.RouteDef] | None = None,
     ) -> None:
         self.registry = registry
         self._station = station
         self._ready = ready
+        self._problems = problems
         self._runner: web.AppRunner | None = None
         self.port: int | None = None
         self.app = web.Application()
@@ -91,5 +93,11 @@ class MetricsServer:
 
     async def _readyz(self, request: web.Request) -> web.Response:
         if self._ready():
+            problems = self._problems()
+            if problems:  # e.g. the outage ledger cannot be written: monitoring goes on, but say so
+                return web.Response(
+                    status=503,
+                    text="anbo is monitoring but not healthy:\n" + "".join(f"- {p}\n" for p in problems),
+                )
             return web.Response(text="anbo is ready.\n")
         return web.Response(status=503, text="anbo is not ready: no broker subscription yet.\n")

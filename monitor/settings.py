@@ -29,6 +29,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
     BaseModel,
@@ -42,6 +43,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 from pydantic_settings.exceptions import SettingsError
 
+from monitor.schedule import Schedule
 from monitor.wire import is_segment
 
 # The channel plans live in probes (pure); re-exported here for the settings' users.
@@ -298,6 +300,10 @@ class TargetSettings(Strict):
             raise ValueError("duplicate names")
         return names
 
+    schedule: Schedule | None = Field(
+        default=None, description="Weekly on-air windows (time zone); none: on air 24/7"
+    )
+
     @field_validator("name")
     @classmethod
     def _check_name(cls, name: str) -> str:
@@ -523,6 +529,42 @@ class MigrationSettings(Strict):
         )
 
 
+class LedgerSettings(Strict):
+    """``[ledger]``: the outage ledger (SQLite in the state directory) and its reports."""
+
+    enabled: bool = True
+    path: Path | None = Field(default=None, description="Default: <state_directory>/ledger.sqlite3")
+    heartbeat: float = Field(default=10.0, gt=0, le=60, description="Seconds between heartbeat writes")
+    pending_max: int = Field(default=10_000, ge=10, description="Rows kept in memory while unwritable")
+    report_tz: str = Field(default="Asia/Shanghai", description="Zone of report days and quarters")
+    filler_share: float = Field(default=0.5, ge=0, le=1, description="Share of filler time counted")
+    #: 停播率 targets in seconds per 100 scheduled hours: station class ("1"–"3") → service
+    #: kind (fm, dtv) → limit. None shipped: the bureau sets them (see docs/ledger.md).
+    class_targets: dict[str, dict[str, float]] = Field(default_factory=dict)
+
+    @field_validator("report_tz")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"unknown time zone {value!r} (use an IANA name such as Asia/Shanghai)"
+            ) from None
+        return value
+
+    @field_validator("class_targets")
+    @classmethod
+    def _classes(cls, value: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
+        for key, kinds in value.items():
+            if key not in ("1", "2", "3"):
+                raise ValueError(f"class_targets: station class {key!r} must be 1, 2 or 3")
+            for kind, limit in kinds.items():
+                if limit < 0:
+                    raise ValueError(f"class_targets.{key}.{kind}: a limit cannot be negative")
+        return value
+
+
 class Settings(BaseSettings):
     """The whole configuration of one station's anbo."""
 
@@ -547,6 +589,7 @@ class Settings(BaseSettings):
     alerting: AlertingSettings = Field(default_factory=lambda: AlertingSettings())
     maintenance: list[MaintenanceWindow] = Field(default_factory=list)
     eb: EbSettings = Field(default_factory=lambda: EbSettings())
+    ledger: LedgerSettings = Field(default_factory=lambda: LedgerSettings())
     migrations: list[MigrationSettings] = Field(default_factory=list)
     targets: list[TargetSettings] = Field(default_factory=list)
 
@@ -781,6 +824,13 @@ class LoadedSettings:
             return Path(env["STATE_DIRECTORY"].split(":")[0])
         base = Path(env["XDG_STATE_HOME"]) if env.get("XDG_STATE_HOME") else Path.home() / ".local" / "state"
         return base / "anbo"
+
+    @property
+    def ledger_path(self) -> Path:
+        """The outage ledger's SQLite file: ``[ledger] path`` or ``<state directory>/ledger.sqlite3``."""
+        if self.settings.ledger.path is not None:
+            return self.settings.ledger.path
+        return self.state_directory / "ledger.sqlite3"
 
 
 def load_settings_or_report(path: Path | str) -> LoadedSettings | None:
@@ -1044,6 +1094,10 @@ def _absolute_paths(settings: Settings, config_path: Path) -> Settings:
     }
     if settings.state_directory is not None:
         update["state_directory"] = resolve_path(settings.state_directory, config_path)
+    if settings.ledger.path is not None:
+        update["ledger"] = settings.ledger.model_copy(
+            update={"path": resolve_path(settings.ledger.path, config_path)}
+        )
     return settings.model_copy(update=update)
 
 

@@ -217,6 +217,8 @@ class _Instance:
     active_wall: float
     fired_wall: float | None = None
     clear_since: float | None = None
+    #: wall time of ``clear_since`` (the clear's onset, for the outage ledger)
+    clear_wall: float | None = None
     cleared_at: float | None = None
     frozen_since: float | None = None
     value: float | str | None = None
@@ -464,6 +466,7 @@ class Engine:
                     value=inst.value,
                     notify=inst.notified and inst.state is AlertState.FIRING,
                     reason=inst.reason,
+                    onset=inst.active_wall,
                 )
             )
         return out
@@ -616,10 +619,10 @@ class Engine:
                 return
             _thaw(inst, now)
             if clear != 1.0:
-                inst.clear_since = None
+                inst.clear_since = inst.clear_wall = None
                 return
             if inst.clear_since is None:
-                inst.clear_since = now
+                inst.clear_since, inst.clear_wall = now, wall
             if now - inst.clear_since + _EPS < spec.clear_for_seconds:
                 return
             inst.cleared_at = now
@@ -629,7 +632,7 @@ class Engine:
                 return
             _thaw(inst, now)
             if cond == 1.0:
-                inst.cleared_at = inst.clear_since = None
+                inst.cleared_at = inst.clear_since = inst.clear_wall = None
                 return
         if now - inst.cleared_at + _EPS >= spec.keep_firing_for_seconds:
             self._resolve(inst, insts, wall, events)
@@ -637,7 +640,7 @@ class Engine:
     def _fire(self, inst: _Instance, wall: float, from_state: AlertState, events: list[_Event]) -> None:
         inst.state = AlertState.FIRING
         inst.fired_wall = wall
-        inst.clear_since = inst.cleared_at = None
+        inst.clear_since = inst.cleared_at = inst.clear_wall = None
         events.append(_Event(inst, from_state, AlertState.FIRING))
 
     def _resolve(
@@ -771,7 +774,7 @@ class Engine:
     ) -> None:
         outage: dict[str, list[str]] = {}
         for inst in self._all_instances():
-            if inst.state is AlertState.FIRING and inst.spec.outage_class is OutageClass.OUTAGE:
+            if inst.state is AlertState.FIRING and inst.spec.outage_class.off_air:
                 outage.setdefault(inst.target, []).append(inst.spec.alertname)
         spec = self._overrun_spec()
         insts = self._instances.setdefault(spec.id, {})
@@ -939,6 +942,8 @@ class Engine:
             value=inst.value,
             notify=notify,
             reason=reason,
+            onset=inst.active_wall,
+            clear_onset=inst.clear_wall if to_state is AlertState.RESOLVED else None,
         )
 
     # ------------------------------------------------------------------ persistence
@@ -981,6 +986,7 @@ class Engine:
                     "active_wall": inst.active_wall,
                     "fired_wall": inst.fired_wall,
                     "clear_age": age(inst.clear_since),
+                    "clear_wall": inst.clear_wall,
                     "cleared_age": age(inst.cleared_at),
                     "frozen_age": age(inst.frozen_since),
                     "value": _plain(inst.value),
@@ -1055,6 +1061,7 @@ class Engine:
                 active_wall=float(item["active_wall"]),
                 fired_wall=None if item.get("fired_wall") is None else float(item["fired_wall"]),
                 clear_since=since(item.get("clear_age")),
+                clear_wall=None if item.get("clear_wall") is None else float(item["clear_wall"]),
                 cleared_at=since(item.get("cleared_age")),
                 frozen_since=since(item.get("frozen_age")),
                 value=item.get("value"),

@@ -37,14 +37,24 @@ class Severity(enum.StrEnum):
 class OutageClass(enum.StrEnum):
     """What the alert means for the service's transmission record.
 
-    ``outage`` (停播): the service is off air or equivalent to it (dead air, hiss,
-    wrong programme); ``degraded`` (劣播): on air below technical limits; ``none``:
-    neither (e.g. equipment warnings, or TelemetryLost: we cannot see, not "off air").
+    ``outage`` (停播): the service is off air or equivalent to it (dead air, hiss);
+    ``wrong_programme`` (错播): on air with another programme than scheduled (counted
+    as outage in the reports); ``filler`` (垫播): a substitute programme carried
+    instead of the scheduled one (counted at a configured share); ``degraded`` (劣播):
+    on air below technical limits; ``none``: neither (e.g. equipment warnings, or
+    TelemetryLost: we cannot see, not "off air").
     """
 
     OUTAGE = "outage"
+    WRONG_PROGRAMME = "wrong_programme"
+    FILLER = "filler"
     DEGRADED = "degraded"
     NONE = "none"
+
+    @property
+    def off_air(self) -> bool:
+        """Whether the class means the scheduled programme is not on air (outage or wrong programme)."""
+        return self in (OutageClass.OUTAGE, OutageClass.WRONG_PROGRAMME)
 
 
 class AlertState(enum.StrEnum):
@@ -123,6 +133,8 @@ class Alert:
     value: float | str | None
     notify: bool
     reason: SuppressReason | None
+    #: wall time the condition first held (before ``for`` elapsed): the fault's onset
+    onset: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,6 +155,12 @@ class Transition:
 
     Transitions into and out of ``pending`` are informational (``notify=False``,
     ``reason=None``).
+
+    ``onset`` is the wall time the condition first held (the fault's onset, before
+    ``for`` elapsed); ``clear_onset`` (on ``resolved``) the wall time the clear
+    condition first held (before ``clear_for``/``keep_firing_for`` elapsed), None when
+    the alert ended for another reason (its target removed). The outage ledger counts
+    from one to the other.
     """
 
     alertname: str
@@ -159,3 +177,5 @@ class Transition:
     value: float | str | None
     notify: bool
     reason: SuppressReason | None
+    onset: float | None = None
+    clear_onset: float | None = None

@@ -14,7 +14,7 @@ A rule file::
             clear_for: 5s
             keep_firing_for: 0s
             severity: critical                 # critical | warning | info
-            outage_class: outage               # outage | degraded | none
+            outage_class: outage               # outage | wrong_programme | filler | degraded | none
             labels: {team: fm}
             annotations:
               summary: "Dead air on {{ service }} ({{ target }})"

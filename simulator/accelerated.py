@@ -22,6 +22,7 @@ import structlog
 
 from monitor.ebfleet import EbMonitor
 from monitor.evaluation import Evaluator
+from monitor.ledger import Ledger
 from monitor.pipeline import Pipeline
 from monitor.settings import Settings
 from monitor.stats import Result, Stats
@@ -138,6 +139,7 @@ async def run_accelerated(
     until: float | None = None,
     on_tick: Callable[[float, list[Transition]], None] | None = None,
     eb_inventory: bool = True,
+    ledger: Ledger | None = None,
 ) -> RunResult:
     """Feed the scenario's messages to a fresh pipeline and evaluator on simulated time.
 
@@ -167,7 +169,7 @@ async def run_accelerated(
             settings.station.name,
         )
     pipeline.endpoints = eb
-    evaluator = Evaluator(settings, pipeline, state_path=None, eb=eb, mono=mono, wall=wall)
+    evaluator = Evaluator(settings, pipeline, state_path=None, eb=eb, ledger=ledger, mono=mono, wall=wall)
     pipeline.consumers.append(evaluator.consume)
     recorder = TransitionRecorder()
     tick = settings.probes.tick
