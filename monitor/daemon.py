@@ -27,17 +27,33 @@ from prometheus_client import CollectorRegistry
 
 from monitor.alertmanager import AlertmanagerNotifier, AlertmanagerTarget
 from monitor.collector import AnboCollector
+from monitor.console import Console
 from monitor.ebfleet import EbMonitor
 from monitor.evaluation import STATE_FILE, Evaluator
 from monitor.http import MetricsServer, tls_context
 from monitor.ingest import Credentials, IngestQueue, MqttIngest
 from monitor.inventory import InventoryError
-from monitor.ledger import Ledger, ledger_aliases, ledger_debounce, ledger_services
+from monitor.ledger import (
+    IntervalClass,
+    Ledger,
+    ledger_aliases,
+    ledger_debounce,
+    ledger_services,
+)
 from monitor.pipeline import Consumer, Pipeline
 from monitor.sdnotify import Notifier
 from monitor.settings import ConfigError, LoadedSettings, load_settings
 from monitor.stats import Stats
 from rules import RuleFileError
+
+#: The console's "recent outages": how many, and which classes (not unmonitored/maintenance).
+CONSOLE_OUTAGES = 10
+OUTAGE_CLASSES = (
+    IntervalClass.OUTAGE,
+    IntervalClass.WRONG_PROGRAMME,
+    IntervalClass.FILLER,
+    IntervalClass.DEGRADED,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -91,13 +107,31 @@ class Daemon:
         self.registry.register(self.collector)
         if self.ledger is not None:
             self.registry.register(self.ledger)
+        self.console = Console(
+            settings=lambda: self.pipeline.settings,
+            pipeline=lambda: self.pipeline,
+            alerts=lambda: self.evaluator.engine.active(),
+            measurements=lambda: self.evaluator.measurements,
+            eb=lambda: None if self.eb is None else self.eb.status_json(),
+            migrations=lambda: self.evaluator.migrations.latest,
+            broker=lambda: dict(self.ingest.connected),
+            alertmanager=self._alertmanager_status,
+            outages=self._recent_outages,
+        )
+        self.evaluator.listeners.append(self.console.on_tick)
         self.http = MetricsServer(
             self.registry,
             station=lambda: self.pipeline.settings.station.name,
             ready=self.is_ready,
             problems=self.problems,
-            extra_routes=[web.get("/api/v1/eb/status", self._eb_status)],
+            extra_routes=[web.get("/api/v1/eb/status", self._eb_status), *self.console.routes()],
+            index=False,
+            basic_auth=None
+            if loaded.http_auth_hash is None or settings.metrics.basic_auth_user is None
+            else (settings.metrics.basic_auth_user, loaded.http_auth_hash),
+            metrics_open=settings.metrics.metrics_open,
         )
+        self.http.app.on_shutdown.append(self.console.close)
         self._stop = asyncio.Event()
         self._tasks: asyncio.TaskGroup | None = None
         self._ingest_task: asyncio.Task[None] | None = None
@@ -165,6 +199,28 @@ class Daemon:
         return AlertmanagerNotifier(
             targets, resend_interval=a.resend_interval, evaluation_interval=loaded.settings.probes.tick
         )
+
+    def _recent_outages(self) -> list[dict[str, object]] | None:
+        """The console's list: the ledger's newest outages, wrong programme, filler and
+        degraded intervals (None: no ledger configured)."""
+        if self.ledger is None:
+            return None
+        return [iv.to_json() for iv in self.ledger.recent(CONSOLE_OUTAGES, classes=OUTAGE_CLASSES)]
+
+    def _alertmanager_status(self) -> list[dict[str, object]] | None:
+        """Delivery state per Alertmanager for the console header (None: none configured)."""
+        if self.alertmanager is None:
+            return None
+        return [
+            {
+                "alertmanager": name,
+                "last_success": st.last_success,
+                "consecutive_failures": st.consecutive_failures,
+                "queue_depth": st.queue_depth,
+                "dropped": st.dropped,
+            }
+            for name, st in self.alertmanager.stats.items()
+        ]
 
     async def _eb_status(self, request: web.Request) -> web.Response:
         """Offline and faulty endpoints per region, and recent dispatches (JSON)."""

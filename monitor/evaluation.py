@@ -20,9 +20,10 @@ import asyncio
 import contextlib
 import json
 import os
+import socket
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -79,6 +80,7 @@ def engine_config(settings: Settings) -> EngineConfig:
         flap_threshold=a.flap_threshold,
         flap_window=a.flap_window,
         maintenance=[*settings.maintenance, *off_schedule_windows(settings)],
+        runbook_base=runbook_base(settings),
         **extra,
     )
 
@@ -91,6 +93,20 @@ def off_schedule_windows(settings: Settings) -> list[MaintenanceWindow]:
         if t.schedule is not None:
             out += t.schedule.off_windows(t.name)
     return out
+
+
+def runbook_base(settings: Settings) -> str:
+    """``[alerting] runbook_base_url``, or the console's own ``/runbooks/`` address."""
+    base = settings.alerting.runbook_base_url
+    if not base:
+        host, port = settings.metrics.address
+        if host in ("", "0.0.0.0", "::"):
+            host = socket.gethostname()
+        elif ":" in host:
+            host = f"[{host}]"
+        scheme = "https" if settings.metrics.tls_cert_file else "http"
+        base = f"{scheme}://{host}:{port}/runbooks/"
+    return base if base.endswith("/") else base + "/"
 
 
 def build_engine(settings: Settings) -> Engine:
@@ -126,10 +142,22 @@ def write_json_atomic(path: Path, data: object) -> None:
         raise
 
 
-def to_outgoing(alert: Alert | Transition, generator_url: str) -> OutgoingAlert:
+def localized(annotations: Mapping[str, str], language: str) -> dict[str, str]:
+    """Annotations in ``language``: ``summary_zh`` replaces ``summary`` (and so on) for
+    ``zh``, keeping the English where a rule has no translation; suffixed keys dropped."""
+    out = {k: v for k, v in annotations.items() if not k.endswith("_zh")}
+    if language != "en":
+        suffix = f"_{language}"
+        for key, value in annotations.items():
+            if key.endswith(suffix) and value:
+                out[key.removesuffix(suffix)] = value
+    return out
+
+
+def to_outgoing(alert: Alert | Transition, generator_url: str, language: str = "en") -> OutgoingAlert:
     return OutgoingAlert(
         labels=dict(alert.labels),
-        annotations=dict(alert.annotations),
+        annotations=localized(alert.annotations, language),
         starts_at=alert.starts_at,
         ends_at=alert.ends_at,
         generator_url=generator_url,
@@ -250,11 +278,16 @@ class Evaluator:
                 log.exception("transition listener failed", rate_key="listener")
         if self.notifier is not None:
             gen = self.settings.alerting.generator_url
+            lang = self.settings.alerting.language
             firing = [
-                to_outgoing(a, gen) for a in self.engine.active() if a.state is AlertState.FIRING and a.notify
+                to_outgoing(a, gen, lang)
+                for a in self.engine.active()
+                if a.state is AlertState.FIRING and a.notify
             ]
             resolved = [
-                to_outgoing(t, gen) for t in transitions if t.to_state is AlertState.RESOLVED and t.notify
+                to_outgoing(t, gen, lang)
+                for t in transitions
+                if t.to_state is AlertState.RESOLVED and t.notify
             ]
             self._ledger_alert(firing, resolved, wall, gen)
             self.notifier.update(firing=firing, resolved=resolved)
@@ -293,7 +326,7 @@ class Evaluator:
                             f"{ledger.pending} rows wait in memory and are written when the ledger "
                             "can be written again."
                         ),
-                        "runbook_url": "https://anbo.example/runbooks/LedgerUnavailable",
+                        "runbook_url": runbook_base(self.settings) + "LedgerUnavailable",
                     },
                     starts_at=since,
                     ends_at=None,

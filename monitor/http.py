@@ -7,16 +7,21 @@ are set.
 
 from __future__ import annotations
 
+import base64
+import hmac
 import ssl
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+import bcrypt
 import structlog
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
 
 log = structlog.get_logger(__name__)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 INDEX = """<!doctype html><html><head><title>anbo</title></head><body>
 <h1>anbo (安播)</h1><p>Station {station}.</p>
@@ -42,7 +47,10 @@ class MetricsServer:
         station: Callable[[], str],
         ready: Callable[[], bool],
         problems: Callable[[], list[str]] = list,
-        extra_routes: list[web.RouteDef] | None = None,
+        extra_routes: list[web.AbstractRouteDef] | None = None,
+        index: bool = True,
+        basic_auth: tuple[str, str] | None = None,
+        metrics_open: bool = False,
     ) -> None:
         self.registry = registry
         self._station = station
@@ -50,16 +58,51 @@ class MetricsServer:
         self._problems = problems
         self._runner: web.AppRunner | None = None
         self.port: int | None = None
-        self.app = web.Application()
+        #: (user, bcrypt hash) required on every request, or None.
+        self.basic_auth = basic_auth
+        self.metrics_open = metrics_open
+        self._accepted: dict[str, bool] = {}
+        self.app = web.Application(middlewares=[self._auth])
         self.app.add_routes(
             [
-                web.get("/", self._index),
+                *([web.get("/", self._index)] if index else []),
                 web.get("/metrics", self._metrics),
                 web.get("/-/healthy", self._healthy),
                 web.get("/-/ready", self._readyz),
                 *(extra_routes or []),
             ]
         )
+
+    @web.middleware
+    async def _auth(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        if self.basic_auth is None or (self.metrics_open and request.path == "/metrics"):
+            return await handler(request)
+        header = request.headers.get("Authorization", "")
+        ok = self._accepted.get(header)
+        if ok is None:
+            ok = self._check(header)
+            if len(self._accepted) > 64:  # bounded: bcrypt is slow, so answers are cached
+                self._accepted.clear()
+            self._accepted[header] = ok
+        if not ok:
+            raise web.HTTPUnauthorized(headers={"WWW-Authenticate": 'Basic realm="anbo"'})
+        return await handler(request)
+
+    def _check(self, header: str) -> bool:
+        assert self.basic_auth is not None
+        scheme, _, encoded = header.partition(" ")
+        if scheme.lower() != "basic":
+            return False
+        try:
+            user, sep, password = base64.b64decode(encoded, validate=True).decode().partition(":")
+        except (ValueError, UnicodeDecodeError):
+            return False
+        if not sep or not hmac.compare_digest(user, self.basic_auth[0]):
+            return False
+        try:
+            return bcrypt.checkpw(password.encode(), self.basic_auth[1].encode())
+        except ValueError:
+            return False
 
     async def start(self, host: str, port: int, ssl_context: ssl.SSLContext | None = None) -> None:
         runner = web.AppRunner(self.app, access_log=None, handle_signals=False)

@@ -213,6 +213,11 @@ class MetricsSettings(Strict):
     listen: str = "127.0.0.1:9872"
     tls_cert_file: Path | None = None
     tls_key_file: Path | None = None
+    #: Optional HTTP basic auth of the whole listener: a user and a file holding its bcrypt hash.
+    basic_auth_user: str | None = None
+    basic_auth_hash_file: str | None = None
+    #: With basic auth: leave /metrics open for Prometheus.
+    metrics_open: bool = False
 
     @field_validator("listen")
     @classmethod
@@ -224,6 +229,8 @@ class MetricsSettings(Strict):
     def _check_pair(self) -> Self:
         if (self.tls_cert_file is None) != (self.tls_key_file is None):
             raise ValueError("tls_cert_file and tls_key_file must be given together")
+        if (self.basic_auth_user is None) != (self.basic_auth_hash_file is None):
+            raise ValueError("basic_auth_user and basic_auth_hash_file must be given together")
         return self
 
     @property
@@ -447,6 +454,11 @@ class AlertingSettings(Strict):
         default=900.0, ge=0.0, description="Restarted within this long: firing alerts keep startsAt"
     )
     generator_url: str = ""
+    #: Base of every built-in alert's runbook link (alert name appended); empty: the
+    #: console's own address, http(s)://<host>:<port>/runbooks/ from [metrics] listen.
+    runbook_base_url: str = ""
+    #: The language of the summary/description Alertmanager receives.
+    language: Literal["en", "zh"] = "en"
 
     @model_validator(mode="after")
     def _check_unique(self) -> Self:
@@ -813,6 +825,8 @@ class LoadedSettings:
     mqtt_password: str | None
     #: Alertmanager URL → (basic-auth password, bearer token), read from their files.
     alertmanager_secrets: dict[str, tuple[str | None, str | None]] = field(default_factory=dict)
+    #: bcrypt hash of [metrics] basic_auth_user's password, read from basic_auth_hash_file.
+    http_auth_hash: str | None = None
 
     @property
     def state_directory(self) -> Path:
@@ -914,6 +928,17 @@ def load_settings(path: Path | str) -> LoadedSettings:
                     f"cannot read secret: {exc.strerror or exc}"
                 )
     secrets: dict[str, tuple[str | None, str | None]] = {}
+    auth_hash: str | None = None
+    if settings is not None and settings.metrics.basic_auth_hash_file is not None:
+        hash_file = settings.metrics.basic_auth_hash_file
+        key = f"{where}: metrics.basic_auth_hash_file: {hash_file}"
+        try:
+            auth_hash = read_secret(hash_file, environ=env, base=path.parent).strip()
+        except OSError as exc:
+            problems.append(f"{key}: cannot read secret: {exc.strerror or exc}")
+        else:
+            if not auth_hash.startswith(("$2a$", "$2b$", "$2y$")):
+                problems.append(f"{key}: not a bcrypt hash")
     if settings is not None:
         for i, am in enumerate(settings.alerting.alertmanagers):
             key = f"alerting.alertmanagers[{i}]"
@@ -950,6 +975,7 @@ def load_settings(path: Path | str) -> LoadedSettings:
         path=path,
         mqtt_password=password,
         alertmanager_secrets=secrets,
+        http_auth_hash=auth_hash,
     )
 
 

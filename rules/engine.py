@@ -399,8 +399,7 @@ class Engine:
         self._now: float | None = None
         self._wall: float | None = None
 
-    @staticmethod
-    def _rule_spec(rule: Rule) -> _Spec:
+    def _rule_spec(self, rule: Rule) -> _Spec:
         annotations = dict(rule.annotations)
         return _Spec(
             id=rule.uid,
@@ -409,7 +408,8 @@ class Engine:
             outage_class=rule.outage_class,
             labels=rule.labels,
             annotations=annotations,
-            runbook_url=rule.runbook_url,
+            # A rule without its own link gets the configured runbook base + its name.
+            runbook_url=rule.runbook_url or self.config.runbook_base + rule.alert,
             for_seconds=rule.for_seconds,
             clear_for_seconds=rule.clear_for_seconds,
             keep_firing_for_seconds=rule.keep_firing_for_seconds,
