@@ -376,6 +376,12 @@ class Engine:
                     "fire nor resolve until telemetry returns. This says we cannot see the service, "
                     "not that it is off air."
                 ),
+                "summary_zh": "{{ target }} 无遥测",
+                "description_zh": (
+                    "anbo 已超过 {{ stale_after }} 未收到 {{ target }}（{{ labels.service }}）的遥测"
+                    "（最后一次：{{ age }}）。其他告警被冻结：遥测恢复前既不触发也不恢复。"
+                    "这表示无法监看该业务，并不表示它已停播。"
+                ),
             },
             runbook_url=base + TELEMETRY_LOST,
         )
@@ -705,6 +711,11 @@ class Engine:
                     "within {{ window }}. Its notifications are held until it has been stable for "
                     "{{ window }}; look at the service directly."
                 ),
+                "summary_zh": "{{ target }} 的 {{ flapping_alertname }} 频繁抖动",
+                "description_zh": (
+                    "{{ flapping_alertname }}（{{ flapping_severity }}）在 {{ window }} 内状态变化 "
+                    "{{ value }} 次。稳定 {{ window }} 之前暂停其通知；请直接查看该业务。"
+                ),
             },
             runbook_url=self.config.runbook_base + FLAPPING,
         )
@@ -764,6 +775,11 @@ class Engine:
                 "description": (
                     "The maintenance window of {{ target }} ({{ labels.service }}) has ended but "
                     "{{ alerts }} still firing: the service is still off air."
+                ),
+                "summary_zh": "{{ target }} 检修超过计划结束时间",
+                "description_zh": (
+                    "{{ target }}（{{ labels.service }}）的检修窗口已结束，但仍有告警 "
+                    "{{ alerts }}：该业务仍未恢复播出。"
                 ),
             },
             runbook_url=self.config.runbook_base + MAINTENANCE_OVERRUN,
