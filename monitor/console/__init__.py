@@ -65,8 +65,10 @@ CLIENT_QUEUE = 4
 SSE_KEEPALIVE_S = 15.0
 
 
-#: docs/runbooks of the source tree (the package is installed editable or from the tree).
-RUNBOOKS = Path(__file__).resolve().parents[2] / "docs" / "runbooks"
+#: The runbooks: copied into the package by a build (setup.py), else docs/runbooks of the
+#: source tree (an editable install or a checkout).
+_PACKAGED = Path(__file__).resolve().parent / "runbooks"
+RUNBOOKS = _PACKAGED if _PACKAGED.is_dir() else Path(__file__).resolve().parents[2] / "docs" / "runbooks"
 _ALERT_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
 
 
