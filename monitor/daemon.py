@@ -94,6 +94,7 @@ class Daemon:
             eb=self.eb,
             state_path=loaded.state_directory / STATE_FILE,
             ledger=self.ledger,
+            listening=lambda: self.ingest.listening_since,
         )
         self.pipeline.consumers.append(self.evaluator.consume)
         self.collector = AnboCollector(

@@ -177,6 +177,7 @@ class Evaluator:
         eb: EbMonitor | None = None,
         restore_tolerance: float | None = None,
         ledger: Ledger | None = None,
+        listening: Callable[[], float | None] | None = None,
         mono: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
     ) -> None:
@@ -194,6 +195,9 @@ class Evaluator:
         self.engine = build_engine(settings)
         self.eb = eb
         self.ledger = ledger
+        #: since when telemetry can arrive (the broker subscription; None: not connected).
+        #: Targets not heard from since a restart are judged only ``stale_after`` after it.
+        self.listening = listening
         self.migrations = MigrationMonitor(settings)
         #: Latest measurements per target (for the collector).
         self.measurements: dict[str, Measurements] = {}
@@ -264,6 +268,8 @@ class Evaluator:
         views += self.migrations.views(self.pipeline, now, wall)
         if self.eb is not None:
             views += self.eb.evaluate(wall, now)
+        if self.listening is not None:
+            self.engine.set_listening(self.listening())
         transitions = self.engine.evaluate(views, now, wall)
         self._report(transitions)
         if self.ledger is not None:

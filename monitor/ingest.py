@@ -212,6 +212,9 @@ class MqttIngest:
         self.connected: dict[str, bool] = {b.url: False for b in self.brokers}
         #: Set once the first subscription is acknowledged (for READY=1).
         self.subscribed = asyncio.Event()
+        #: Monotonic time the current connection's subscriptions were acknowledged; None
+        #: while not connected and subscribed (the rule engine's grace for "never heard").
+        self.listening_since: float | None = None
         #: Monotonic time of the last message handled, or of the last idle moment.
         self.progress = time.monotonic()
         self._ever_connected = False
@@ -290,6 +293,7 @@ class MqttIngest:
                         if _refused(granted):
                             raise SubscriptionRefusedError(topic, granted)
                     self.subscribed.set()
+                    self.listening_since = time.monotonic()
                     log.info(
                         "subscribed", broker=broker.url, topics=self.subscriptions(), qos=self.settings.qos
                     )
@@ -308,6 +312,7 @@ class MqttIngest:
                 mqttio.retrieve_disconnect_error(client)
                 was_up = self.connected[broker.url]
                 self.connected[broker.url] = False
+                self.listening_since = None
             self.drain()
             # After losing a working connection start again from the first (preferred)
             # broker; after a failed attempt fail over to the next one.
