@@ -125,6 +125,7 @@ class Daemon:
             station=lambda: self.pipeline.settings.station.name,
             ready=self.is_ready,
             problems=self.problems,
+            notices=lambda: [] if self.evaluator.state_notice is None else [self.evaluator.state_notice],
             extra_routes=[web.get("/api/v1/eb/status", self._eb_status), *self.console.routes()],
             index=False,
             basic_auth=None
