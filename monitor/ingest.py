@@ -9,8 +9,10 @@
   reconnect, what was published between the broker's return and the resubscription is
   lost to anbo; that is logged once, clearly, with the resubscription time, and counted
   (``anbo_mqtt_sessions_lost_total``).
-- After losing a connection that was healthy, reconnect at once; back off only when
-  attempts fail.
+- After losing a connection that was healthy, reconnect at once; while the broker is
+  still away (a restart takes a fraction of a second to a few), try again every
+  :data:`FAST_RETRY_S` (jittered) for :data:`FAST_RETRY_WINDOW_S`, so that it is found
+  within about a tenth of a second of its return, then back off as usual.
 - Jittered exponential backoff between attempts, rotating through the configured
   URLs; bad credentials or not-authorized are logged as one clear error and retried
   at the slowest backoff, never hammered.
@@ -60,6 +62,10 @@ AUTH_FAILURES_V5 = frozenset({0x85, 0x86, 0x87, 0x8A, 0x8C})
 #: A connection subscribed for at least this long was healthy: when it is lost, the
 #: first reconnect attempt goes at once, without a backoff.
 HEALTHY_AFTER_S = 1.0
+#: After losing a healthy connection: retry every FAST_RETRY_S (jittered to [½, 1]×,
+#: ``backoff_min`` if that is smaller) for FAST_RETRY_WINDOW_S, then the usual backoff.
+FAST_RETRY_S = 0.1
+FAST_RETRY_WINDOW_S = 5.0
 
 
 class IngestQueue(asyncio.Queue[aiomqtt.Message]):
@@ -301,6 +307,7 @@ class MqttIngest:
         """Connect, subscribe, consume; reconnect forever. Ends only by cancellation."""
         attempt = 0
         index = 0
+        fast_until = -1.0
         while True:
             broker = self.brokers[index % len(self.brokers)]
             client = self._client_for(broker)
@@ -311,6 +318,7 @@ class MqttIngest:
                     connected_at = time.monotonic()
                     self._on_connected(broker)
                     attempt = 0
+                    fast_until = -1.0
                     for topic in self.subscriptions():
                         granted = await client.subscribe(topic, qos=self.settings.qos)
                         if _refused(granted):
@@ -339,12 +347,17 @@ class MqttIngest:
             # broker; after a failed attempt fail over to the next one.
             index = 0 if was_up and reason is not ConnectError.AUTH else index + 1
             healthy = up_since is not None and time.monotonic() - up_since >= HEALTHY_AFTER_S
+            now = time.monotonic()
             if healthy:
-                self._lost_at = time.monotonic()
+                self._lost_at = now
+                fast_until = now + FAST_RETRY_WINDOW_S
             if reason is ConnectError.AUTH:
                 delay = self.settings.backoff_max
             elif healthy:
-                delay = 0.0  # it was working: try again at once, back off only if that fails
+                delay = 0.0  # it was working: try again at once
+            elif now < fast_until:  # a broker that was up is probably restarting: look often
+                delay = min(FAST_RETRY_S, self.settings.backoff_min) * (0.5 + 0.5 * self._rng())
+                attempt = 0
             else:
                 delay = backoff_delay(
                     attempt, self.settings.backoff_min, self.settings.backoff_max, self._rng
