@@ -288,6 +288,13 @@ class AnboCollector(Collector):
         )
         reconnects.add_metric([], stats.reconnects)
         yield reconnects
+        lost = CounterMetricFamily(
+            "anbo_mqtt_sessions_lost",
+            "Reconnects on which the broker had not kept anbo's session (CONNACK session present 0): "
+            "what was published before the resubscription is lost to anbo.",
+        )
+        lost.add_metric([], stats.sessions_lost)
+        yield lost
         errors = CounterMetricFamily(
             "anbo_mqtt_connection_errors", "Failed or lost broker connections by reason.", labels=["reason"]
         )

@@ -73,7 +73,9 @@ class ServerProcess:
 class Mosquitto(ServerProcess):
     """A private Mosquitto broker with persistence in ``workdir``; restartable on the same port."""
 
-    def __init__(self, workdir: Path, port: int | None = None, extra_conf: str = "") -> None:
+    def __init__(
+        self, workdir: Path, port: int | None = None, extra_conf: str = "", *, persistence: bool = True
+    ) -> None:
         self.binary = find_binary("mosquitto")
         self.workdir = workdir
         self.port = port or free_port()
@@ -86,7 +88,7 @@ class Mosquitto(ServerProcess):
             f"user {getpass.getuser()}\n"
             f"listener {self.port} 127.0.0.1\n"
             "allow_anonymous true\n"
-            "persistence true\n"
+            f"persistence {'true' if persistence else 'false'}\n"
             f"persistence_location {workdir / 'data'}/\n"
             "autosave_interval 1\n"
             "max_queued_messages 100000\n"
