@@ -1,0 +1,172 @@
+"""Station overview: one row per service (state over time, RF, audio, loudness, 停播率)."""
+
+from __future__ import annotations
+
+from grafana_foundation_sdk.models import dashboard as dm
+
+from dashboards.common import (
+    ST,
+    Board,
+    datasource_var,
+    fixed_thresholds,
+    organize,
+    q,
+    qt,
+    rule_thresholds,
+    runbook_link,
+    scheme_var,
+    service_var,
+    silence_thresholds,
+    st,
+    station_var,
+    target_var,
+    tbl,
+    timeline,
+    value_map,
+)
+
+UID = "anbo-station-overview"
+PROGRAMME = "fm|dtv"  # services with a programme; transmitters are equipment
+SEL = f'{ST}, service=~"$service", target=~"$target"'
+
+#: anbo:service_state (config/prometheus/anbo-recording.yml): the ledger class advancing now.
+STATES: dict[str, tuple[str, str]] = {
+    "0": ("On air", "green"),
+    "1": ("Degraded", "yellow"),
+    "2": ("Filler", "orange"),
+    "3": ("Wrong programme", "red"),
+    "4": ("Outage", "dark-red"),
+    "5": ("Unknown (unmonitored)", "purple"),
+    "6": ("Maintenance", "blue"),
+    "7": ("Off schedule", "text"),
+}
+SEVERITIES = value_map(
+    {"critical": ("critical", "red"), "warning": ("warning", "orange"), "info": ("info", "blue")}
+)
+
+
+def rate_per_100h(sel: str, by: str) -> str:
+    """停播率 over the dashboard's (or the panel's) range: counted outage s per 100 scheduled h."""
+    return (
+        f"360000 * sum by ({by}) (increase(anbo:service_counted_outage_seconds_total{{{sel}}}[$__range]))"
+        f" / sum by ({by}) (increase(anbo:service_scheduled_seconds_total{{{sel}}}[$__range]))"
+    )
+
+
+def active_alerts(board: Board, sel: str, w: int = 24, h: int = 7) -> None:
+    """The alerts anbo fires now, with severity and a runbook link per row."""
+    panel = tbl(
+        "Active alerts",
+        "Alerts anbo is firing and notifying now (inhibited and held ones are not listed); "
+        "the alert name links to its runbook on the station console.",
+        "none",
+        [qt(f"max by (station, target, alertname, severity, instance) (anbo_alert_active{{{sel}}})")],
+        fixed_thresholds((None, "text")),
+        transformations=[organize(["Time", "Value"])],
+    )
+    panel = panel.override_by_name(
+        "alertname", [dm.DynamicConfigValue(id_val="links", value=[runbook_link().build()])]
+    ).override_by_name(
+        "severity",
+        [
+            dm.DynamicConfigValue(id_val="mappings", value=SEVERITIES),
+            dm.DynamicConfigValue(id_val="custom.cellOptions", value={"type": "color-background"}),
+        ],
+    )
+    board.add(panel, w, h)
+
+
+def build() -> dm.Dashboard:
+    b = Board(
+        UID,
+        "anbo / Station overview",
+        "Every programme service of the selected stations: state over time, RF and audio level, "
+        "loudness, the active alerts and the 停播率 of this quarter.",
+        [datasource_var(), station_var(), service_var(PROGRAMME), target_var(PROGRAMME), scheme_var()],
+    )
+    b.row("Station")
+    active_alerts(b, ST, w=16, h=8)
+    b.add(
+        st(
+            "Alerts by severity",
+            "How many alerts are firing now, per severity.",
+            "none",
+            [q(f"count by (severity) (anbo_alert_active{{{ST}}})", "{{severity}}")],
+            fixed_thresholds((None, "green"), (1, "red")),
+        ),
+        8,
+        8,
+    )
+    b.row("$service", repeat="service")
+    b.add(
+        timeline(
+            "State",
+            "On air, degraded, outage, unknown (unmonitored) or maintenance, as the outage ledger "
+            "counts it (anbo:service_state).",
+            [q(f"anbo:service_state{{{SEL}}}", "{{target}}")],
+            value_map(STATES),
+        ),
+        24,
+        5,
+    )
+    b.add(
+        st(
+            "RF level",
+            "RF level at the monitoring receiver; red below the CarrierLoss floor.",
+            "suffix: dBµV",
+            [q(f'anbo_reading{{{SEL}, stream="rf", name="rf_level_dbuv"}}', "{{target}}")],
+            rule_thresholds("rf_level_dbuv", alerts=("CarrierLoss",)),
+        ),
+        5,
+        4,
+    )
+    b.add(
+        st(
+            "Audio level",
+            "RMS level of the loudest channel; red below the silence level of [probes].",
+            "suffix: dBFS",
+            [q(f"anbo_audio_rms_dbfs{{{SEL}}}", "{{target}}")],
+            silence_thresholds(),
+        ),
+        5,
+        4,
+    )
+    b.add(
+        st(
+            "Loudness (short-term)",
+            "EBU R128 short-term loudness (3 s window).",
+            "suffix: LUFS",
+            [q(f"anbo_loudness_shortterm_lufs{{{SEL}}}", "{{target}}")],
+            fixed_thresholds((None, "blue")),
+        ),
+        5,
+        4,
+    )
+    b.add(
+        st(
+            "Availability 1 h / 1 d / 30 d",
+            "Share of scheduled time not counted as outage (recording rules anbo:service_availability:*).",
+            "percentunit",
+            [
+                q(f"min by (service) (anbo:service_availability:ratio_1h{{{SEL}}})", "1 h"),
+                q(f"min by (service) (anbo:service_availability:ratio_1d{{{SEL}}})", "1 d"),
+                q(f"min by (service) (anbo:service_availability:ratio_30d{{{SEL}}})", "30 d"),
+            ],
+            fixed_thresholds((None, "red"), (0.99, "orange"), (0.999, "green")),
+        ),
+        5,
+        4,
+    )
+    b.add(
+        st(
+            "停播率 this quarter",
+            "Counted outage seconds per 100 scheduled hours since the quarter began (the ledger's "
+            "rule: outage + wrong programme + filler share); anbo report gives the official figure.",
+            "suffix: s/100 h",
+            [q(rate_per_100h(SEL, "service"), "{{service}}")],
+            fixed_thresholds((None, "green")),
+        ).time_from("now/fQ"),
+        4,
+        4,
+    )
+    return b.build()
