@@ -318,7 +318,7 @@ def cmd_dashboards(args: argparse.Namespace) -> int:
     try:
         written = dashboards.write(directory)
     except OSError as exc:
-        print(f"anbo dashboards: {directory}: {exc}", file=sys.stderr)
+        print(f"anbo dashboards: {directory}: cannot write: {exc.strerror or exc}", file=sys.stderr)
         return 1
     for path in written:
         print(path)

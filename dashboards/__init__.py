@@ -13,7 +13,7 @@ from pathlib import Path
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from grafana_foundation_sdk.models import dashboard as dm
 
-from dashboards import eb, migrations, overview, service
+from dashboards import eb, health, migrations, outages, overview, service
 
 #: file name → builder; the file name is the uid (stable: links and bookmarks use it).
 BUILDERS: dict[str, Callable[[], dm.Dashboard]] = {
@@ -21,6 +21,8 @@ BUILDERS: dict[str, Callable[[], dm.Dashboard]] = {
     service.UID: service.build,
     migrations.UID: migrations.build,
     eb.UID: eb.build,
+    outages.UID: outages.build,
+    health.UID: health.build,
 }
 #: Where the generated JSON is committed (relative to the source tree).
 DEFAULT_DIR = Path(__file__).resolve().parent.parent / "config" / "grafana" / "dashboards"

@@ -41,6 +41,16 @@ RUNBOOK_URL = "${console_scheme}://${__data.fields.instance}/runbooks/${__data.f
 ST = 'station=~"$station"'
 
 
+#: anbo's own metrics (broker, queue, ledger...) carry no station label: joined on the
+#: scrape's instance with anbo_target_info, they gain it, and the station filter.
+STATION_JOIN = f"on (instance) group_left (station) max by (instance, station) (anbo_target_info{{{ST}}})"
+
+
+def per_station(expr: str) -> str:
+    """``expr`` over anbo's own metrics, labelled with (and filtered by) its station."""
+    return f"({expr}) * {STATION_JOIN}"
+
+
 def q(
     expr: str, legend: str = "", *, instant: bool = False, table_format: bool = False
 ) -> prometheus.Dataquery:
