@@ -89,9 +89,9 @@ def build() -> dm.Dashboard:
             "Next cutover in",
             "Time to the nearest cutover still ahead.",
             "s",
-            [q(f"min(anbo_migration_seconds_to_cutover{{{SEL}}} > 0) or vector(0)", "next cutover")],
+            [q(f"min(anbo_migration_seconds_to_cutover{{{SEL}}} > 0)", "next cutover", instant=True)],
             fixed_thresholds((None, "orange"), (86400, "green")),
-        ),
+        ).no_value("no cutover ahead"),
         8,
         7,
     )

@@ -94,7 +94,7 @@ def build() -> dm.Dashboard:
             "停播率 over the range",
             "Counted outage seconds per 100 scheduled hours over the dashboard's time range.",
             "suffix: s/100 h",
-            [q(rate_per_100h(SEL, "service"), "{{service}}")],
+            [q(rate_per_100h(SEL, "service"), "{{service}}", instant=True)],
             fixed_thresholds((None, "green")),
         ),
         12,
@@ -106,7 +106,7 @@ def build() -> dm.Dashboard:
             "Counted outage seconds per 100 scheduled hours since the quarter began; the official "
             "figure is `anbo report --quarter`.",
             "suffix: s/100 h",
-            [q(rate_per_100h(SEL, "service"), "{{service}}")],
+            [q(rate_per_100h(SEL, "service"), "{{service}}", instant=True)],
             fixed_thresholds((None, "green")),
         ).time_from("now/fQ"),
         12,

@@ -163,7 +163,7 @@ def build() -> dm.Dashboard:
             "Counted outage seconds per 100 scheduled hours since the quarter began (the ledger's "
             "rule: outage + wrong programme + filler share); anbo report gives the official figure.",
             "suffix: s/100 h",
-            [q(rate_per_100h(SEL, "service"), "{{service}}")],
+            [q(rate_per_100h(SEL, "service"), "{{service}}", instant=True)],
             fixed_thresholds((None, "green")),
         ).time_from("now/fQ"),
         4,
