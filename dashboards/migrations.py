@@ -6,6 +6,7 @@ from __future__ import annotations
 from grafana_foundation_sdk.models import dashboard as dm
 
 from dashboards.common import (
+    FLAG_OK,
     ST,
     Board,
     datasource_var,
@@ -34,6 +35,18 @@ PHASES = value_map(
     {"0": ("Before simulcast", "blue"), "1": ("Simulcast", "yellow"), "2": ("After cutover", "green")}
 )
 MATCH = value_map({"0": ("WRONG programme", "red"), "1": ("expected programme", "green")})
+
+
+def new_channel_reading(name: str) -> str:
+    """A reading of the target that receives a plan's new channel, labelled with the plan:
+    the target's ``frequency`` label (anbo_target_info) is the plan's ``new`` label."""
+    reading = (
+        f'anbo_reading{{{ST}, stream="rf", name="{name}"}}'
+        f" * on (station, target) group_left (frequency) anbo_target_info{{{ST}}}"
+    )
+    plans = f'0 * label_replace(anbo_migration_phase{{{SEL}}}, "frequency", "$1", "new", "(.*)") + 1'
+    join = "on (station, frequency) group_left (migration, new)"
+    return f"max by (station, migration, new) (({reading}) * {join} ({plans}))"
 
 
 def migration_alerts() -> str:
@@ -127,6 +140,17 @@ def build() -> dm.Dashboard:
         ),
         12,
         7,
+    )
+    b.add(
+        timeline(
+            "New channel lock (DTV)",
+            "Whether the receiver of the new channel is locked to the multiplex (the target whose "
+            "channel is the plan's new one; DtvLockLoss when it is not).",
+            [q(new_channel_reading("lock"), "{{migration}} new {{new}}")],
+            FLAG_OK,
+        ),
+        24,
+        4,
     )
     b.add(
         timeline(
