@@ -186,8 +186,6 @@ def ts(
     unit: str,
     targets: Sequence[prometheus.Dataquery],
     th: gd.ThresholdsConfig,
-    *,
-    mappings: list[dm.ValueMapping] | None = None,
 ) -> timeseries.Panel:
     p: timeseries.Panel = _common(timeseries.Panel(), title, description, unit, targets)
     p = p.thresholds(th).legend(
@@ -198,8 +196,6 @@ def ts(
     )
     if len(th.build().steps) > 1:  # draw the rule limits as dashed lines
         p = p.thresholds_style(GraphThresholdsStyleConfig().mode(GraphThresholdsStyleMode.DASHED))
-    if mappings:
-        p = p.mappings(mappings)
     return p
 
 
@@ -210,19 +206,15 @@ def st(
     targets: Sequence[prometheus.Dataquery],
     th: gd.ThresholdsConfig,
     *,
-    mappings: list[dm.ValueMapping] | None = None,
     calc: str = "lastNotNull",
 ) -> stat.Panel:
     p: stat.Panel = _common(stat.Panel(), title, description, unit, targets)
-    p = (
+    return (
         p.thresholds(th)
         .color_mode(BigValueColorMode.BACKGROUND)
         .graph_mode(BigValueGraphMode.NONE)
         .reduce_options(ReduceDataOptions().calcs([calc]).values(False))
     )
-    if mappings:
-        p = p.mappings(mappings)
-    return p
 
 
 def timeline(
