@@ -3,6 +3,7 @@ models, thresholds from the rule packs, and the recording rules they read (promt
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 import subprocess
@@ -15,6 +16,8 @@ import pytest
 import yaml
 from grafana_foundation_sdk.cog.plugins import register_default_plugins
 from grafana_foundation_sdk.models import dashboard as dm
+from hypothesis import given
+from hypothesis import strategies as st
 
 import dashboards
 from anbo.cli import main
@@ -286,3 +289,27 @@ def test_recording_rules_follow_the_ledger() -> None:
         rules["anbo:service_counted_outage_seconds_total"],
     )
     assert share and float(share.group(1)) == LedgerSettings().filler_share
+
+
+_limit = st.builds(
+    Limit,
+    st.just("A"),
+    st.sampled_from(["warning", "critical"]),
+    st.sampled_from(["<", "<=", ">", ">="]),
+    st.integers(-50, 50).map(float),
+)
+
+
+@given(st.lists(_limit, max_size=5), st.integers(-120, 120).map(lambda i: i / 2 + 0.25))
+def test_steps_colour_any_value_as_the_worst_alert_firing_there(found: list[Limit], x: float) -> None:
+    """Property: away from the limits themselves (x is never an integer here), the step
+    Grafana applies to x has the colour of the worst alert that fires at x."""
+    from dashboards.thresholds import COLOURS
+
+    result = steps(found)
+    assert result[0].value is None
+    assert all(a.colour != b.colour for a, b in itertools.pairwise(result))
+    applied = [s for s in result if s.value is None or s.value <= x][-1]
+    firing = [lim.severity for lim in found if lim.fires(x)]
+    worst = "critical" if "critical" in firing else "warning" if firing else None
+    assert applied.colour == COLOURS[worst]
