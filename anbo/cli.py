@@ -306,6 +306,10 @@ def cmd_dashboards(args: argparse.Namespace) -> int:
     import dashboards
 
     directory: Path = args.output or dashboards.DEFAULT_DIR
+    if args.output is None and not directory.parent.is_dir():
+        # An installed (not source-tree) anbo has no config/grafana to write into.
+        print(f"anbo dashboards: no source tree at {directory.parent}; give --output DIR", file=sys.stderr)
+        return 1
     if args.check:
         problems = dashboards.check(directory)
         for line in problems:
