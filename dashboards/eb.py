@@ -8,6 +8,7 @@ from grafana_foundation_sdk.models import dashboard as dm
 from dashboards.common import (
     ST,
     Board,
+    active_alerts,
     datasource_var,
     fixed_thresholds,
     merge,
@@ -22,7 +23,6 @@ from dashboards.common import (
     tbl,
     ts,
 )
-from dashboards.overview import active_alerts
 from dashboards.thresholds import builtin_rules
 
 UID = "anbo-eb-fleet"

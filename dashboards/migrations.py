@@ -9,6 +9,7 @@ from dashboards.common import (
     FLAG_OK,
     ST,
     Board,
+    active_alerts,
     datasource_var,
     fixed_thresholds,
     merge,
@@ -25,7 +26,6 @@ from dashboards.common import (
     ts,
     value_map,
 )
-from dashboards.overview import active_alerts
 from dashboards.thresholds import builtin_rules
 
 UID = "anbo-migrations"

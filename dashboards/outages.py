@@ -6,12 +6,14 @@ from __future__ import annotations
 from grafana_foundation_sdk.models import dashboard as dm
 
 from dashboards.common import (
+    STATES,
     Board,
     datasource_var,
     fixed_thresholds,
     organize,
     q,
     qt,
+    rate_per_100h,
     scheme_var,
     service_var,
     st,
@@ -22,7 +24,7 @@ from dashboards.common import (
     ts,
     value_map,
 )
-from dashboards.overview import PROGRAMME, SEL, STATES, rate_per_100h
+from dashboards.overview import PROGRAMME, SEL
 
 UID = "anbo-outages"
 CLASSES = value_map(

@@ -6,21 +6,20 @@ from grafana_foundation_sdk.models import dashboard as dm
 
 from dashboards.common import (
     ST,
+    STATES,
     Board,
+    active_alerts,
     datasource_var,
     fixed_thresholds,
-    organize,
     q,
-    qt,
+    rate_per_100h,
     rule_thresholds,
-    runbook_link,
     scheme_var,
     service_var,
     silence_thresholds,
     st,
     station_var,
     target_var,
-    tbl,
     timeline,
     value_map,
 )
@@ -28,52 +27,6 @@ from dashboards.common import (
 UID = "anbo-station-overview"
 PROGRAMME = "fm|dtv"  # services with a programme; transmitters are equipment
 SEL = f'{ST}, service=~"$service", target=~"$target"'
-
-#: anbo:service_state (config/prometheus/anbo-recording.yml): the ledger class advancing now.
-STATES: dict[str, tuple[str, str]] = {
-    "0": ("On air", "green"),
-    "1": ("Degraded", "yellow"),
-    "2": ("Filler", "orange"),
-    "3": ("Wrong programme", "red"),
-    "4": ("Outage", "dark-red"),
-    "5": ("Unknown (unmonitored)", "purple"),
-    "6": ("Maintenance", "blue"),
-    "7": ("Off schedule", "text"),
-}
-SEVERITIES = value_map(
-    {"critical": ("critical", "red"), "warning": ("warning", "orange"), "info": ("info", "blue")}
-)
-
-
-def rate_per_100h(sel: str, by: str) -> str:
-    """停播率 over the dashboard's (or the panel's) range: counted outage s per 100 scheduled h."""
-    return (
-        f"360000 * sum by ({by}) (increase(anbo:service_counted_outage_seconds_total{{{sel}}}[$__range]))"
-        f" / sum by ({by}) (increase(anbo:service_scheduled_seconds_total{{{sel}}}[$__range]))"
-    )
-
-
-def active_alerts(board: Board, sel: str, w: int = 24, h: int = 7) -> None:
-    """The alerts anbo fires now, with severity and a runbook link per row."""
-    panel = tbl(
-        "Active alerts",
-        "Alerts anbo is firing and notifying now (inhibited and held ones are not listed); "
-        "the alert name links to its runbook on the station console.",
-        "none",
-        [qt(f"max by (station, target, alertname, severity, instance) (anbo_alert_active{{{sel}}})")],
-        fixed_thresholds((None, "text")),
-        transformations=[organize(["Time", "Value"])],
-    )
-    panel = panel.override_by_name(
-        "alertname", [dm.DynamicConfigValue(id_val="links", value=[runbook_link().build()])]
-    ).override_by_name(
-        "severity",
-        [
-            dm.DynamicConfigValue(id_val="mappings", value=SEVERITIES),
-            dm.DynamicConfigValue(id_val="custom.cellOptions", value={"type": "color-background"}),
-        ],
-    )
-    board.add(panel, w, h)
 
 
 def build() -> dm.Dashboard:

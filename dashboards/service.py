@@ -10,6 +10,7 @@ from dashboards.common import (
     FLAG_OK,
     ST,
     Board,
+    active_alerts,
     datasource_var,
     fixed_thresholds,
     q,
@@ -23,7 +24,6 @@ from dashboards.common import (
     ts,
     value_map,
 )
-from dashboards.overview import active_alerts
 
 UID = "anbo-service-detail"
 SEL = f'{ST}, service=~"$service", target=~"$target"'

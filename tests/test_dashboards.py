@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 
 import dashboards
 from anbo.cli import main
-from dashboards.common import STATION_JOIN
+from dashboards.common import STATES, STATION_JOIN
 from dashboards.thresholds import Limit, Step, limits, steps
 from monitor.ledger import PRIORITY, IntervalClass
 from monitor.settings import LedgerSettings
@@ -284,6 +284,9 @@ def test_recording_rules_follow_the_ledger() -> None:
     assert set(codes) == {c.value for c in IntervalClass}
     by_priority = sorted(codes, key=lambda c: -codes[c])
     assert by_priority == [c.value for c in PRIORITY]
+    for cls, code in codes.items():  # the state timeline names each code after its class
+        assert cls.replace("_", " ") in STATES[str(code)][0].lower()
+    assert STATES["0"][0] == "On air" and "7" in STATES
     share = re.search(
         r'([0-9.]+) \* anbo_outage_seconds_total\{class="filler"\}',
         rules["anbo:service_counted_outage_seconds_total"],
