@@ -132,8 +132,9 @@ def steps(found: list[Limit]) -> list[Step]:
     out = [Step(None, colour(below(points[0])))]
     for i, v in enumerate(points):
         nxt = points[i + 1] if i + 1 < len(points) else v + max(abs(v), 1.0)
-        # A step covers [v, next): judged at v itself for a >= limit, inside it otherwise.
-        c = colour(v) if any(lim.value == v and lim.op == ">=" for lim in found) else colour((v + nxt) / 2)
+        # A step covers [v, next): judged inside it (at v itself a limit's own >= or <= may
+        # differ; Grafana gives v the step's colour).
+        c = colour((v + nxt) / 2)
         if c != out[-1].colour:
             out.append(Step(v, c))
     return out
