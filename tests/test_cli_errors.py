@@ -96,6 +96,13 @@ MISTAKES = [
     ),
     Mistake("check-missing-rules", ["check", "-c", "{example}", "--rules", "{tmp}/none.yml"], 1, "none.yml"),
     Mistake("test-rules-missing", ["test-rules", "{tmp}/none.yml"], 1, "none.yml"),
+    Mistake(
+        "dashboards-output-is-a-file",
+        ["dashboards", "--output", "{tmp}/f.txt"],
+        1,
+        "f.txt: cannot write: File exists",
+        {"f.txt": text("x")},
+    ),
     # -- usage
     Mistake("no-command", [], 2, "required: COMMAND"),
     Mistake("unknown-command", ["frobnicate"], 2, "invalid choice: 'frobnicate'"),
