@@ -132,6 +132,14 @@ class Credentials:
     password: str | None
 
 
+def tls_context(s: MqttSettings) -> ssl.SSLContext:
+    """The client TLS context of ``[mqtt]`` (CA file, optional client certificate)."""
+    ctx = ssl.create_default_context(cafile=str(s.tls_ca_file) if s.tls_ca_file else None)
+    if s.tls_cert_file and s.tls_key_file:
+        ctx.load_cert_chain(str(s.tls_cert_file), str(s.tls_key_file))
+    return ctx
+
+
 def backoff_delay(attempt: int, lo: float, hi: float, rng: Callable[[], float] = random.random) -> float:
     """Exponential backoff with jitter: uniform in [d/2, d], d = min(hi, lo·2^attempt)."""
     d = min(hi, lo * (2.0 ** min(attempt, 30)))
@@ -218,11 +226,7 @@ class MqttIngest:
 
     # -- clients --------------------------------------------------------------------
     def _tls_context(self) -> ssl.SSLContext:
-        s = self.settings
-        ctx = ssl.create_default_context(cafile=str(s.tls_ca_file) if s.tls_ca_file else None)
-        if s.tls_cert_file and s.tls_key_file:
-            ctx.load_cert_chain(str(s.tls_cert_file), str(s.tls_key_file))
-        return ctx
+        return tls_context(self.settings)
 
     def _client_for(self, broker: BrokerAddress) -> aiomqtt.Client:
         client = self._clients.get(broker.url)
