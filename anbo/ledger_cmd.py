@@ -30,6 +30,13 @@ def add_report_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--format", choices=FORMATS, default="table")
     p.add_argument("--lang", choices=["en", "zh"], default="en")
     p.add_argument("--output", "-o", type=Path, help="write here instead of stdout")
+    b = p.add_argument_group("bureau (no station config: every station from the bureau's PostgreSQL)")
+    b.add_argument("--bureau", action="store_true", help="the city-wide report from --database")
+    b.add_argument("--database", metavar="URL", help="postgresql://... (default $ANBO_BUREAU_DATABASE)")
+    b.add_argument("--station", action="append", help="only this station (repeatable)")
+    b.add_argument("--tz", default="Asia/Shanghai", help="zone of quarters and days (default Asia/Shanghai)")
+    b.add_argument("--filler-share", type=float, default=0.5, help="share of filler time counted (0.5)")
+    b.add_argument("--now", metavar="TIME", help="report as of this time (default: now)")
 
 
 def add_ledger_arguments(p: argparse.ArgumentParser) -> None:
@@ -68,6 +75,10 @@ def _loaded(args: argparse.Namespace) -> LoadedSettings | None:
 
 
 def run_report(args: argparse.Namespace) -> int:
+    if args.bureau:
+        from anbo.bureau_cmd import run_bureau_report
+
+        return run_bureau_report(args)
     loaded = _loaded(args)
     if loaded is None:
         return 1
