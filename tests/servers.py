@@ -255,6 +255,10 @@ class LinkProxy:
 
     def cut(self) -> None:
         if self._server is not None:
+            # shutdown() wakes the thread blocked in accept(); close() alone would not,
+            # and the kernel would go on accepting on the listening socket
+            with contextlib.suppress(OSError):
+                self._server.shutdown(socket.SHUT_RDWR)
             self._server.close()
             self._server = None
         with self._lock:
