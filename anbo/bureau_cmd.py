@@ -16,6 +16,7 @@ from anbo.report import BureauStation, CountingRules, compute_bureau, quarter_bo
 from bureau.settings import BureauConfig, BureauConfigError, DatabaseSettings, load_bureau_config
 from monitor.ledger import LedgerError, parse_time
 from monitor.logs import configure_logging
+from monitor.sdnotify import Notifier
 from monitor.settings import MqttSettings
 
 __all__ = ["add_bureau_arguments", "run_bureau", "run_bureau_report"]
@@ -41,7 +42,10 @@ def _config(args: argparse.Namespace) -> tuple[BureauConfig, str | None, str | N
             )
             mqtt_pw = db_pw = None
         else:
-            print("anbo bureau: give --config FILE, or --mqtt-url URL and --database URL", file=sys.stderr)
+            print(
+                "anbo bureau: error: give --config FILE, or --mqtt-url URL and --database URL",
+                file=sys.stderr,
+            )
             return None
         if args.listen:
             config = config.model_copy(
@@ -72,11 +76,14 @@ def run_bureau(args: argparse.Namespace) -> int:
         stations_expected=len(config.stations),
         listen=config.http.listen,
     )
+    notifier = Notifier.from_env()
     try:
-        asyncio.run(BureauService(config, mqtt_password=mqtt_pw, db_password=db_pw).run())
+        asyncio.run(BureauService(config, mqtt_password=mqtt_pw, db_password=db_pw, systemd=notifier).run())
     except OSError as exc:
         log.error("anbo bureau cannot start", error=str(exc))
         return 1
+    finally:
+        notifier.close()
     return 0
 
 
@@ -85,7 +92,7 @@ def run_bureau_report(args: argparse.Namespace) -> int:
 
     url = args.database or os.environ.get("ANBO_BUREAU_DATABASE")
     if not url:
-        print("anbo report --bureau: give --database URL (or $ANBO_BUREAU_DATABASE)", file=sys.stderr)
+        print("anbo report: error: --bureau: give --database URL (or $ANBO_BUREAU_DATABASE)", file=sys.stderr)
         return 2
     tz = args.tz
     try:

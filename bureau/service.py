@@ -40,6 +40,7 @@ from bureau.wire import Event, EventError, parse_event
 from monitor.events import CONTRACT_VERSION, ack_topic
 from monitor.http import MetricsServer
 from monitor.ingest import backoff_delay, tls_context
+from monitor.sdnotify import Notifier
 from monitor.settings import parse_broker_url, parse_listen
 
 __all__ = ["BureauService"]
@@ -55,8 +56,11 @@ class BureauService:
         mqtt_password: str | None = None,
         db_password: str | None = None,
         registry: CollectorRegistry | None = None,
+        systemd: Notifier | None = None,
     ) -> None:
         self.config = config
+        self.systemd = systemd if systemd is not None else Notifier(None)
+        self._announced = False
         self.prefix = config.mqtt.topic_prefix
         self.mqtt_password = mqtt_password
         self.db_password = db_password
@@ -200,6 +204,12 @@ class BureauService:
             timeout=10,
         )
 
+    async def _watchdog(self, interval: float) -> None:
+        """WATCHDOG=1 while the event loop runs (the loop itself is what could stall)."""
+        while True:
+            self.systemd.watchdog()
+            await asyncio.sleep(interval / 2)
+
     async def _mqtt(self) -> None:
         attempt = 0
         index = 0
@@ -216,6 +226,9 @@ class BureauService:
                     await client.subscribe(topic, qos=1)
                     self.subscribed = True
                     log.info("bureau subscribed", broker=url, topic=topic)
+                    if not self._announced:
+                        self._announced = True
+                        self.systemd.ready(f"subscribed to {topic} at {url}")
                     batch: list[Event] = []
                     async for message in client.messages:
                         event = self.parse(message)
@@ -247,9 +260,14 @@ class BureauService:
         log.info("anbo bureau started", metrics_port=self.http.port, stations_expected=len(self.expected))
         try:
             async with asyncio.TaskGroup() as tg:
-                task = tg.create_task(self._mqtt(), name="bureau-mqtt")
+                tasks = [tg.create_task(self._mqtt(), name="bureau-mqtt")]
+                interval = Notifier.watchdog_interval()
+                if interval is not None:
+                    tasks.append(tg.create_task(self._watchdog(interval), name="watchdog"))
                 await self._stop.wait()
-                task.cancel()
+                self.systemd.stopping()
+                for task in tasks:
+                    task.cancel()
         finally:
             await self.http.stop()
             if self.db is not None:

@@ -11,8 +11,11 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from pydantic import ValidationError
+
 from monitor.events import BODY_KEY, CONTRACT_VERSION, KINDS
 from monitor.ledger import IntervalClass
+from monitor.schedule import Schedule
 
 __all__ = ["Event", "EventError", "parse_event"]
 
@@ -96,9 +99,13 @@ def parse_event(topic: str, payload: bytes, prefix: str = "anbo") -> Event:
     if kind == "heartbeat":
         for key in ("at", "complete_until"):
             _num(data, key)
-        seq = data.get("seq")
-        if isinstance(seq, bool) or not isinstance(seq, int):
-            raise EventError("bad_field", f"seq must be an integer, got {seq!r}")
+        _num(data, "started_at", optional=True)
+        for key in ("seq", "outbox"):
+            v = data.get(key)
+            if isinstance(v, bool) or not isinstance(v, int):
+                raise EventError("bad_field", f"{key} must be an integer, got {v!r}")
+        if not isinstance(data.get("ledger_up", True), bool):
+            raise EventError("bad_field", "ledger_up must be true or false")
         return Event(station, kind, None, f"heartbeat:{station}", 0, data)
     seq = data.get("seq")
     if isinstance(seq, bool) or not isinstance(seq, int) or seq < 1:
@@ -118,7 +125,8 @@ def parse_event(topic: str, payload: bytes, prefix: str = "anbo") -> Event:
         revision = revision_v
         if body.get("id") != event_id or body.get("station") != station:
             raise EventError("mismatch", "interval.id/station differ from the envelope's")
-        if body.get("class") not in _CLASSES:
+        cls_v = body.get("class")
+        if not isinstance(cls_v, str) or cls_v not in _CLASSES:
             raise EventError("bad_field", f"interval.class {body.get('class')!r} unknown")
         for key in ("target", "service", "source", "author", "reason"):
             _str(body, key)
@@ -142,6 +150,18 @@ def parse_event(topic: str, payload: bytes, prefix: str = "anbo") -> Event:
         ):
             raise EventError("bad_field", "info.services must be a list of {target, service, kind, schedule}")
         cls = body.get("station_class")
-        if cls not in (1, 2, 3):
+        if isinstance(cls, bool) or cls not in (1, 2, 3):
             raise EventError("bad_field", f"info.station_class must be 1, 2 or 3, got {cls!r}")
+        for key in ("county", "description"):
+            if not isinstance(body.get(key, ""), str):
+                raise EventError("bad_field", f"info.{key} must be a string")
+        for svc in services:
+            for key in ("service", "kind"):
+                if not isinstance(svc.get(key, ""), str):
+                    raise EventError("bad_field", f"info.services[].{key} must be a string")
+            if svc.get("schedule") is not None:
+                try:
+                    Schedule.model_validate(svc["schedule"])
+                except ValidationError as exc:
+                    raise EventError("bad_field", f"info.services[{svc['target']}].schedule: {exc}") from None
     return Event(station, kind, seq, event_id, revision, data)
