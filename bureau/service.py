@@ -9,9 +9,10 @@
   PostgreSQL is down events are dropped here unacknowledged (counted) and the stations
   publish them again.
 * Knows the stations to expect (``[[stations]]``): ``anbo_bureau_station_up`` is 0 when
-  one's heartbeats stop (the ``StationUnreachable`` alert in config/prometheus/bureau.yml),
-  which says "link or station down, status unknown"; a station off air still sends
-  heartbeats and its outages arrive as intervals.
+  one's heartbeats stop (the ``StationUnreachable`` alert in config/prometheus/bureau-rules.yml):
+  "status unknown", never "off air" (a station off air still sends heartbeats, and its
+  outages arrive as intervals). ``anbo_bureau_station_link_up`` (the bridge's own
+  notifications) tells a link down from a station whose anbo or broker is down.
 * Serves ``/metrics``, ``/-/healthy`` and ``/-/ready`` (200 once subscribed and the
   database is reachable).
 """
@@ -71,6 +72,8 @@ class BureauService:
         self._db_attempt = 0
         self.subscribed = False
         self.expected = {s.name for s in config.stations}
+        #: station → its bridge's link state (from the bridge's notifications), if known
+        self.links: dict[str, bool] = {}
         #: station → (heartbeat time, complete_until, monotonic receive time)
         self.heartbeats: dict[str, tuple[float, float, float]] = {}
         self.http = MetricsServer(
@@ -154,6 +157,16 @@ class BureauService:
             log.warning("event rejected", topic=str(message.topic), error=str(exc), rate_key="bad_event")
             return None
 
+    def link_state(self, message: aiomqtt.Message) -> None:
+        """The station bridge's notification: "1" up, "0" down (its will, sent by our broker)."""
+        station = str(message.topic).split("/")[-4]
+        payload = message.payload
+        if payload in (b"1", b"0"):
+            self.links[station] = payload == b"1"
+            log.info("station link", station=station, up=self.links[station])
+        else:
+            self.rejected["bad_link_state"] = self.rejected.get("bad_link_state", 0) + 1
+
     async def handle(self, client: aiomqtt.Client, events: list[Event]) -> None:
         """Store one batch, then acknowledge it; on a database failure nothing is acknowledged."""
         if not events:
@@ -215,6 +228,7 @@ class BureauService:
         index = 0
         urls = self.config.mqtt.url
         topic = f"{self.prefix}/+/events/v{CONTRACT_VERSION}/#"
+        links = f"{self.prefix}/+/bridge/v{CONTRACT_VERSION}/state"
         while True:
             url = urls[index % len(urls)]
             client = self._client(url)
@@ -224,6 +238,7 @@ class BureauService:
                     was_up = True
                     attempt = 0
                     await client.subscribe(topic, qos=1)
+                    await client.subscribe(links, qos=1)
                     self.subscribed = True
                     log.info("bureau subscribed", broker=url, topic=topic)
                     if not self._announced:
@@ -231,6 +246,9 @@ class BureauService:
                         self.systemd.ready(f"subscribed to {topic} at {url}")
                     batch: list[Event] = []
                     async for message in client.messages:
+                        if message.topic.matches(links):
+                            self.link_state(message)
+                            continue
                         event = self.parse(message)
                         if event is not None:
                             batch.append(event)
@@ -317,6 +335,15 @@ class BureauService:
         for s in sorted(self.expected):
             up.add_metric([s], 0.0 if s in down else 1.0)
         yield up
+        link = GaugeMetricFamily(
+            "anbo_bureau_station_link_up",
+            "1 while the station's bridge is connected to the bureau broker, 0 when it is not "
+            "(absent: never heard); station_up 0 with link_up 1 means the link is up but anbo is not",
+            labels=["station"],
+        )
+        for s, state in sorted(self.links.items()):
+            link.add_metric([s], float(state))
+        yield link
         age = GaugeMetricFamily(
             "anbo_bureau_station_heartbeat_age_seconds",
             "Since the newest heartbeat arrived",

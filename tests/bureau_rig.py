@@ -246,9 +246,12 @@ class Rig:
         except OSError:
             return ""
 
-    def station_up(self, name: str) -> float | None:
-        m = re.search(rf'^anbo_bureau_station_up{{station="{re.escape(name)}"}} (\S+)$', self.metrics(), re.M)
+    def gauge(self, metric: str, station: str) -> float | None:
+        m = re.search(rf'^{metric}{{station="{re.escape(station)}"}} (\S+)$', self.metrics(), re.M)
         return None if m is None else float(m.group(1))
+
+    def station_up(self, name: str) -> float | None:
+        return self.gauge("anbo_bureau_station_up", name)
 
     def bureau_rows(self, station: str) -> set[tuple[str, int]]:
         try:

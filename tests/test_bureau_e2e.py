@@ -98,6 +98,9 @@ def test_bureau_end_to_end_with_faults(rig: Rig, tmp_path: Path) -> None:
     a.link.cut()
     down = wait(lambda: rig.station_up("qingshan") == 0.0, 15, "StationUnreachable for the cut station")
     assert rig.station_up("baiyun") == 1.0
+    # the link, not the station: the bridge's will says so
+    wait(lambda: rig.gauge("anbo_bureau_station_link_up", "qingshan") == 0.0, 15, "link down")
+    assert rig.gauge("anbo_bureau_station_link_up", "baiyun") == 1.0
     figures["unreachable_after_s"] = round(down, 1)
     at(6 + CUT_S / 2)
     rows_before_kill = a.rows()
@@ -108,6 +111,7 @@ def test_bureau_end_to_end_with_faults(rig: Rig, tmp_path: Path) -> None:
     a.link.restore()
     t, n, lost = recover(rig, [a, b])
     up = wait(lambda: rig.station_up("qingshan") == 1.0, 15, "StationUnreachable resolved")
+    wait(lambda: rig.gauge("anbo_bureau_station_link_up", "qingshan") == 1.0, 15, "link up again")
     figures["cut"] = {"cut_s": CUT_S, "recovered_s": round(t, 1), "rows": n, "lost": lost, "up_again_s": up}
     assert rows_before_kill <= rig.bureau_rows("qingshan") and lost == 0
 
