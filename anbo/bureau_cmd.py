@@ -106,6 +106,7 @@ def run_bureau_report(args: argparse.Namespace) -> int:
         if end <= start:
             raise LedgerError("--to must be after --from")
         with BureauReader(url) as reader:
+            sources = reader.sources(start, end)
             stations = [
                 BureauStation(
                     name=s.name,
@@ -113,7 +114,7 @@ def run_bureau_report(args: argparse.Namespace) -> int:
                     county=s.county,
                     services=[x for x in s.services if not args.target or x.target in args.target],
                     complete_until=s.complete_until,
-                    source=reader.spans_of(s.name),
+                    source=sources[s.name],
                 )
                 for s in reader.stations()
                 if not args.station or s.name in args.station

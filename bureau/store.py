@@ -11,6 +11,7 @@ report reads through a plain one (the same driver, the same SQL).
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -142,55 +143,84 @@ class ApplyResult:
 async def apply_events(
     conn: psycopg.AsyncConnection[Any], events: Sequence[Event], now: float
 ) -> ApplyResult:
-    """Write a batch in one transaction (idempotently); the caller acknowledges after it returns."""
+    """Write a batch in one transaction (idempotently); the caller acknowledges after it returns.
+
+    One ``executemany`` per statement (psycopg pipelines them: a handful of round trips
+    per batch, not several per event); "new or already there" from ``RETURNING``.
+    """
     out = ApplyResult()
+    beats = [e for e in events if e.kind == "heartbeat"]
+    numbered = [e for e in events if e.seq is not None]
+    intervals = [e for e in numbered if e.kind == "interval"]
+    alerts = [e for e in numbered if e.kind == "alert"]
+    described = [e for e in numbered if e.kind == "station"]
+    last_seq: dict[str, int] = {}
+    for e in numbered:
+        assert e.seq is not None
+        last_seq[e.station] = max(last_seq.get(e.station, 0), e.seq)
+        out.acks.setdefault(e.station, []).append(e.seq)
+    fresh = 0
     async with conn.transaction(), conn.cursor() as cur:
-        for e in events:
-            b = e.body
-            await cur.execute(
-                "INSERT INTO stations (name, first_seen) VALUES (%s, %s) ON CONFLICT (name) DO NOTHING",
-                (e.station, now),
+        await cur.executemany(
+            "INSERT INTO stations (name, first_seen) VALUES (%s, %s) ON CONFLICT (name) DO NOTHING",
+            [(name, now) for name in sorted({e.station for e in events})],
+        )
+        if last_seq:
+            await cur.executemany(
+                "UPDATE stations SET last_seq = GREATEST(last_seq, %s) WHERE name = %s",
+                [(seq, name) for name, seq in sorted(last_seq.items())],
             )
-            if e.kind == "heartbeat":
-                await cur.execute(
-                    "INSERT INTO heartbeats AS h (station, at, seq, outbox, complete_until, started_at, "
-                    "ledger_up, received_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s) "
-                    "ON CONFLICT (station) DO UPDATE SET at = excluded.at, seq = excluded.seq, "
-                    "outbox = excluded.outbox, complete_until = excluded.complete_until, "
-                    "started_at = excluded.started_at, ledger_up = excluded.ledger_up, "
-                    "received_at = excluded.received_at WHERE h.at < excluded.at",
+        if beats:
+            await cur.executemany(
+                "INSERT INTO heartbeats AS h (station, at, seq, outbox, complete_until, started_at, "
+                "ledger_up, received_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s) "
+                "ON CONFLICT (station) DO UPDATE SET at = excluded.at, seq = excluded.seq, "
+                "outbox = excluded.outbox, complete_until = excluded.complete_until, "
+                "started_at = excluded.started_at, ledger_up = excluded.ledger_up, "
+                "received_at = excluded.received_at WHERE h.at < excluded.at",
+                [
                     (
                         e.station,
-                        b["at"],
-                        b["seq"],
-                        int(b.get("outbox") or 0),
-                        b["complete_until"],
-                        b.get("started_at"),
-                        bool(b.get("ledger_up", True)),
+                        e.body["at"],
+                        e.body["seq"],
+                        int(e.body.get("outbox") or 0),
+                        e.body["complete_until"],
+                        e.body.get("started_at"),
+                        bool(e.body.get("ledger_up", True)),
                         now,
-                    ),
-                )
-                continue
-            assert e.seq is not None
-            await cur.execute(
-                "UPDATE stations SET last_seq = GREATEST(last_seq, %s) WHERE name = %s", (e.seq, e.station)
+                    )
+                    for e in beats
+                ],
             )
-            if e.kind == "interval":
-                iv = b["interval"]
-                await cur.execute(
-                    "INSERT INTO interval_revisions (event_id, revision, station, seq, change, body, "
-                    "received_at) VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
-                    (e.event_id, e.revision, e.station, e.seq, str(b.get("change", "")), json.dumps(iv), now),
-                )
-                fresh = cur.rowcount == 1
-                await cur.execute(
-                    "INSERT INTO intervals AS i (event_id, revision, station, target, service, class, start, "
-                    '"end", causes, remarks, voided) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) '
-                    "ON CONFLICT (event_id) DO UPDATE SET revision = excluded.revision, "
-                    "target = excluded.target, service = excluded.service, class = excluded.class, "
-                    'start = excluded.start, "end" = excluded."end", causes = excluded.causes, '
-                    "remarks = excluded.remarks, voided = excluded.voided "
-                    "WHERE i.revision < excluded.revision",
+        if intervals:
+            await cur.executemany(
+                "INSERT INTO interval_revisions (event_id, revision, station, seq, change, body, "
+                "received_at) VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING "
+                "RETURNING event_id",
+                [
+                    (
+                        e.event_id,
+                        e.revision,
+                        e.station,
+                        e.seq,
+                        str(e.body.get("change", "")),
+                        json.dumps(e.body["interval"], ensure_ascii=False),
+                        now,
+                    )
+                    for e in intervals
+                ],
+                returning=True,
+            )
+            fresh += _returned(cur)
+            await cur.executemany(
+                "INSERT INTO intervals AS i (event_id, revision, station, target, service, class, start, "
+                '"end", causes, remarks, voided) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) '
+                "ON CONFLICT (event_id) DO UPDATE SET revision = excluded.revision, "
+                "target = excluded.target, service = excluded.service, class = excluded.class, "
+                'start = excluded.start, "end" = excluded."end", causes = excluded.causes, '
+                "remarks = excluded.remarks, voided = excluded.voided "
+                "WHERE i.revision < excluded.revision",
+                [
                     (
                         e.event_id,
                         e.revision,
@@ -203,14 +233,17 @@ async def apply_events(
                         json.dumps(iv["causes"], ensure_ascii=False),
                         json.dumps(iv["remarks"], ensure_ascii=False),
                         iv["voided"],
-                    ),
-                )
-            elif e.kind == "alert":
-                a = b["alert"]
-                await cur.execute(
-                    "INSERT INTO alert_history (id, station, seq, alertname, target, from_state, to_state, "
-                    "severity, at, body) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
-                    "ON CONFLICT DO NOTHING",
+                    )
+                    for e in intervals
+                    for iv in (e.body["interval"],)
+                ],
+            )
+        if alerts:
+            await cur.executemany(
+                "INSERT INTO alert_history (id, station, seq, alertname, target, from_state, to_state, "
+                "severity, at, body) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
+                "ON CONFLICT DO NOTHING RETURNING id",
+                [
                     (
                         e.event_id,
                         e.station,
@@ -222,31 +255,45 @@ async def apply_events(
                         a["severity"],
                         a["at"],
                         json.dumps(a, ensure_ascii=False),
-                    ),
-                )
-                fresh = cur.rowcount == 1
-            else:  # station
-                s = b["info"]
-                await cur.execute(
-                    "UPDATE stations SET station_class = %s, county = %s, description = %s, services = %s, "
-                    "described_seq = %s WHERE name = %s AND described_seq < %s",
+                    )
+                    for e in alerts
+                    for a in (e.body["alert"],)
+                ],
+                returning=True,
+            )
+            fresh += _returned(cur)
+        if described:
+            await cur.executemany(
+                "UPDATE stations SET station_class = %s, county = %s, description = %s, services = %s, "
+                "described_seq = %s WHERE name = %s AND described_seq < %s RETURNING name",
+                [
                     (
-                        s["station_class"],
-                        str(s.get("county", "")),
-                        str(s.get("description", "")),
-                        json.dumps(s["services"], ensure_ascii=False),
+                        d["station_class"],
+                        str(d.get("county", "")),
+                        str(d.get("description", "")),
+                        json.dumps(d["services"], ensure_ascii=False),
                         e.seq,
                         e.station,
                         e.seq,
-                    ),
-                )
-                fresh = cur.rowcount == 1
-            if fresh:
-                out.new += 1
-            else:
-                out.duplicate += 1
-            out.acks.setdefault(e.station, []).append(e.seq)
+                    )
+                    for e in described
+                    for d in (e.body["info"],)
+                ],
+                returning=True,
+            )
+            fresh += _returned(cur)
+    out.new = fresh
+    out.duplicate = len(numbered) - fresh
     return out
+
+
+def _returned(cur: psycopg.AsyncCursor[Any]) -> int:
+    """Rows returned over every statement of the last ``executemany(..., returning=True)``."""
+    n = 0
+    while True:
+        n += cur.rowcount if cur.rowcount > 0 else 0
+        if not cur.nextset():
+            return n
 
 
 # --------------------------------------------------------------------------- reading
@@ -265,30 +312,47 @@ class StationInfo:
     complete_until: float | None
 
 
-class StationSpans:
-    """One station's intervals, shaped as :meth:`monitor.ledger.LedgerStore.spans` returns them."""
+Span = tuple[str, str, IntervalClass, float, float | None, tuple[str, ...], tuple[str, ...]]
+_CLASSES = {c.value: c for c in IntervalClass}
+_SPANS = (
+    'SELECT station, event_id, target, class, start, "end", causes::text, remarks::text FROM intervals '
+    'WHERE ("end" IS NULL OR "end" > %s) AND start < %s AND NOT voided'
+)
 
-    def __init__(self, conn: psycopg.Connection[Any], station: str) -> None:
+
+@functools.lru_cache(maxsize=4096)
+def _texts(text: str) -> tuple[str, ...]:
+    """A JSON list of strings (causes, remarks: few distinct values, so cached)."""
+    return () if text == "[]" else tuple(json.loads(text))
+
+
+class StationSpans:
+    """One station's intervals, shaped as :meth:`monitor.ledger.LedgerStore.spans` returns them
+    (read when asked, or handed over already read by :meth:`BureauReader.sources`)."""
+
+    def __init__(
+        self,
+        conn: psycopg.Connection[Any],
+        station: str,
+        rows: dict[tuple[float, float], list[Span]] | None = None,
+    ) -> None:
         self.conn = conn
         self.station = station
+        self._rows = rows or {}
 
-    def spans(
-        self, start: float, end: float, targets: Iterable[str] | None = None
-    ) -> list[tuple[str, str, IntervalClass, float, float | None, tuple[str, ...], tuple[str, ...]]]:
-        sql = (
-            'SELECT event_id, target, class, start, "end", causes, remarks FROM intervals '
-            'WHERE station = %s AND ("end" IS NULL OR "end" > %s) AND start < %s AND NOT voided'
-        )
-        args: list[object] = [self.station, start, end]
-        if targets is not None:
-            sql += " AND target = ANY(%s)"
-            args.append(list(targets))
-        sql += " ORDER BY start, event_id"
-        classes = {c.value: c for c in IntervalClass}
-        return [
-            (eid, tgt, classes[cls], a, b, tuple(c), tuple(r))
-            for eid, tgt, cls, a, b, c, r in self.conn.execute(sql, args)
-        ]
+    def spans(self, start: float, end: float, targets: Iterable[str] | None = None) -> list[Span]:
+        rows = self._rows.get((start, end))
+        if rows is None:
+            rows = [
+                (eid, tgt, _CLASSES[cls], a, b, _texts(c), _texts(r))
+                for _, eid, tgt, cls, a, b, c, r in self.conn.execute(
+                    _SPANS + " AND station = %s ORDER BY start, event_id", (start, end, self.station)
+                )
+            ]
+        if targets is None:
+            return rows
+        wanted = set(targets)
+        return [r for r in rows if r[1] in wanted]
 
 
 class BureauReader:
@@ -339,6 +403,16 @@ class BureauReader:
 
     def spans_of(self, station: str) -> StationSpans:
         return StationSpans(self.conn, station)
+
+    def sources(self, start: float, end: float) -> dict[str, StationSpans]:
+        """Every station's intervals overlapping ``[start, end)`` in one query (the report's)."""
+        by: dict[str, list[Span]] = {}
+        for st, eid, tgt, cls, a, b, c, r in self.conn.execute(
+            _SPANS + " ORDER BY station, start, event_id", (start, end)
+        ):
+            by.setdefault(st, []).append((eid, tgt, _CLASSES[cls], a, b, _texts(c), _texts(r)))
+        names = {s for (s,) in self.conn.execute("SELECT name FROM stations")} | set(by)
+        return {n: StationSpans(self.conn, n, {(start, end): by.get(n, [])}) for n in names}
 
     def counts(self) -> dict[str, int]:
         """Rows per table (tests and the figures in docs/bureau.md)."""

@@ -194,10 +194,11 @@ def test_bureau_end_to_end_with_faults(rig: Rig, tmp_path: Path) -> None:
         )
         store.close()
     with BureauReader(rig.pg.url) as r:
+        sources = r.sources(start, end)
         bureau = compute_bureau(
             [
                 BureauStation(
-                    x.name, x.station_class, x.county, x.services, x.complete_until, r.spans_of(x.name)
+                    x.name, x.station_class, x.county, x.services, x.complete_until, sources[x.name]
                 )
                 for x in r.stations()
             ],
