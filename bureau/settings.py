@@ -122,6 +122,13 @@ def load_bureau_config(path: Path) -> tuple[BureauConfig, str | None, str | None
         raise BureauConfigError(
             [f"{where}: {'.'.join(str(p) for p in e['loc']) or '(top)'}: {e['msg']}" for e in exc.errors()]
         ) from None
+    tls = {
+        k: path.parent / v
+        for k in ("tls_ca_file", "tls_cert_file", "tls_key_file")
+        if (v := getattr(config.mqtt, k)) is not None and not v.is_absolute()
+    }
+    if tls:  # relative to the config file, as in a station's config
+        config = config.model_copy(update={"mqtt": config.mqtt.model_copy(update=tls)})
     names = [s.name for s in config.stations]
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:

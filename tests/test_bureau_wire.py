@@ -161,3 +161,14 @@ def test_heartbeat_and_station_fields_changed_to_anything(which: str, path: str,
     else:
         data[path] = value
     assert outcome(f"anbo/qingshan/events/v1/{which}", json.dumps(data).encode())
+
+
+def test_the_example_bureau_config_loads() -> None:
+    from pathlib import Path
+
+    from bureau.settings import load_bureau_config
+
+    example = Path(__file__).resolve().parent.parent / "config" / "bureau" / "bureau.example.toml"
+    config, mqtt_pw, db_pw = load_bureau_config(example)
+    assert [s.name for s in config.stations] == ["qingshan", "baiyun"]
+    assert config.mqtt.url == ["mqtts://bureau-mq.example.gov.cn:8883"] and mqtt_pw is None and db_pw is None
