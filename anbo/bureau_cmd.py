@@ -12,7 +12,7 @@ from pathlib import Path
 import psycopg
 import structlog
 
-from anbo.report import BureauStation, CountingRules, compute_bureau, quarter_bounds, render, write
+from anbo.report import BureauStation, CountingRules, compute_bureau, render, write
 from bureau.settings import BureauConfig, BureauConfigError, DatabaseSettings, load_bureau_config
 from monitor.ledger import LedgerError, parse_time
 from monitor.logs import configure_logging
@@ -88,6 +88,7 @@ def run_bureau(args: argparse.Namespace) -> int:
 
 
 def run_bureau_report(args: argparse.Namespace) -> int:
+    from anbo.ledger_cmd import report_period
     from bureau.store import BureauReader
 
     url = args.database or os.environ.get("ANBO_BUREAU_DATABASE")
@@ -96,15 +97,10 @@ def run_bureau_report(args: argparse.Namespace) -> int:
         return 2
     tz = args.tz
     try:
-        if args.quarter:
-            start, end = quarter_bounds(args.quarter, tz)
-        elif args.start and args.end:
-            start, end = parse_time(args.start, tz), parse_time(args.end, tz)
-        else:
-            print("anbo report: give --quarter YYYYQn, or --from and --to", file=sys.stderr)
+        period = report_period(args, tz)
+        if period is None:
             return 2
-        if end <= start:
-            raise LedgerError("--to must be after --from")
+        start, end = period
         with BureauReader(url) as reader:
             sources = reader.sources(start, end)
             stations = [

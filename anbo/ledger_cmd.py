@@ -70,6 +70,20 @@ def add_ledger_arguments(p: argparse.ArgumentParser) -> None:
     add.add_argument("--reason", required=True)
 
 
+def report_period(args: argparse.Namespace, tz: str) -> tuple[float, float] | None:
+    """``--quarter`` or ``--from``/``--to`` → (start, end); None (said why) if neither is given."""
+    if args.quarter:
+        start, end = quarter_bounds(args.quarter, tz)
+    elif args.start and args.end:
+        start, end = parse_time(args.start, tz), parse_time(args.end, tz)
+    else:
+        print("anbo report: give --quarter YYYYQn, or --from and --to", file=sys.stderr)
+        return None
+    if end <= start:
+        raise LedgerError("--to must be after --from")
+    return start, end
+
+
 def _loaded(args: argparse.Namespace) -> LoadedSettings | None:
     return load_settings_or_report(args.config)
 
@@ -85,15 +99,10 @@ def run_report(args: argparse.Namespace) -> int:
     s = loaded.settings
     tz = s.ledger.report_tz
     try:
-        if args.quarter:
-            start, end = quarter_bounds(args.quarter, tz)
-        elif args.start and args.end:
-            start, end = parse_time(args.start, tz), parse_time(args.end, tz)
-        else:
-            print("anbo report: give --quarter YYYYQn, or --from and --to", file=sys.stderr)
+        period = report_period(args, tz)
+        if period is None:
             return 2
-        if end <= start:
-            raise LedgerError("--to must be after --from")
+        start, end = period
         services = ledger_services(s)
         if args.target:
             unknown = sorted(set(args.target) - {x.target for x in services})

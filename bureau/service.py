@@ -30,8 +30,6 @@ from typing import Any
 import aiomqtt
 import psycopg
 import structlog
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
@@ -40,9 +38,9 @@ from bureau.store import apply_events, expect_stations, migrate
 from bureau.wire import Event, EventError, parse_event
 from monitor.events import CONTRACT_VERSION, ack_topic
 from monitor.http import MetricsServer
-from monitor.ingest import backoff_delay, tls_context
+from monitor.ingest import backoff_delay, session_client
 from monitor.sdnotify import Notifier
-from monitor.settings import parse_broker_url, parse_listen
+from monitor.settings import parse_listen
 
 __all__ = ["BureauService"]
 
@@ -199,23 +197,9 @@ class BureauService:
 
     # -- MQTT -------------------------------------------------------------------------------
     def _client(self, url: str) -> aiomqtt.Client:
-        broker = parse_broker_url(url)
-        s = self.config.mqtt
-        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-        props.SessionExpiryInterval = s.session_expiry
-        return aiomqtt.Client(
-            broker.host,
-            broker.port,
-            identifier=self.config.client_id,
-            username=s.username,
-            password=self.mqtt_password,
-            protocol=aiomqtt.ProtocolVersion.V5,
-            clean_start=False,
-            properties=props,
-            keepalive=s.keepalive,
-            tls_context=tls_context(s) if broker.tls else None,
-            timeout=10,
-        )
+        # a persistent session: events queue at the broker while the service restarts
+        s = self.config.mqtt.model_copy(update={"protocol": "5"})
+        return session_client(s, url, identifier=self.config.client_id, password=self.mqtt_password)
 
     async def _watchdog(self, interval: float) -> None:
         """WATCHDOG=1 while the event loop runs (the loop itself is what could stall)."""

@@ -32,8 +32,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from monitor.settings import MqttSettings, parse_listen, read_secret
-from monitor.wire import is_segment
+from monitor.settings import MqttSettings, check_station_name, parse_listen, read_secret
 
 __all__ = ["BureauConfig", "BureauConfigError", "ExpectedStation", "load_bureau_config"]
 
@@ -79,9 +78,7 @@ class ExpectedStation(_Strict):
     @field_validator("name")
     @classmethod
     def _name(cls, name: str) -> str:
-        if not is_segment(name) or name == "eb":
-            raise ValueError(f"{name!r}: a station name matches [A-Za-z0-9_.-]{{1,64}} and is not 'eb'")
-        return name
+        return check_station_name(name)
 
 
 class BureauConfig(_Strict):

@@ -35,15 +35,12 @@ from collections import deque
 from collections.abc import Iterator, Sequence
 
 import aiomqtt
-import paho.mqtt.client as mqtt
 import structlog
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from monitor.ingest import backoff_delay, tls_context
+from monitor.ingest import backoff_delay, session_client
 from monitor.ledger import Interval, Ledger, LedgerError, LedgerStore, OutboxEntry
-from monitor.settings import LoadedSettings, Settings, parse_broker_url
+from monitor.settings import LoadedSettings, Settings
 from rules import AlertState, Transition
 
 __all__ = [
@@ -292,28 +289,8 @@ class EventPublisher:
 
     # -- the loop ---------------------------------------------------------------------------
     def _client(self, url: str) -> aiomqtt.Client:
-        broker = parse_broker_url(url)
-        s = self.mqtt
-        v5 = s.protocol == "5"
-        properties: Properties | None = None
-        if v5:
-            properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-            properties.SessionExpiryInterval = s.session_expiry
-        return aiomqtt.Client(
-            broker.host,
-            broker.port,
-            identifier=self.client_id,
-            username=s.username,
-            password=self.password,
-            protocol=aiomqtt.ProtocolVersion.V5 if v5 else aiomqtt.ProtocolVersion.V311,
-            # a persistent session: acknowledgements that arrive while we reconnect are kept
-            clean_session=None if v5 else False,
-            clean_start=False if v5 else mqtt.MQTT_CLEAN_START_FIRST_ONLY,
-            properties=properties,
-            keepalive=s.keepalive,
-            tls_context=tls_context(s) if broker.tls else None,
-            timeout=10,
-        )
+        # a persistent session: acknowledgements that arrive while we reconnect are kept
+        return session_client(self.mqtt, url, identifier=self.client_id, password=self.password)
 
     async def run(self) -> None:
         """Connect, subscribe to acknowledgements, publish; reconnect forever (ends by cancellation)."""

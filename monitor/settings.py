@@ -245,6 +245,13 @@ class LoggingSettings(Strict):
     format: Literal["auto", "json", "console"] = "auto"
 
 
+def check_station_name(name: str) -> str:
+    """A station name is a topic level ([A-Za-z0-9_.-]{1,64}), and not the reserved ``eb``."""
+    if not is_segment(name) or name == "eb":
+        raise ValueError(f"{name!r}: station name must match [A-Za-z0-9_.-]{{1,64}} and not be 'eb'")
+    return name
+
+
 class StationSettings(Strict):
     """``[station]``: who we are."""
 
@@ -258,9 +265,7 @@ class StationSettings(Strict):
     @field_validator("name")
     @classmethod
     def _check_name(cls, name: str) -> str:
-        if not is_segment(name) or name == "eb":
-            raise ValueError(f"{name!r}: station name must match [A-Za-z0-9_.-]{{1,64}} and not be 'eb'")
-        return name
+        return check_station_name(name)
 
 
 class TargetKind(StrEnum):
