@@ -14,22 +14,26 @@
   outages arrive as intervals). ``anbo_bureau_station_link_up`` (the bridge's own
   notifications) tells a link down from a station whose anbo or broker is down.
 * Serves ``/metrics``, ``/-/healthy`` and ``/-/ready`` (200 once subscribed and the
-  database is reachable).
+  database is reachable), and the bureau view: ``/`` (every station: up, link, heartbeat,
+  what the bureau has, what is open now) and ``/api/v1/stations`` (the same as JSON).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import html
 import json
 import signal
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import aiomqtt
 import psycopg
 import structlog
+from aiohttp import web
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
@@ -79,7 +83,8 @@ class BureauService:
             station=lambda: "bureau",
             ready=self.is_ready,
             problems=self.problems,
-            index=True,
+            index=False,
+            extra_routes=[web.get("/", self._view), web.get("/api/v1/stations", self._stations_json)],
         )
         self._stop = asyncio.Event()
         # metrics
@@ -112,6 +117,105 @@ class BureauService:
             s for s in self.expected if s not in self.heartbeats or now - self.heartbeats[s][2] > timeout
         )
 
+    # -- the bureau view ---------------------------------------------------------------------
+    async def stations_view(self) -> dict[str, Any]:
+        """Every station: class, county, heartbeat, link, what the bureau has, what is open now."""
+        now_mono, now = time.monotonic(), time.time()
+        down = set(self.unreachable(now_mono))
+        rows: dict[str, dict[str, Any]] = {}
+        database = "up"
+        conn = await self._database()
+        if conn is not None:
+            try:
+                async with conn.cursor() as cur:
+                    await cur.execute(
+                        "SELECT s.name, s.station_class, s.county, s.description, s.expected, s.last_seq, "
+                        "h.at, h.complete_until, h.outbox FROM stations s "
+                        "LEFT JOIN heartbeats h ON h.station = s.name ORDER BY s.county, s.name"
+                    )
+                    for name, cls, county, desc, expected, seq, at, until, outbox in await cur.fetchall():
+                        rows[name] = {
+                            "station": name, "station_class": cls, "county": county, "description": desc,
+                            "expected": expected, "last_seq": seq, "heartbeat_at": at,
+                            "complete_until": until, "outbox": outbox, "open": {},
+                        }  # fmt: skip
+                    await cur.execute(
+                        'SELECT station, class, COUNT(*) FROM intervals WHERE "end" IS NULL AND NOT voided '
+                        "GROUP BY station, class"
+                    )
+                    for name, cls, n in await cur.fetchall():
+                        if name in rows:
+                            rows[name]["open"][cls] = n
+            except (psycopg.Error, OSError) as exc:
+                database = f"error: {str(exc).strip()}"
+        else:
+            database = "down"
+        for name in self.expected | set(self.heartbeats) | set(self.links):
+            row = rows.setdefault(name, {"station": name, "open": {}})
+            row["up"] = name not in down if name in self.expected else name in self.heartbeats
+            row["link_up"] = self.links.get(name)
+            beat = self.heartbeats.get(name)
+            row["heartbeat_age_s"] = None if beat is None else round(now_mono - beat[2], 1)
+        return {"at": now, "database": database, "stations": list(rows.values())}
+
+    async def _stations_json(self, request: web.Request) -> web.Response:
+        return web.json_response(await self.stations_view())
+
+    async def _view(self, request: web.Request) -> web.Response:
+        data = await self.stations_view()
+        e = html.escape
+
+        def cell(v: object) -> str:
+            return f"<td>{e('' if v is None else str(v))}</td>"
+
+        head = [
+            "station",
+            "county",
+            "class",
+            "up",
+            "link",
+            "heartbeat age (s)",
+            "complete until",
+            "outbox",
+            "open",
+        ]
+        lines = [
+            "<!DOCTYPE html><html><head><meta charset='utf-8'><meta http-equiv='refresh' content='10'>",
+            "<title>anbo bureau</title><style>body{font-family:sans-serif}table{border-collapse:collapse}"
+            "td,th{border:1px solid #999;padding:2px 6px}.down{background:#f8d0d0}</style></head><body>",
+            f"<h1>anbo bureau (安播 · 全市)</h1><p>database: {e(str(data['database']))}</p><table><tr>",
+            *(f"<th>{e(h)}</th>" for h in head),
+            "</tr>",
+        ]
+        for r in data["stations"]:
+            until = r.get("complete_until")
+            stamp = (
+                None if until is None else datetime.fromtimestamp(until, UTC).isoformat(timespec="seconds")
+            )
+            open_ = ", ".join(f"{k} {v}" for k, v in sorted(r.get("open", {}).items()))
+            css = " class='down'" if r.get("up") is False or r.get("link_up") is False else ""
+            lines.append(
+                f"<tr{css}>"
+                + "".join(
+                    cell(v)
+                    for v in (
+                        r["station"],
+                        r.get("county"),
+                        r.get("station_class"),
+                        r.get("up"),
+                        r.get("link_up"),
+                        r.get("heartbeat_age_s"),
+                        stamp,
+                        r.get("outbox"),
+                        open_,
+                    )
+                )
+                + "</tr>"
+            )
+        lines.append("</table><p><a href='/metrics'>/metrics</a> · <a href='/api/v1/stations'>JSON</a></p>")
+        lines.append("</body></html>")
+        return web.Response(text="".join(lines), content_type="text/html")
+
     # -- database ---------------------------------------------------------------------------
     async def _database(self) -> psycopg.AsyncConnection[Any] | None:
         if self.db is not None and not self.db.closed:
@@ -132,7 +236,7 @@ class BureauService:
                 expect_stations(sync, [(s.name, s.county, s.station_class) for s in self.config.stations])
         except (psycopg.Error, OSError, RuntimeError) as exc:
             self.db_errors += 1
-            delay = backoff_delay(self._db_attempt, 0.5, 10.0)
+            delay = backoff_delay(self._db_attempt, 0.5, 5.0)
             self._db_attempt += 1
             self._db_retry_at = now + delay
             log.error("PostgreSQL unreachable", error=str(exc).strip(), retry_in_s=round(delay, 1))

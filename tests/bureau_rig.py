@@ -5,6 +5,7 @@ PostgreSQL cluster."""
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -13,6 +14,7 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from bureau.store import BureauReader
 from monitor.ledger import LedgerStore
@@ -146,11 +148,15 @@ class Station:
             store.close()
 
     def outbox(self) -> int:
+        return len(self.waiting())
+
+    def waiting(self) -> set[int]:
+        """Sequence numbers of the events the bureau has not acknowledged yet."""
         store = LedgerStore(self.ledger, readonly=True)
         try:
             store.open()
             assert store.conn is not None
-            return int(store.conn.execute("SELECT COUNT(*) FROM outbox").fetchone()[0])
+            return {int(seq) for (seq,) in store.conn.execute("SELECT seq FROM outbox")}
         finally:
             store.close()
 
@@ -245,6 +251,14 @@ class Rig:
                 return str(r.read().decode())
         except OSError:
             return ""
+
+    def page(self, path: str) -> str:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.http_port}{path}", timeout=5) as r:
+            return str(r.read().decode())
+
+    def view(self) -> dict[str, Any]:
+        data: dict[str, Any] = json.loads(self.page("/api/v1/stations"))
+        return data
 
     def gauge(self, metric: str, station: str) -> float | None:
         m = re.search(rf'^{metric}{{station="{re.escape(station)}"}} (\S+)$', self.metrics(), re.M)
