@@ -155,6 +155,7 @@ class EventPublisher:
         #: events not yet in the outbox (the ledger file unwritable), oldest first
         self._unqueued: deque[tuple[str, dict[str, object], float]] = deque(maxlen=10_000)
         self.connected = False
+        self._set_aside = ledger.store.set_aside
         self.wake = asyncio.Event()
         # metrics
         self.published = 0
@@ -345,6 +346,10 @@ class EventPublisher:
     async def _publish_loop(self, client: aiomqtt.Client) -> None:
         while True:
             self.wake.clear()
+            if self.ledger.store.set_aside != self._set_aside:
+                # the ledger set a corrupt file aside and started a new one: follow it
+                self._set_aside = self.ledger.store.set_aside
+                self.store.close()
             self._flush_unqueued()
             try:
                 entries = self.store.outbox_pending(limit=BATCH * 5)
