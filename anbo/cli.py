@@ -18,6 +18,7 @@ from typing import Any
 import structlog
 
 from anbo.analyze import AnalyzeError, analyze, format_report
+from anbo.bureau_cmd import add_bureau_arguments, run_bureau
 from anbo.contract import ContractError, generated_section, replace_section
 from anbo.demo import run as demo_run
 from anbo.ledger_cmd import add_ledger_arguments, add_report_arguments, run_ledger, run_report
@@ -131,6 +132,11 @@ def build_parser() -> argparse.ArgumentParser:
     report = sub.add_parser("report", help="the outage-rate (停播率) report from the outage ledger")
     _config_arg(report)
     add_report_arguments(report)
+
+    bureau = sub.add_parser(
+        "bureau", help="the bureau service: stations' events from the bureau broker into PostgreSQL"
+    )
+    add_bureau_arguments(bureau)
 
     ledger = sub.add_parser("ledger", help="list, show and correct the outage ledger")
     _config_arg(ledger)
@@ -392,6 +398,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "demo": demo_run.run,
         "report": run_report,
         "ledger": run_ledger,
+        "bureau": run_bureau,
     }
     try:
         code = commands[args.command](args)

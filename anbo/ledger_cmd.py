@@ -30,6 +30,13 @@ def add_report_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--format", choices=FORMATS, default="table")
     p.add_argument("--lang", choices=["en", "zh"], default="en")
     p.add_argument("--output", "-o", type=Path, help="write here instead of stdout")
+    b = p.add_argument_group("bureau (no station config: every station from the bureau's PostgreSQL)")
+    b.add_argument("--bureau", action="store_true", help="the city-wide report from --database")
+    b.add_argument("--database", metavar="URL", help="postgresql://... (default $ANBO_BUREAU_DATABASE)")
+    b.add_argument("--station", action="append", help="only this station (repeatable)")
+    b.add_argument("--tz", default="Asia/Shanghai", help="zone of quarters and days (default Asia/Shanghai)")
+    b.add_argument("--filler-share", type=float, default=0.5, help="share of filler time counted (0.5)")
+    b.add_argument("--now", metavar="TIME", help="report as of this time (default: now)")
 
 
 def add_ledger_arguments(p: argparse.ArgumentParser) -> None:
@@ -63,26 +70,39 @@ def add_ledger_arguments(p: argparse.ArgumentParser) -> None:
     add.add_argument("--reason", required=True)
 
 
+def report_period(args: argparse.Namespace, tz: str) -> tuple[float, float] | None:
+    """``--quarter`` or ``--from``/``--to`` → (start, end); None (said why) if neither is given."""
+    if args.quarter:
+        start, end = quarter_bounds(args.quarter, tz)
+    elif args.start and args.end:
+        start, end = parse_time(args.start, tz), parse_time(args.end, tz)
+    else:
+        print("anbo report: give --quarter YYYYQn, or --from and --to", file=sys.stderr)
+        return None
+    if end <= start:
+        raise LedgerError("--to must be after --from")
+    return start, end
+
+
 def _loaded(args: argparse.Namespace) -> LoadedSettings | None:
     return load_settings_or_report(args.config)
 
 
 def run_report(args: argparse.Namespace) -> int:
+    if args.bureau:
+        from anbo.bureau_cmd import run_bureau_report
+
+        return run_bureau_report(args)
     loaded = _loaded(args)
     if loaded is None:
         return 1
     s = loaded.settings
     tz = s.ledger.report_tz
     try:
-        if args.quarter:
-            start, end = quarter_bounds(args.quarter, tz)
-        elif args.start and args.end:
-            start, end = parse_time(args.start, tz), parse_time(args.end, tz)
-        else:
-            print("anbo report: give --quarter YYYYQn, or --from and --to", file=sys.stderr)
+        period = report_period(args, tz)
+        if period is None:
             return 2
-        if end <= start:
-            raise LedgerError("--to must be after --from")
+        start, end = period
         services = ledger_services(s)
         if args.target:
             unknown = sorted(set(args.target) - {x.target for x in services})

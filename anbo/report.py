@@ -12,11 +12,11 @@ import html
 import io
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 from monitor.ledger import (
@@ -24,12 +24,30 @@ from monitor.ledger import (
     IntervalClass,
     LedgerError,
     LedgerService,
-    LedgerStore,
     effective_segments,
 )
 from monitor.schedule import merge_spans
 
-__all__ = ["CountingRules", "compute", "quarter_bounds", "render"]
+__all__ = [
+    "BureauStation",
+    "CountingRules",
+    "SpanSource",
+    "compute",
+    "compute_bureau",
+    "quarter_bounds",
+    "render",
+]
+
+Span = tuple[str, str, IntervalClass, float, float | None, tuple[str, ...], tuple[str, ...]]
+
+
+class SpanSource(Protocol):
+    """Where the intervals come from: a station's SQLite ledger
+    (:meth:`monitor.ledger.LedgerStore.spans`) or one station's rows in the bureau's
+    PostgreSQL (:class:`bureau.store.StationSpans`). The same rows, the same report."""
+
+    def spans(self, start: float, end: float, targets: Iterable[str] | None = None) -> list[Span]: ...
+
 
 FORMATS = ("table", "csv", "xlsx", "json", "html")
 
@@ -109,7 +127,7 @@ def _has_transitions(zone: ZoneInfo, start: float, end: float) -> bool:
 
 
 def compute(
-    store: LedgerStore,
+    store: SpanSource,
     services: Sequence[LedgerService],
     *,
     station: str,
@@ -132,7 +150,6 @@ def compute(
     for r in store.spans(start, end, [s.target for s in services]):
         by_target.setdefault(r[1], []).append(r)
     out_services = []
-    totals: dict[str, float] = {}
     for svc in services:
         spans = (
             svc.schedule.spans(start, end)
@@ -202,25 +219,122 @@ def compute(
             "intervals": intervals,
         }
         out_services.append(entry)
-        for k, v in entry.items():
-            if k.endswith(("_s", "_count")):
-                totals[k] = totals.get(k, 0) + v
-    rate = rules.rate(totals.get("counted_outage_s", 0.0), totals.get("scheduled_s", 0.0))
     return {
         "station": station,
         "station_class": station_class,
         "from": _iso(start, tz),
         "to": _iso(end, tz),
         "services": out_services,
-        "totals": {
-            **{k: round(v, 3) if isinstance(v, float) else v for k, v in totals.items()},
-            "rate_s_per_100h": None if rate is None else round(rate, 3),
-        },
-        "counting": {
-            "filler_share": rules.filler_share,
-            "wrong_programme_is_outage": rules.wrong_programme_is_outage,
-            "priority": [c.value for c in PRIORITY],
-        },
+        "totals": _sum_totals(out_services, rules),
+        "counting": _counting(rules),
+    }
+
+
+def _counting(rules: CountingRules) -> dict[str, Any]:
+    return {
+        "filler_share": rules.filler_share,
+        "wrong_programme_is_outage": rules.wrong_programme_is_outage,
+        "priority": [c.value for c in PRIORITY],
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class BureauStation:
+    """One station as the bureau knows it (from PostgreSQL, see bureau/store.py)."""
+
+    name: str
+    station_class: int
+    county: str
+    services: Sequence[LedgerService]
+    #: the station's events are all at the bureau up to this time (None: never heard)
+    complete_until: float | None
+    source: SpanSource
+
+
+def _sum_totals(parts: Iterable[dict[str, Any]], rules: CountingRules) -> dict[str, Any]:
+    totals: dict[str, Any] = {}
+    for t in parts:
+        for k, v in t.items():
+            if k.endswith(("_s", "_count")):
+                totals[k] = totals.get(k, 0) + v
+    rate = rules.rate(totals.get("counted_outage_s", 0.0), totals.get("scheduled_s", 0.0))
+    return {
+        **{k: round(v, 3) if isinstance(v, float) else v for k, v in totals.items()},
+        "rate_s_per_100h": None if rate is None else round(rate, 3),
+    }
+
+
+def compute_bureau(
+    stations: Sequence[BureauStation],
+    *,
+    start: float,
+    end: float,
+    rules: CountingRules,
+    tz: str = "UTC",
+    now: float | None = None,
+) -> dict[str, Any]:
+    """The city-wide report: :func:`compute` per station, on the bureau's copy of its ledger.
+
+    A station's time after its ``complete_until`` (what the bureau does not have yet) is
+    unmonitored, exactly as a station report treats the time after "now";
+    ``completeness`` is the share of the period so far that the bureau has the station's
+    record for (0 for a station never heard from), so a missing station never looks perfect.
+    Per county and per station class: the sums, their rate, and the lowest completeness.
+    """
+    now = now if now is not None else datetime.now(UTC).timestamp()
+    elapsed_end = min(end, now)
+    elapsed = max(0.0, elapsed_end - start)
+    out: list[dict[str, Any]] = []
+    for st in stations:
+        known = st.complete_until if st.complete_until is not None else start
+        horizon = min(now, known)
+        r = compute(
+            st.source,
+            st.services,
+            station=st.name,
+            station_class=st.station_class,
+            start=start,
+            end=end,
+            rules=rules,
+            tz=tz,
+            now=horizon,
+        )
+        covered = max(0.0, min(elapsed_end, horizon) - start)
+        completeness = 0.0 if not st.services else (1.0 if elapsed <= 0 else covered / elapsed)
+        out.append(
+            {
+                "station": st.name,
+                "station_class": st.station_class,
+                "county": st.county,
+                "completeness": round(completeness, 6),
+                "complete_until": _iso(st.complete_until, tz),
+                "services": r["services"],
+                "totals": r["totals"],
+            }
+        )
+
+    def groups(key: str) -> list[dict[str, Any]]:
+        by: dict[Any, list[dict[str, Any]]] = {}
+        for s in out:
+            by.setdefault(s[key], []).append(s)
+        return [
+            {
+                key: k,
+                "stations": [s["station"] for s in members],
+                "completeness": min(s["completeness"] for s in members),
+                "totals": _sum_totals((s["totals"] for s in members), rules),
+            }
+            for k, members in sorted(by.items())
+        ]
+
+    return {
+        "from": _iso(start, tz),
+        "to": _iso(end, tz),
+        "stations": out,
+        "counties": groups("county"),
+        "classes": groups("station_class"),
+        "totals": _sum_totals((s["totals"] for s in out), rules),
+        "counting": _counting(rules),
     }
 
 
@@ -267,11 +381,24 @@ HEADERS = {
 COLUMNS = [k for k in HEADERS["en"] if k != "station"]
 
 
+def _services(report: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """(station, service object) of a station report or of every station of a bureau report."""
+    if "stations" in report:
+        return [(st["station"], s) for st in report["stations"] for s in st["services"]]
+    return [(report["station"], s) for s in report["services"]]
+
+
+def _title(report: dict[str, Any], lang: str) -> str:
+    if "stations" in report:
+        return "全市" if lang == "zh" else "Bureau"
+    return str(report["station"])
+
+
 def _rows(report: dict[str, Any], lang: str) -> list[list[Any]]:
     yes, no = ("是", "否") if lang == "zh" else ("yes", "no")
     out = []
-    for s in report["services"]:
-        row: list[Any] = [report["station"]]
+    for station, s in _services(report):
+        row: list[Any] = [station]
         for k in COLUMNS:
             if k == "causes":
                 causes = sorted(
@@ -315,7 +442,7 @@ def _table(report: dict[str, Any], lang: str) -> str:
         max(len(header[i]), *(len(r[i]) for r in rows)) if rows else len(header[i])
         for i in range(len(header))
     ]
-    lines = [f"{report['station']}  {report['from']} → {report['to']}"]
+    lines = [f"{_title(report, lang)}  {report['from']} → {report['to']}"]
     lines.append("  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)))
     for r in rows:
         lines.append("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)))
@@ -332,11 +459,12 @@ def _xlsx(report: dict[str, Any], lang: str) -> bytes:
     for r in _rows(report, lang):
         ws.append(r)
     iv = wb.create_sheet("停播明细" if lang == "zh" else "Intervals")
-    iv.append(["target", "id", "class", "start", "end", "duration_s", "causes", "remarks"])
-    for s in report["services"]:
+    iv.append(["station", "target", "id", "class", "start", "end", "duration_s", "causes", "remarks"])
+    for station, s in _services(report):
         for i in s["intervals"]:
             iv.append(
                 [
+                    station,
                     s["target"],
                     i["id"],
                     i["class"],
@@ -365,7 +493,7 @@ _COLOURS = {
 def _html(report: dict[str, Any], lang: str) -> str:
     e = html.escape
     name = "停播统计" if lang == "zh" else "outage report"
-    title = f"{report['station']} {name} {report['from']} – {report['to']}"
+    title = f"{_title(report, lang)} {name} {report['from']} – {report['to']}"
     parts = [
         "<!DOCTYPE html><html><head><meta charset='utf-8'>",
         f"<title>{e(title)}</title>",
@@ -381,7 +509,7 @@ def _html(report: dict[str, Any], lang: str) -> str:
     start = datetime.fromisoformat(report["from"])
     end = datetime.fromisoformat(report["to"])
     span = max(1.0, (end - start).total_seconds())
-    for s in report["services"]:
+    for station, s in _services(report):
         # bar chart: counted outage seconds per day
         days: dict[str, float] = {}
         day = start
@@ -407,7 +535,7 @@ def _html(report: dict[str, Any], lang: str) -> str:
             f"<title>{e(d)}: {v:.0f} s</title></rect>"
             for k, (d, v) in enumerate(days.items())
         )
-        parts.append(f"<h2>{e(s['target'])} {e(s['service'])}</h2>")
+        parts.append(f"<h2>{e(station)} {e(s['target'])} {e(s['service'])}</h2>")
         parts.append(
             f"<svg class='bars' width='800' height='100' xmlns='http://www.w3.org/2000/svg'>{bars}</svg>"
         )

@@ -30,6 +30,7 @@ from monitor.collector import AnboCollector
 from monitor.console import Console
 from monitor.ebfleet import EbMonitor
 from monitor.evaluation import STATE_FILE, Evaluator
+from monitor.events import EventPublisher, disable_outbox, station_description
 from monitor.http import MetricsServer, tls_context
 from monitor.ingest import Credentials, IngestQueue, MqttIngest
 from monitor.inventory import InventoryError
@@ -97,6 +98,10 @@ class Daemon:
             listening=lambda: self.ingest.listening_since,
         )
         self.pipeline.consumers.append(self.evaluator.consume)
+        self.events: EventPublisher | None = None
+        if self.ledger is not None and settings.bureau.enabled:
+            self.events = EventPublisher(loaded, self.ledger)
+            self.evaluator.listeners.append(self.events.on_transitions)
         self.collector = AnboCollector(
             self.pipeline,
             self.stats,
@@ -108,6 +113,8 @@ class Daemon:
         self.registry.register(self.collector)
         if self.ledger is not None:
             self.registry.register(self.ledger)
+        if self.events is not None:
+            self.registry.register(self.events)
         self.console = Console(
             settings=lambda: self.pipeline.settings,
             pipeline=lambda: self.pipeline,
@@ -277,6 +284,8 @@ class Daemon:
             loop.add_signal_handler(signal.SIGHUP, self.request_reload)
         if self.ledger is not None:
             self.ledger.start()
+            if self.events is None:
+                disable_outbox(self.ledger.store)
         await self._start_http()
         try:
             async with asyncio.TaskGroup() as tg:
@@ -286,6 +295,8 @@ class Daemon:
                 if self.alertmanager is not None:
                     self._alertmanager_task = tg.create_task(self.alertmanager.run(), name="alertmanager")
                 helpers = [evaluation, tg.create_task(self._announce_ready(), name="ready")]
+                if self.events is not None:
+                    helpers.append(tg.create_task(self.events.run(), name="bureau-events"))
                 interval = Notifier.watchdog_interval()
                 if interval is not None:
                     helpers.append(tg.create_task(self._watchdog(interval), name="watchdog"))
@@ -305,6 +316,8 @@ class Daemon:
                 for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                     loop.remove_signal_handler(sig)
             await self.http.stop()
+            if self.events is not None:
+                self.events.close()
             log.info("anbo stopped")
 
     async def _trigger(self, trigger: ShutdownTrigger) -> None:
@@ -416,6 +429,10 @@ class Daemon:
                     loaded.settings.maintenance,
                     ledger_aliases(loaded.settings),
                 )
+            if self.events is not None and station_description(loaded.settings) != station_description(
+                old.settings
+            ):
+                self.events.queue_station(loaded.settings)
             if loaded.settings.eb != old.settings.eb:
                 self._reload_eb(loaded)
             new_s, old_s = loaded.settings, old.settings

@@ -148,6 +148,45 @@ class Credentials:
     password: str | None
 
 
+def tls_context(s: MqttSettings) -> ssl.SSLContext:
+    """The client TLS context of ``[mqtt]`` (CA file, optional client certificate)."""
+    ctx = ssl.create_default_context(cafile=str(s.tls_ca_file) if s.tls_ca_file else None)
+    if s.tls_cert_file and s.tls_key_file:
+        ctx.load_cert_chain(str(s.tls_cert_file), str(s.tls_key_file))
+    return ctx
+
+
+def session_properties(s: MqttSettings) -> Properties | None:
+    """CONNECT properties of a persistent v5 session (its expiry); None for 3.1.1."""
+    if s.protocol != "5":
+        return None
+    properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+    properties.SessionExpiryInterval = s.session_expiry
+    return properties
+
+
+def session_client(s: MqttSettings, url: str, *, identifier: str, password: str | None) -> aiomqtt.Client:
+    """A plain aiomqtt client with a persistent session at ``url`` (v5: clean start off and
+    the session expiry; 3.1.1: clean session off), TLS for mqtts:// (the events publisher,
+    the bureau service)."""
+    broker = parse_broker_url(url)
+    v5 = s.protocol == "5"
+    return aiomqtt.Client(
+        broker.host,
+        broker.port,
+        identifier=identifier,
+        username=s.username,
+        password=password,
+        protocol=aiomqtt.ProtocolVersion.V5 if v5 else aiomqtt.ProtocolVersion.V311,
+        clean_session=None if v5 else False,
+        clean_start=False if v5 else mqtt.MQTT_CLEAN_START_FIRST_ONLY,
+        properties=session_properties(s),
+        keepalive=s.keepalive,
+        tls_context=tls_context(s) if broker.tls else None,
+        timeout=10,
+    )
+
+
 def backoff_delay(attempt: int, lo: float, hi: float, rng: Callable[[], float] = random.random) -> float:
     """Exponential backoff with jitter: uniform in [d/2, d], d = min(hi, lo·2^attempt)."""
     d = min(hi, lo * (2.0 ** min(attempt, 30)))
@@ -243,11 +282,7 @@ class MqttIngest:
 
     # -- clients --------------------------------------------------------------------
     def _tls_context(self) -> ssl.SSLContext:
-        s = self.settings
-        ctx = ssl.create_default_context(cafile=str(s.tls_ca_file) if s.tls_ca_file else None)
-        if s.tls_cert_file and s.tls_key_file:
-            ctx.load_cert_chain(str(s.tls_cert_file), str(s.tls_key_file))
-        return ctx
+        return tls_context(self.settings)
 
     def _client_for(self, broker: BrokerAddress) -> aiomqtt.Client:
         client = self._clients.get(broker.url)
@@ -255,10 +290,7 @@ class MqttIngest:
             return client
         s = self.settings
         v5 = s.protocol == "5"
-        properties: Properties | None = None
-        if v5:
-            properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-            properties.SessionExpiryInterval = s.session_expiry
+        properties = session_properties(s)
         queue = self.queue
 
         def shared_queue(maxsize: int = 0) -> IngestQueue:

@@ -63,6 +63,7 @@ __all__ = [
     "Ledger",
     "LedgerError",
     "LedgerService",
+    "OutboxEntry",
     "effective_segments",
     "ledger_aliases",
     "ledger_debounce",
@@ -160,6 +161,17 @@ class Interval:
 
 
 @dataclass(frozen=True, slots=True)
+class OutboxEntry:
+    """One event waiting for the bureau's acknowledgement (an interval row, or a payload)."""
+
+    seq: int
+    kind: str
+    created: float
+    interval: Interval | None
+    payload: dict[str, object] | None
+
+
+@dataclass(frozen=True, slots=True)
 class LedgerService:
     """What the ledger knows of one configured target."""
 
@@ -198,9 +210,26 @@ CREATE TABLE IF NOT EXISTS current (
 CREATE TABLE IF NOT EXISTS heartbeat (
     id INTEGER PRIMARY KEY CHECK (id = 1), at REAL NOT NULL, clean INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS outbox (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    kind TEXT NOT NULL,
+    ref INTEGER,
+    payload TEXT,
+    created REAL NOT NULL
+);
+CREATE TRIGGER IF NOT EXISTS outbox_intervals AFTER INSERT ON intervals
+BEGIN
+    INSERT INTO outbox (kind, ref, created) VALUES ('interval', NEW.row, NEW.recorded_at);
+END;
 """
 # ``current`` maps each event to its newest row: an index, derived from ``intervals``
 # in the same transaction (it is rebuilt from ``intervals`` when missing).
+# ``outbox`` holds what the bureau has not yet acknowledged (monitor/events.py): every
+# interval row enters it in the transaction that writes the row (the trigger, whoever
+# the writer: the daemon or `anbo ledger`), alert transitions and the station's
+# description are added by the publisher; ``seq`` (AUTOINCREMENT: never reused) is the
+# station's event sequence number. Added to schema 1 without a version change: older
+# anbo versions open such a file and ignore the table.
 
 _COLUMNS = (
     'event_id, revision, station, target, service, class, start, "end", causes, remarks, '
@@ -450,12 +479,59 @@ class LedgerStore:
             t = list(targets)
             sql += f" AND i.target IN ({','.join('?' * len(t))})"
             args += t
-        sql += " ORDER BY i.start"
+        sql += " ORDER BY i.start, i.event_id"
         classes = _CLASSES
         return [
             (eid, tgt, classes[cls], a, b, _texts(c), _texts(r))
             for eid, tgt, cls, a, b, c, r in self._conn().execute(sql, args)
         ]
+
+    # -- the bureau outbox (see monitor/events.py)
+
+    def outbox_add(self, kind: str, payload: Mapping[str, object], created: float) -> int:
+        """Queue a non-interval event; returns its sequence number."""
+        cur = self._conn().execute(
+            "INSERT INTO outbox (kind, payload, created) VALUES (?, ?, ?)",
+            (kind, json.dumps(payload, ensure_ascii=False), created),
+        )
+        assert cur.lastrowid is not None
+        return int(cur.lastrowid)
+
+    def outbox_pending(self, limit: int = 500) -> list[OutboxEntry]:
+        """The oldest unacknowledged events, by sequence number."""
+        columns = ", ".join("i." + c.strip() for c in _COLUMNS.split(","))
+        sql = (
+            f"SELECT o.seq, o.kind, o.created, o.payload, {columns} "
+            "FROM outbox o LEFT JOIN intervals i ON i.row = o.ref ORDER BY o.seq LIMIT ?"
+        )
+        out = []
+        for r in self._conn().execute(sql, (int(limit),)):
+            interval = _row(r[4:]) if r[4] is not None else None
+            payload = json.loads(r[3]) if r[3] is not None else None
+            out.append(OutboxEntry(int(r[0]), str(r[1]), float(r[2]), interval, payload))
+        return out
+
+    def outbox_ack(self, seqs: Iterable[int]) -> int:
+        """Forget acknowledged events; returns how many were still queued."""
+        ids = [int(s) for s in seqs]
+        conn = self._conn()
+        n = 0
+        for i in range(0, len(ids), 500):
+            chunk = ids[i : i + 500]
+            n += conn.execute(
+                f"DELETE FROM outbox WHERE seq IN ({','.join('?' * len(chunk))})", chunk
+            ).rowcount
+        return n
+
+    def outbox_state(self) -> tuple[int, float | None, int]:
+        """(queued events, creation time of the oldest, last sequence number given out)."""
+        conn = self._conn()
+        count, oldest = conn.execute("SELECT COUNT(*), MIN(created) FROM outbox").fetchone()
+        last = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'outbox'").fetchone()
+        return int(count), None if oldest is None else float(oldest), 0 if last is None else int(last[0])
+
+    def outbox_clear(self) -> int:
+        return self._conn().execute("DELETE FROM outbox").rowcount
 
     def history(self, event_id: str) -> list[Interval]:
         """Every revision of one interval, oldest first (a unique prefix of the id is enough)."""

@@ -265,6 +265,13 @@ class LoggingSettings(Strict):
     format: Literal["auto", "json", "console"] = "auto"
 
 
+def check_station_name(name: str) -> str:
+    """A station name is a topic level ([A-Za-z0-9_.-]{1,64}), and not the reserved ``eb``."""
+    if not is_segment(name) or name == "eb":
+        raise ValueError(f"{name!r}: station name must match [A-Za-z0-9_.-]{{1,64}} and not be 'eb'")
+    return name
+
+
 class StationSettings(Strict):
     """``[station]``: who we are."""
 
@@ -273,13 +280,12 @@ class StationSettings(Strict):
     station_class: Literal[1, 2, 3] = Field(
         default=3, description="Safe-transmission class: 1 central/provincial, 2 prefecture, 3 county"
     )
+    county: str = Field(default="", description="County (district, banner) the bureau groups it under")
 
     @field_validator("name")
     @classmethod
     def _check_name(cls, name: str) -> str:
-        if not is_segment(name) or name == "eb":
-            raise ValueError(f"{name!r}: station name must match [A-Za-z0-9_.-]{{1,64}} and not be 'eb'")
-        return name
+        return check_station_name(name)
 
 
 class TargetKind(StrEnum):
@@ -599,6 +605,24 @@ class LedgerSettings(Strict):
         return value
 
 
+class BureauSettings(Strict):
+    """``[bureau]``: the station's events for the bureau tier (monitor/events.py)."""
+
+    enabled: bool = Field(default=True, description="Publish ledger intervals, alerts, heartbeats")
+    topic_prefix: str = Field(default="anbo", description="Events go to <prefix>/<station>/events/v1/...")
+    heartbeat: float = Field(default=10.0, gt=0, le=300, description="Seconds between heartbeats")
+    resend_after: float = Field(
+        default=30.0, gt=0, le=3600, description="Publish again what the bureau has not acknowledged"
+    )
+
+    @field_validator("topic_prefix")
+    @classmethod
+    def _check_prefix(cls, prefix: str) -> str:
+        if not all(is_segment(p) for p in prefix.split("/")):
+            raise ValueError(f"{prefix!r} is not a valid topic prefix (levels of [A-Za-z0-9_.-])")
+        return prefix
+
+
 class Settings(BaseSettings):
     """The whole configuration of one station's anbo."""
 
@@ -624,6 +648,7 @@ class Settings(BaseSettings):
     maintenance: list[MaintenanceWindow] = Field(default_factory=list)
     eb: EbSettings = Field(default_factory=lambda: EbSettings())
     ledger: LedgerSettings = Field(default_factory=lambda: LedgerSettings())
+    bureau: BureauSettings = Field(default_factory=lambda: BureauSettings())
     migrations: list[MigrationSettings] = Field(default_factory=list)
     targets: list[TargetSettings] = Field(default_factory=list)
 

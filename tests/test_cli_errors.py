@@ -189,6 +189,29 @@ MISTAKES = [
         timeout=25.0,
         slow=True,
     ),
+    # -- the bureau
+    Mistake("bureau-no-arguments", ["bureau"], 2, "give --config FILE, or --mqtt-url URL and --database URL"),
+    Mistake("bureau-no-config", ["bureau", "-c", "{tmp}/nope.toml"], 1, "nope.toml: no such file"),
+    Mistake(
+        "bureau-typo",
+        ["bureau", "-c", "{tmp}/b.toml"],
+        1,
+        "b.toml: database.uri: Extra inputs are not permitted",
+        {"b.toml": text('[database]\nurl = "postgresql://x@127.0.0.1/b"\nuri = "x"\n')},
+    ),
+    Mistake(
+        "bureau-password-in-url",
+        ["bureau", "--mqtt-url", "mqtt://127.0.0.1:1", "--database", "postgresql://u:secret@h/b"],
+        1,
+        "a password does not belong in the URL",
+    ),
+    Mistake("report-bureau-no-database", ["report", "--bureau", "--quarter", "2026Q3"], 2, "give --database"),
+    Mistake(
+        "report-bureau-unreachable",
+        ["report", "--bureau", "--database", "postgresql://anbo@127.0.0.1:1/x", "--quarter", "2026Q3"],
+        1,
+        "the bureau database:",
+    ),
     # A busy /metrics port: a clear line, and the embedded broker stopped (no hang).
     Mistake(
         "demo-busy-metrics-port",

@@ -64,7 +64,9 @@ def test_unknown_keys_name_file_and_key(tmp_path: Path) -> None:
         'kind="fm"\nservice="s"\nfrequency_mhz=97.5\nfrequncy=1\n'
     )
     out = problems(path)
-    assert f"{path}:3: station.colour: unknown key (known here: description, name, station_class)" in out
+    assert (
+        f"{path}:3: station.colour: unknown key (known here: county, description, name, station_class)" in out
+    )
     assert f"{path}:5: mqtt.qso: unknown key; did you mean qos?" in out
     assert f"{path}:11: targets[a].frequncy: unknown key; did you mean frequency_mhz?" in out
 

@@ -1,0 +1,1 @@
+"""The bureau tier: stations' events over MQTT into PostgreSQL (``anbo bureau``)."""
