@@ -21,11 +21,13 @@ from anbo.analyze import AnalyzeError, analyze, format_report
 from anbo.contract import ContractError, generated_section, replace_section
 from anbo.demo import run as demo_run
 from anbo.ledger_cmd import add_ledger_arguments, add_report_arguments, run_ledger, run_report
+from gateways.config import load_gateway, station_problems
+from gateways.service import Gateway
 from monitor import __version__
 from monitor.daemon import Daemon
 from monitor.logs import configure_logging
 from monitor.sdnotify import Notifier
-from monitor.settings import load_settings_or_report, rule_vocabulary
+from monitor.settings import ConfigError, LoadedSettings, load_settings_or_report, rule_vocabulary
 from rules import RuleFileError, builtin_test_files, load_rules, run_tests
 from rules.catalogue import Vocabulary, markdown_tables
 from rules.durations import positive_duration_argument
@@ -33,6 +35,7 @@ from rules.testing import RuleTestFileError
 from simulator import cli as simulator_cli
 
 DEFAULT_CONFIG = "/etc/anbo/anbo.toml"
+DEFAULT_GATEWAY_CONFIG = "/etc/anbo/gateway.toml"
 
 
 def _config_arg(parser: argparse.ArgumentParser) -> None:
@@ -67,7 +70,23 @@ def build_parser() -> argparse.ArgumentParser:
     check = sub.add_parser(
         "check", help="validate a station config (and its rule files); one line per problem"
     )
-    _config_arg(check)
+    check.add_argument(
+        "--config",
+        "-c",
+        type=Path,
+        default=None,
+        help=f"station settings (TOML); default $ANBO_CONFIG or {DEFAULT_CONFIG} "
+        "(with --gateway only, the gateway config alone is checked)",
+    )
+    check.add_argument(
+        "--gateway",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="also validate this transmitter-gateway config (anbo poll) and its device maps; "
+        "with a station config, its targets are checked against the station's (repeatable)",
+    )
     check.add_argument(
         "--rules",
         type=Path,
@@ -75,6 +94,26 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         metavar="PATH",
         help="also validate these rule files or folders (repeatable)",
+    )
+
+    poll = sub.add_parser(
+        "poll",
+        help="the transmitter gateway: poll SNMP and Modbus TCP controllers, publish their readings",
+    )
+    poll.add_argument(
+        "--config",
+        "-c",
+        type=Path,
+        default=Path(os.environ.get("ANBO_GATEWAY_CONFIG", DEFAULT_GATEWAY_CONFIG)),
+        help=f"gateway settings (TOML); default $ANBO_GATEWAY_CONFIG or {DEFAULT_GATEWAY_CONFIG}",
+    )
+    poll.add_argument(
+        "--log-level", choices=["debug", "info", "warning", "error"], help="overrides [logging] level"
+    )
+    poll.add_argument(
+        "--log-format",
+        choices=["auto", "json", "console"],
+        help="overrides [logging] format (auto: JSON unless on a terminal)",
     )
 
     catalogue = sub.add_parser(
@@ -209,8 +248,39 @@ def _weights(text: str) -> tuple[float, ...]:
     return weights
 
 
+def _check_gateways(args: argparse.Namespace, station: LoadedSettings | None) -> bool:
+    ok = True
+    for path in args.gateway:
+        try:
+            gw = load_gateway(path)
+        except ConfigError as exc:
+            for problem in exc.problems:
+                print(problem, file=sys.stderr)
+            ok = False
+            continue
+        problems = station_problems(gw, station.settings, station.path) if station is not None else []
+        for problem in problems:
+            print(problem, file=sys.stderr)
+        if problems:
+            ok = False
+            continue
+        c = gw.config
+        points = sum(len(m.points) for m in gw.maps.values())
+        print(
+            f"{path}: OK — station {c.station.name}, {len(c.snmp)} snmp and {len(c.modbus)} modbus "
+            f"sources ({points} points), broker {', '.join(c.mqtt.url)}, metrics on {c.metrics.listen}"
+        )
+    return ok
+
+
 def cmd_check(args: argparse.Namespace) -> int:
+    if args.config is None and args.gateway and not args.rules:
+        return 0 if _check_gateways(args, None) else 1
+    if args.config is None:
+        args.config = Path(os.environ.get("ANBO_CONFIG", DEFAULT_CONFIG))
     loaded = load_settings_or_report(args.config)
+    if args.gateway and not _check_gateways(args, loaded):
+        return 1
     if args.rules:
         vocabulary = rule_vocabulary(loaded.settings) if loaded is not None else Vocabulary()
         try:
@@ -255,6 +325,37 @@ def cmd_run(args: argparse.Namespace) -> int:
         asyncio.run(Daemon(loaded, systemd=notifier).run())
     except OSError as exc:
         log.error("anbo cannot start", error=str(exc))
+        return 1
+    finally:
+        notifier.close()
+    return 0
+
+
+def cmd_poll(args: argparse.Namespace) -> int:
+    try:
+        loaded = load_gateway(args.config)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        return 1
+    c = loaded.config
+    configure_logging(args.log_level or c.logging.level, args.log_format or c.logging.format)
+    log = structlog.get_logger("anbo")
+    log.info(
+        "anbo poll starting",
+        version=__version__,
+        config=str(args.config),
+        station=c.station.name,
+        snmp=len(c.snmp),
+        modbus=len(c.modbus),
+        brokers=c.mqtt.url,
+        metrics=c.metrics.listen,
+    )
+    notifier = Notifier.from_env()
+    try:
+        asyncio.run(Gateway(loaded, systemd=notifier).run())
+    except OSError as exc:
+        log.error("anbo poll cannot start", error=str(exc))
         return 1
     finally:
         notifier.close()
@@ -342,6 +443,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     commands = {
         "run": cmd_run,
         "check": cmd_check,
+        "poll": cmd_poll,
         "test-rules": cmd_test_rules,
         "catalogue": cmd_catalogue,
         "analyze": cmd_analyze,
