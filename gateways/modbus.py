@@ -137,7 +137,10 @@ class ModbusReader:
             return DeviceError("refused", f"connection refused by {self.address}")
         except OSError as exc:
             return DeviceError("unreachable", f"{self.address}: {exc.strerror or exc}"[:64])
-        return DeviceError("refused", f"{self.address} closed the Modbus connection")
+        # The socket connects now: pymodbus's attempt was slower than its timeout.
+        return DeviceError(
+            "timeout", f"Modbus connection to {self.address} not made in {self.src.timeout:g} s"
+        )
 
     async def read(self) -> ReadResult:
         client = await self._connected()

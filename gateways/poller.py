@@ -198,7 +198,6 @@ class Poller:
             except OSError as exc:
                 raise DeviceError("unreachable", _short(exc.strerror or str(exc))) from None
         except DeviceError as exc:
-            st.observe(self.clock() - t0)
             self._failed(exc)
             self._publish_down(ts)
             return
@@ -221,6 +220,8 @@ class Poller:
         if changed:
             self._log.warning(
                 "device unreachable",
+                # state changes are rare already: rate-limit per source, not across sources
+                rate_key=f"{st.source}:{exc.reason}",
                 reason=exc.reason,
                 error=exc.detail,
                 retry_backoff_max_s=self.backoff_max,
@@ -248,7 +249,13 @@ class Poller:
             key = (reading, err.reason)
             st.point_errors[key] = st.point_errors.get(key, 0) + 1
             if st.failing_points.get(reading) != err.reason:
-                self._log.warning("point unreadable", reading=reading, reason=err.reason, error=err.detail)
+                self._log.warning(
+                    "point unreadable",
+                    rate_key=f"{st.source}:{reading}",
+                    reading=reading,
+                    reason=err.reason,
+                    error=err.detail,
+                )
                 st.failing_points[reading] = err.reason
         for reading in [r for r in st.failing_points if r in result.values]:
             del st.failing_points[reading]
@@ -257,7 +264,7 @@ class Poller:
     # -- publishing -----------------------------------------------------------------------
     def _publish_down(self, ts: float | None = None) -> None:
         err = self.state.last_error
-        detail = f"{err.reason}: {err.detail}" if err is not None else "not polled yet"
+        detail = err.detail if err is not None else "not polled yet"
         self._publish(
             self.wall() if ts is None else ts, {"device_reachable": False}, {"device_error": detail}
         )
@@ -310,7 +317,9 @@ class GatewayCollector(Collector):
             "anbo_gateway_points_failing", "Points that failed in the last poll", labels=labels
         )
         latency = HistogramMetricFamily(
-            "anbo_gateway_poll_latency_seconds", "Time one poll of the device took", labels=labels
+            "anbo_gateway_poll_latency_seconds",
+            "Time one poll that reached the device took (failed polls: anbo_gateway_errors_total)",
+            labels=labels,
         )
         messages = CounterMetricFamily(
             "anbo_gateway_messages", "Messages handed to the outbox per source", labels=labels

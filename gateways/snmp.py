@@ -90,7 +90,7 @@ class SnmpReader:
         self.src = src
         self.points: tuple[PointSpec, ...] = dmap.points
         self.address = f"{src.host}:{src.port}"
-        self.engine = SnmpEngine()
+        self.engine: SnmpEngine | None = None
         self.auth: CommunityData | UsmUserData
         if src.version == "2c":
             assert secrets.community is not None
@@ -119,17 +119,28 @@ class SnmpReader:
 
     async def read(self) -> ReadResult:
         target = await self._transport()
+        if self.engine is None:
+            self.engine = SnmpEngine()
         result = ReadResult()
-        for start in range(0, len(self.points), MAX_VARBINDS):
-            chunk = self.points[start : start + MAX_VARBINDS]
-            await self._get(target, chunk, result)
+        try:
+            for start in range(0, len(self.points), MAX_VARBINDS):
+                chunk = self.points[start : start + MAX_VARBINDS]
+                await self._get(self.engine, target, chunk, result)
+        except DeviceError:
+            # Start afresh on the next attempt: an agent that restarted has a new boot
+            # count and time (SNMPv3), which a fresh engine discovers again; pysnmp's
+            # cached view of the old one keeps its requests outside the time window.
+            await self.close()
+            raise
         return result
 
-    async def _get(self, target: UdpTransportTarget, points: Sequence[PointSpec], result: ReadResult) -> None:
+    async def _get(
+        self, engine: SnmpEngine, target: UdpTransportTarget, points: Sequence[PointSpec], result: ReadResult
+    ) -> None:
         oids = [ObjectType(ObjectIdentity(p.oid)) for p in points]
         try:
             indication, status, index, varbinds = await get_cmd(
-                self.engine, self.auth, target, self.context, *oids, lookupMib=False
+                engine, self.auth, target, self.context, *oids, lookupMib=False
             )
         except PySnmpError as exc:
             raise DeviceError("protocol", _short(str(exc))) from exc
@@ -151,14 +162,16 @@ class SnmpReader:
                 result.errors[p.reading] = exc
 
     async def close(self) -> None:
-        self.engine.close_dispatcher()
+        if self.engine is not None:
+            self.engine.close_dispatcher()
+            self.engine = None
 
 
 def _indication_error(indication: Any, src: SnmpSource) -> DeviceError:
     text = str(indication)
     if isinstance(indication, errind.RequestTimedOut):
         tries = src.retries + 1
-        hint = ", or wrong community" if src.version == "2c" else ""
+        hint = ", or wrong community" if src.version == "2c" else ", or wrong priv key"
         return DeviceError(
             "timeout", _short(f"no answer in {tries}x{src.timeout:g}s (agent down, unreachable{hint})")
         )
@@ -168,4 +181,4 @@ def _indication_error(indication: Any, src: SnmpSource) -> DeviceError:
 
 
 def _short(text: str) -> str:
-    return " ".join(text.split())[:56]
+    return " ".join(text.split())[:64]
