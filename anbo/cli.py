@@ -21,8 +21,6 @@ from anbo.analyze import AnalyzeError, analyze, format_report
 from anbo.contract import ContractError, generated_section, replace_section
 from anbo.demo import run as demo_run
 from anbo.ledger_cmd import add_ledger_arguments, add_report_arguments, run_ledger, run_report
-from gateways.config import load_gateway, station_problems
-from gateways.service import Gateway
 from monitor import __version__
 from monitor.daemon import Daemon
 from monitor.logs import configure_logging
@@ -249,6 +247,8 @@ def _weights(text: str) -> tuple[float, ...]:
 
 
 def _check_gateways(args: argparse.Namespace, station: LoadedSettings | None) -> bool:
+    from gateways.config import load_gateway, station_problems
+
     ok = True
     for path in args.gateway:
         try:
@@ -332,6 +332,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_poll(args: argparse.Namespace) -> int:
+    # Imported here: pysnmp and pymodbus take a while to import, and only `anbo poll` needs them.
+    from gateways.config import load_gateway
+    from gateways.service import Gateway
+
     try:
         loaded = load_gateway(args.config)
     except ConfigError as exc:
