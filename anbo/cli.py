@@ -11,7 +11,7 @@ import json
 import math
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +25,13 @@ from monitor import __version__
 from monitor.daemon import Daemon
 from monitor.logs import configure_logging
 from monitor.sdnotify import Notifier
-from monitor.settings import ConfigError, LoadedSettings, load_settings_or_report, rule_vocabulary
+from monitor.settings import (
+    ConfigError,
+    LoadedSettings,
+    LoggingSettings,
+    load_settings_or_report,
+    rule_vocabulary,
+)
 from rules import RuleFileError, builtin_test_files, load_rules, run_tests
 from rules.catalogue import Vocabulary, markdown_tables
 from rules.durations import positive_duration_argument
@@ -304,31 +310,40 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def _serve(
+    what: str,
+    args: argparse.Namespace,
+    logging: LoggingSettings,
+    fields: dict[str, object],
+    main: Callable[[Notifier], Coroutine[Any, Any, None]],
+) -> int:
+    """Run a service (the daemon, the gateway) under systemd's notifier until it ends."""
+    configure_logging(args.log_level or logging.level, args.log_format or logging.format)
+    log = structlog.get_logger("anbo")
+    log.info(f"{what} starting", version=__version__, config=str(args.config), **fields)
+    notifier = Notifier.from_env()
+    try:
+        asyncio.run(main(notifier))
+    except OSError as exc:
+        log.error(f"{what} cannot start", error=str(exc))
+        return 1
+    finally:
+        notifier.close()
+    return 0
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     loaded = load_settings_or_report(args.config)
     if loaded is None:
         return 1
     s = loaded.settings
-    configure_logging(args.log_level or s.logging.level, args.log_format or s.logging.format)
-    log = structlog.get_logger("anbo")
-    log.info(
-        "anbo starting",
-        version=__version__,
-        config=str(args.config),
-        station=s.station.name,
-        targets=len(s.targets),
-        brokers=s.mqtt.url,
-        metrics=s.metrics.listen,
-    )
-    notifier = Notifier.from_env()
-    try:
-        asyncio.run(Daemon(loaded, systemd=notifier).run())
-    except OSError as exc:
-        log.error("anbo cannot start", error=str(exc))
-        return 1
-    finally:
-        notifier.close()
-    return 0
+    fields: dict[str, object] = {
+        "station": s.station.name,
+        "targets": len(s.targets),
+        "brokers": s.mqtt.url,
+        "metrics": s.metrics.listen,
+    }
+    return _serve("anbo", args, s.logging, fields, lambda n: Daemon(loaded, systemd=n).run())
 
 
 def cmd_poll(args: argparse.Namespace) -> int:
@@ -343,27 +358,14 @@ def cmd_poll(args: argparse.Namespace) -> int:
             print(problem, file=sys.stderr)
         return 1
     c = loaded.config
-    configure_logging(args.log_level or c.logging.level, args.log_format or c.logging.format)
-    log = structlog.get_logger("anbo")
-    log.info(
-        "anbo poll starting",
-        version=__version__,
-        config=str(args.config),
-        station=c.station.name,
-        snmp=len(c.snmp),
-        modbus=len(c.modbus),
-        brokers=c.mqtt.url,
-        metrics=c.metrics.listen,
-    )
-    notifier = Notifier.from_env()
-    try:
-        asyncio.run(Gateway(loaded, systemd=notifier).run())
-    except OSError as exc:
-        log.error("anbo poll cannot start", error=str(exc))
-        return 1
-    finally:
-        notifier.close()
-    return 0
+    fields: dict[str, object] = {
+        "station": c.station.name,
+        "snmp": len(c.snmp),
+        "modbus": len(c.modbus),
+        "brokers": c.mqtt.url,
+        "metrics": c.metrics.listen,
+    }
+    return _serve("anbo poll", args, c.logging, fields, lambda n: Gateway(loaded, systemd=n).run())
 
 
 def cmd_catalogue(args: argparse.Namespace) -> int:

@@ -34,7 +34,6 @@ config file. Problems are one line each, ``file:line: key: why``, like the daemo
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Literal, Self
@@ -60,6 +59,7 @@ from monitor.settings import (
     key_line,
     parse_listen,
     read_secret,
+    read_toml,
     resolve_path,
 )
 from monitor.wire import is_segment
@@ -232,15 +232,7 @@ def load_gateway(path: Path | str) -> LoadedGateway:
     """Load and check a gateway file, its maps and secrets; :class:`ConfigError` lists every problem."""
     path = Path(path)
     where = str(path)
-    try:
-        text = path.read_text(encoding="utf-8", errors="replace")
-        data = tomllib.loads(text)
-    except FileNotFoundError:
-        raise ConfigError([f"{where}: no such file"]) from None
-    except OSError as exc:
-        raise ConfigError([f"{where}: cannot read: {exc.strerror or exc}"]) from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError([f"{where}: not valid TOML: {exc}"]) from None
+    text, data = read_toml(path)
     problems: list[str] = []
     for section, keys in (("mqtt", ("password",)), ("snmp", ("community", "auth_key", "priv_key"))):
         entries = data.get(section)

@@ -195,8 +195,14 @@ class Poller:
                     result = await self.reader.read()
             except TimeoutError:
                 raise DeviceError("timeout", f"no answer within {self.timeout:g} s") from None
+            except DeviceError:
+                raise
             except OSError as exc:
                 raise DeviceError("unreachable", _short(exc.strerror or str(exc))) from None
+            except Exception as exc:  # a protocol library's surprise must not end the gateway
+                if st.reachable is not False:
+                    self._log.exception("unexpected error reading the device")
+                raise DeviceError("protocol", _short(f"{type(exc).__name__}: {exc}")) from None
         except DeviceError as exc:
             self._failed(exc)
             self._publish_down(ts)

@@ -889,6 +889,20 @@ def load_settings_or_report(path: Path | str) -> LoadedSettings | None:
         return None
 
 
+def read_toml(path: Path) -> tuple[str, dict[str, Any]]:
+    """A TOML file's text (for line numbers) and its data; :class:`ConfigError` naming the file."""
+    where = str(path)
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+        return text, tomllib.loads(text)
+    except FileNotFoundError:
+        raise ConfigError([f"{where}: no such file"]) from None
+    except OSError as exc:
+        raise ConfigError([f"{where}: cannot read: {exc.strerror or exc}"]) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError([f"{where}: not valid TOML: {exc}"]) from None
+
+
 def load_settings(path: Path | str) -> LoadedSettings:
     """Load, validate and resolve secrets; raise :class:`ConfigError` listing every problem.
 
@@ -897,15 +911,7 @@ def load_settings(path: Path | str) -> LoadedSettings:
     path = Path(path)
     env = dict(os.environ)
     where = str(path)
-    try:
-        text = path.read_text(encoding="utf-8", errors="replace")
-        data = tomllib.loads(text)
-    except FileNotFoundError:
-        raise ConfigError([f"{where}: no such file"]) from None
-    except OSError as exc:
-        raise ConfigError([f"{where}: cannot read: {exc.strerror or exc}"]) from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError([f"{where}: not valid TOML: {exc}"]) from None
+    text, data = read_toml(path)
 
     problems = _unknown_env(env)
     mqtt_section = data.get("mqtt")

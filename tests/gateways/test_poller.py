@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
 import time
 from collections import deque
 
 import pytest
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, generate_latest
 from structlog.testing import capture_logs
 
 from gateways.mapping import PointError
@@ -16,6 +17,7 @@ from gateways.poller import DeviceError, GatewayCollector, Poller, ReadResult
 from gateways.publish import Outbox
 from monitor.settings import MqttSettings
 from monitor.wire import Readings, decode
+from tests.servers import find_binary
 
 
 class ScriptedReader:
@@ -125,9 +127,14 @@ def test_a_read_that_hangs_or_a_socket_error_is_a_device_error() -> None:
         async def read(self) -> ReadResult:
             raise ConnectionRefusedError(111, "Connection refused")
 
+    class Broken(ScriptedReader):
+        async def read(self) -> ReadResult:
+            raise KeyError("engine")
+
     for reader, reason, detail in (
         (Hanging(), "timeout", "no answer within 0.05 s"),
         (Refused(), "unreachable", "Connection refused"),
+        (Broken(), "protocol", "KeyError: 'engine'"),
     ):
         wall = [1.75e9]
         p, outbox = poller(reader, wall)
@@ -200,3 +207,23 @@ def test_a_full_outbox_drops_the_oldest_and_counts() -> None:
         outbox.put("t", str(i).encode())
     assert [m.payload for m in outbox._queue] == [b"2", b"3", b"4"]
     assert outbox.stats.dropped == 2
+
+
+def test_the_exposition_passes_promtool() -> None:
+    reader = ScriptedReader(
+        ReadResult(values={"vswr": 1.1}, errors={"fault": PointError("no_such_object", "x")}),
+        DeviceError("timeout", "no answer"),
+    )
+    p, outbox = poller(reader, [1.75e9])
+    asyncio.run(p.poll_once())
+    asyncio.run(p.poll_once())
+    assert outbox.stats.errors is not None
+    outbox.stats.errors["refused"] = 2
+    registry = CollectorRegistry()
+    registry.register(GatewayCollector(lambda: [p.state], outbox))
+    exposition = generate_latest(registry)
+    result = subprocess.run(
+        [find_binary("promtool"), "check", "metrics"], input=exposition, capture_output=True, timeout=30
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert b"anbo_gateway_point_errors_total{" in exposition
