@@ -129,8 +129,10 @@ class SnmpReader:
         except DeviceError:
             # Start afresh on the next attempt: an agent that restarted has a new boot
             # count and time (SNMPv3), which a fresh engine discovers again; pysnmp's
-            # cached view of the old one keeps its requests outside the time window.
+            # cached view of the old one keeps its requests outside the time window. The
+            # address is resolved again too (a controller may have moved).
             await self.close()
+            self._target = None
             raise
         return result
 
