@@ -52,6 +52,17 @@ def _config_arg(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _logging_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--log-level", choices=["debug", "info", "warning", "error"], help="overrides [logging] level"
+    )
+    parser.add_argument(
+        "--log-format",
+        choices=["auto", "json", "console"],
+        help="overrides [logging] format (auto: JSON unless on a terminal)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="anbo",
@@ -62,14 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="run the station daemon (MQTT in, /metrics out)")
     _config_arg(run)
-    run.add_argument(
-        "--log-level", choices=["debug", "info", "warning", "error"], help="overrides [logging] level"
-    )
-    run.add_argument(
-        "--log-format",
-        choices=["auto", "json", "console"],
-        help="overrides [logging] format (auto: JSON unless on a terminal)",
-    )
+    _logging_args(run)
 
     check = sub.add_parser(
         "check", help="validate a station config (and its rule files); one line per problem"
@@ -111,14 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=Path(os.environ.get("ANBO_GATEWAY_CONFIG", DEFAULT_GATEWAY_CONFIG)),
         help=f"gateway settings (TOML); default $ANBO_GATEWAY_CONFIG or {DEFAULT_GATEWAY_CONFIG}",
     )
-    poll.add_argument(
-        "--log-level", choices=["debug", "info", "warning", "error"], help="overrides [logging] level"
-    )
-    poll.add_argument(
-        "--log-format",
-        choices=["auto", "json", "console"],
-        help="overrides [logging] format (auto: JSON unless on a terminal)",
-    )
+    _logging_args(poll)
 
     catalogue = sub.add_parser(
         "catalogue", help="print the measurement catalogue's tables (Markdown) or sync them into a document"

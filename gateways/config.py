@@ -44,6 +44,7 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -116,19 +117,12 @@ class _Source(_Strict):
     #: longest pause between attempts while the device does not answer (jittered backoff)
     backoff_max: Seconds = Field(default=60.0, gt=0.0, le=3600.0)
 
-    @field_validator("target")
+    @field_validator("target", "name")
     @classmethod
-    def _check_target(cls, target: str) -> str:
-        if not is_segment(target):
-            raise ValueError(f"{target!r} is not a valid target name ([A-Za-z0-9_.-], 1-64)")
-        return target
-
-    @field_validator("name")
-    @classmethod
-    def _check_name(cls, name: str) -> str:
-        if name and not is_segment(name):
-            raise ValueError(f"{name!r} is not a valid source name ([A-Za-z0-9_.-], 1-64)")
-        return name
+    def _check_segment(cls, value: str, info: ValidationInfo) -> str:
+        if (value or info.field_name == "target") and not is_segment(value):
+            raise ValueError(f"{value!r}: a {info.field_name} must match [A-Za-z0-9_.-]{{1,64}}")
+        return value
 
     @property
     def source(self) -> str:
