@@ -108,6 +108,7 @@ class Outbox:
         s = self.settings
         attempt = 0
         index = 0
+        last_reason: str | None = None
         while True:
             url = s.url[index % len(s.url)]
             client = self._client(url)
@@ -117,6 +118,7 @@ class Outbox:
                     self.broker = url
                     self.connected.set()
                     attempt = 0
+                    last_reason = None
                     log.info("gateway connected to the broker", broker=url, client_id=self.client_id)
                     await self._drain(client)
             except aiomqtt.MqttError as exc:
@@ -129,14 +131,16 @@ class Outbox:
                 delay = backoff_delay(attempt, s.backoff_min, s.backoff_max)
                 attempt += 1
                 index += 1
-                log.warning(
-                    "gateway lost the broker" if was else "gateway cannot connect to the broker",
-                    broker=url,
-                    reason=reason,
-                    error=str(exc),
-                    queued=len(self._queue),
-                    retry_in_s=round(delay, 2),
-                )
+                if was or reason != last_reason:  # one line per change, not per attempt
+                    log.warning(
+                        "gateway lost the broker" if was else "gateway cannot connect to the broker",
+                        broker=url,
+                        reason=reason,
+                        error=str(exc),
+                        queued=len(self._queue),
+                        retry_in_s=round(delay, 2),
+                    )
+                last_reason = reason
                 await asyncio.sleep(delay)
             finally:
                 retrieve_disconnect_error(client)
