@@ -134,6 +134,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="exit 1 if the generated section of DOC differs from the catalogue",
     )
 
+    dash = sub.add_parser(
+        "dashboards", help="generate the Grafana dashboards (JSON) or check the committed ones"
+    )
+    dash.add_argument(
+        "--output",
+        "-o",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="folder of the dashboard JSON files (default config/grafana/dashboards of the source tree)",
+    )
+    dash.add_argument(
+        "--check", action="store_true", help="exit 1 if the files in DIR differ from the generated dashboards"
+    )
+
     test_rules = sub.add_parser("test-rules", help="run rule tests (series in, expected alerts out)")
     test_rules.add_argument(
         "files",
@@ -391,6 +406,33 @@ def cmd_catalogue(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_dashboards(args: argparse.Namespace) -> int:
+    import dashboards
+
+    directory: Path = args.output or dashboards.DEFAULT_DIR
+    if args.output is None and not directory.parent.is_dir():
+        # An installed (not source-tree) anbo has no config/grafana to write into.
+        print(f"anbo dashboards: no source tree at {directory.parent}; give --output DIR", file=sys.stderr)
+        return 1
+    if args.check:
+        problems = dashboards.check(directory)
+        for line in problems:
+            print(line)
+        if problems:
+            print(f"run `anbo dashboards --output {directory}` to regenerate them")
+            return 1
+        print(f"{directory}: {len(dashboards.BUILDERS)} dashboards match the generated ones")
+        return 0
+    try:
+        written = dashboards.write(directory)
+    except OSError as exc:
+        print(f"anbo dashboards: {directory}: cannot write: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+    for path in written:
+        print(path)
+    return 0
+
+
 def cmd_test_rules(args: argparse.Namespace) -> int:
     files = args.files or builtin_test_files()
     failed = 0
@@ -449,6 +491,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "poll": cmd_poll,
         "test-rules": cmd_test_rules,
         "catalogue": cmd_catalogue,
+        "dashboards": cmd_dashboards,
         "analyze": cmd_analyze,
         "simulate": simulator_cli.run,
         "demo": demo_run.run,

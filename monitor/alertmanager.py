@@ -70,6 +70,8 @@ __all__ = [
     "AlertmanagerNotifier",
     "AlertmanagerStats",
     "AlertmanagerTarget",
+    "Delivery",
+    "DeliveryState",
     "FailureReason",
     "OutgoingAlert",
     "alert_payload",
@@ -266,6 +268,35 @@ class _Tracked:
     alert: OutgoingAlert
     queued_at: float  # monotonic time it was last queued
     resolved_at: float | None  # monotonic time of resolution, None while firing
+    #: per Alertmanager, the outcome of the last attempt to deliver this version of the
+    #: alert: "delivered", or the failure ("connection: Cannot connect to host ...")
+    outcome: dict[str, str] = field(default_factory=dict)
+
+
+class DeliveryState(StrEnum):
+    """Where one alert stands with the Alertmanagers (the console and the demo show it)."""
+
+    PENDING = "pending"  # not yet attempted (or queued behind others)
+    DELIVERED = "delivered"  # accepted (2xx) by at least one Alertmanager
+    FAILING = "failing"  # every attempt so far failed: the reason says why
+    NOT_SENT = "not_sent"  # not handed to the notifier (suppressed, or unknown to it)
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    state: DeliveryState
+    reason: str | None = None
+    #: per Alertmanager: (state, reason)
+    alertmanagers: Mapping[str, tuple[DeliveryState, str | None]] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "state": self.state.value,
+            "reason": self.reason,
+            "alertmanagers": {
+                name: {"state": st.value, "reason": why} for name, (st, why) in self.alertmanagers.items()
+            },
+        }
 
 
 @dataclass(slots=True)
@@ -275,6 +306,8 @@ class _Destination:
     queue: OrderedDict[_Key, OutgoingAlert] = field(default_factory=OrderedDict)
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     session: aiohttp.ClientSession | None = None
+    #: the last failure ("timeout", "connection: ..."), None after a success
+    last_failure: str | None = None
 
     @property
     def name(self) -> str:
@@ -431,6 +464,48 @@ class AlertmanagerNotifier:
             d.stats.queue_depth = len(q)
             d.wake.set()
 
+    def delivery(self, labels: Mapping[str, str]) -> Delivery:
+        """Where the alert with these labels stands: pending, delivered (to at least one
+        Alertmanager: an HA pair shares it by gossip) or failing, with the reason."""
+        key = tuple(sorted((k, v) for k, v in labels.items() if v))
+        t = self._tracked.get(key)
+        if t is None:
+            return Delivery(DeliveryState.NOT_SENT)
+        per: dict[str, tuple[DeliveryState, str | None]] = {}
+        for d in self._dests:
+            outcome = t.outcome.get(d.name)
+            if outcome is None:
+                per[d.name] = (DeliveryState.PENDING, None)
+            elif outcome == DeliveryState.DELIVERED.value:
+                per[d.name] = (DeliveryState.DELIVERED, None)
+            else:
+                per[d.name] = (DeliveryState.FAILING, outcome)
+        states = [st for st, _ in per.values()]
+        if DeliveryState.DELIVERED in states:
+            return Delivery(DeliveryState.DELIVERED, None, per)
+        if states and all(st is DeliveryState.FAILING for st in states):
+            reasons = sorted({why for _, why in per.values() if why})
+            return Delivery(DeliveryState.FAILING, "; ".join(reasons), per)
+        return Delivery(DeliveryState.PENDING, None, per)
+
+    def last_failure(self, alertmanager: str) -> str | None:
+        """The last failure of that Alertmanager ("connection: ..."), None after a success."""
+        for d in self._dests:
+            if d.name == alertmanager:
+                return d.last_failure
+        return None
+
+    def _record(self, d: _Destination, batch: list[tuple[_Key, OutgoingAlert]], outcome: str) -> None:
+        """Note the outcome of one attempt for each alert of the batch (its current version)."""
+        for key, alert in batch:
+            t = self._tracked.get(key)
+            if (
+                t is not None
+                and t.alert.starts_at == alert.starts_at
+                and (t.resolved_at is None) == (alert.ends_at is None)
+            ):
+                t.outcome[d.name] = outcome
+
     # -- delivery ---------------------------------------------------------------------------
     async def run(self) -> None:
         """Deliver queued alerts to every Alertmanager until cancelled."""
@@ -502,7 +577,7 @@ class AlertmanagerNotifier:
                     reason = await self._post(d, batch, body)
                 except Exception:  # a bug must not end delivery to this Alertmanager
                     log.exception("alertmanager_delivery_error", alertmanager=d.name, rate_key=d.name)
-                    reason = self._failed(d, len(batch), FailureReason.CONNECTION)
+                    reason = self._fail(d, batch, FailureReason.CONNECTION, "internal error (see the log)")
                 self._progress.set()
                 if reason is None or not reason.retryable:
                     d.stats.consecutive_failures = 0
@@ -577,7 +652,7 @@ class AlertmanagerNotifier:
                 log.error(
                     "alertmanager_tls_setup_failed", alertmanager=d.name, error=str(exc), rate_key=d.name
                 )
-                return self._failed(d, len(batch), FailureReason.TLS)
+                return self._fail(d, batch, FailureReason.TLS, str(exc))
         status = 0
         text = ""
         try:
@@ -593,15 +668,17 @@ class AlertmanagerNotifier:
                 else:
                     text = (await resp.content.read(MAX_ERROR_BODY)).decode("utf-8", "replace")
         except TimeoutError:
-            return self._failed(d, len(batch), FailureReason.TIMEOUT)
+            return self._fail(d, batch, FailureReason.TIMEOUT, f"no answer within {d.target.timeout:g} s")
         except (aiohttp.ClientSSLError, ssl.SSLError) as exc:
             log.debug("alertmanager_tls_error", alertmanager=d.name, error=str(exc))
-            return self._failed(d, len(batch), FailureReason.TLS)
+            return self._fail(d, batch, FailureReason.TLS, str(exc))
         except (aiohttp.ClientError, OSError) as exc:
             log.debug("alertmanager_connection_error", alertmanager=d.name, error=repr(exc))
-            return self._failed(d, len(batch), FailureReason.CONNECTION)
+            return self._fail(d, batch, FailureReason.CONNECTION, str(exc) or type(exc).__name__)
         if 200 <= status < 300:
             self._delivered(d, batch)
+            self._record(d, batch, DeliveryState.DELIVERED.value)
+            d.last_failure = None
             d.stats.sent += len(batch)
             d.stats.posts += 1
             d.stats.last_success = self._wall()
@@ -612,7 +689,7 @@ class AlertmanagerNotifier:
             return None
         if status >= 500:
             log.debug("alertmanager_server_error", alertmanager=d.name, status=status, body=text[:512])
-            return self._failed(d, len(batch), FailureReason.HTTP_5XX)
+            return self._fail(d, batch, FailureReason.HTTP_5XX, f"HTTP {status} {text[:120]}".strip())
         # 4xx (and anything else that is neither success nor a server error): not retried.
         self._delivered(d, batch)
         log.warning(
@@ -623,7 +700,7 @@ class AlertmanagerNotifier:
             body=text[:512],
             rate_key=f"{d.name}:{status}",
         )
-        return self._failed(d, len(batch), FailureReason.HTTP_4XX)
+        return self._fail(d, batch, FailureReason.HTTP_4XX, f"rejected: HTTP {status} {text[:120]}".strip())
 
     def _delivered(self, d: _Destination, batch: list[tuple[_Key, OutgoingAlert]]) -> None:
         """Remove what was answered, unless a newer version was queued meanwhile."""
@@ -631,6 +708,14 @@ class AlertmanagerNotifier:
             if d.queue.get(key) is alert:
                 del d.queue[key]
         d.stats.queue_depth = len(d.queue)
+
+    def _fail(
+        self, d: _Destination, batch: list[tuple[_Key, OutgoingAlert]], reason: FailureReason, detail: str
+    ) -> FailureReason:
+        """A failed attempt: counted, and noted on the destination and on each alert of it."""
+        d.last_failure = f"{reason.value}: {detail}" if detail else reason.value
+        self._record(d, batch, d.last_failure)
+        return self._failed(d, len(batch), reason)
 
     @staticmethod
     def _failed(d: _Destination, n: int, reason: FailureReason) -> FailureReason:

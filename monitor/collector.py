@@ -27,7 +27,6 @@ from prometheus_client.registry import Collector
 
 from monitor import __version__
 from monitor.alertmanager import AlertmanagerNotifier
-from monitor.ebfleet import EbMonitor
 from monitor.evaluation import Evaluator
 from monitor.ingest import IngestQueue
 from monitor.pipeline import Pipeline, fresh_info, fresh_values
@@ -76,9 +75,11 @@ class AnboCollector(Collector):
         if evaluator is not None:
             yield from self._measurements(evaluator)
             yield from self._alerts(evaluator)
-            yield from self._migrations(evaluator)
+            # Components that own metrics expose their own collect().
+            station = self.pipeline.settings.station.name
+            yield from evaluator.migrations.collect(station)
             if evaluator.eb is not None:
-                yield from self._eb(evaluator.eb)
+                yield from evaluator.eb.collect(station)
         notifier = self.notifier()
         if notifier is not None:
             yield from notifier.collect()
@@ -102,125 +103,6 @@ class AnboCollector(Collector):
                 if family is not None and isinstance(value, float):
                     family.add_metric(labels, value)
         yield from families.values()
-
-    def _migrations(self, evaluator: Evaluator) -> Iterator[Metric]:
-        labels = ["station", "migration", "service", "old", "new"]
-        station = self.pipeline.settings.station.name
-        fams = {
-            "phase": GaugeMetricFamily(
-                "anbo_migration_phase",
-                "Migration phase: 0 before simulcast, 1 simulcast, 2 after cutover.",
-                labels=labels,
-            ),
-            "seconds_to_cutover": GaugeMetricFamily(
-                "anbo_migration_seconds_to_cutover",
-                "Seconds until the cutover (negative after it).",
-                labels=labels,
-            ),
-            "old_rf_level_dbuv": GaugeMetricFamily(
-                "anbo_migration_old_rf_level_dbuv",
-                "RF level received on the old channel (dBµV).",
-                labels=labels,
-            ),
-            "new_rf_level_dbuv": GaugeMetricFamily(
-                "anbo_migration_new_rf_level_dbuv",
-                "RF level received on the new channel (dBµV).",
-                labels=labels,
-            ),
-            "identity_similarity": GaugeMetricFamily(
-                "anbo_migration_identity_similarity",
-                "Correlation of the old and new channels' loudness envelopes (-1..1).",
-                labels=labels,
-            ),
-            "identity_lag_s": GaugeMetricFamily(
-                "anbo_migration_identity_lag_seconds",
-                "Delay of the new channel's programme against the old.",
-                labels=labels,
-            ),
-            "pi_match": GaugeMetricFamily(
-                "anbo_migration_pi_match",
-                "1 if the new frequency carries the expected RDS PI.",
-                labels=labels,
-            ),
-            "service_id_match": GaugeMetricFamily(
-                "anbo_migration_service_id_match",
-                "1 if the new channel carries the expected DTV service/TS ids.",
-                labels=labels,
-            ),
-        }
-        for name, plan in evaluator.migrations.plans.items():
-            values = [station, name, plan.plan.service, plan.plan.label("old"), plan.plan.label("new")]
-            for key, value in evaluator.migrations.latest.get(name, {}).items():
-                fam = fams.get(key)
-                if fam is not None and isinstance(value, float):
-                    fam.add_metric(values, value)
-        yield from fams.values()
-
-    def _eb(self, eb: EbMonitor) -> Iterator[Metric]:
-        station = self.pipeline.settings.station.name
-        labels = ["station", "region"]
-        total = GaugeMetricFamily(
-            "anbo_eb_endpoints", "Emergency-broadcast endpoints per region.", labels=labels
-        )
-        online = GaugeMetricFamily(
-            "anbo_eb_endpoints_online", "Endpoints with a recent heartbeat.", labels=labels
-        )
-        ratio = GaugeMetricFamily(
-            "anbo_eb_online_ratio", "Share of a region's endpoints online.", labels=labels
-        )
-        faulty = GaugeMetricFamily(
-            "anbo_eb_endpoints_faulty", "Online endpoints reporting a fault.", labels=labels
-        )
-        unreported = GaugeMetricFamily(
-            "anbo_eb_endpoints_unreported",
-            "Endpoints not heard from since anbo started, their first heartbeat not yet due "
-            "(neither online nor offline).",
-            labels=labels,
-        )
-        status = eb.status
-        if status is not None:
-            for r, region in enumerate(eb.region_names):
-                n = int(status.total[r])
-                if n == 0:
-                    continue
-                total.add_metric([station, region], n)
-                online.add_metric([station, region], int(status.online[r]))
-                faulty.add_metric([station, region], int(status.faulty[r]))
-                unreported.add_metric([station, region], int(status.unreported[r]))
-                value = float(status.online_ratio[r])
-                if math.isfinite(value):
-                    ratio.add_metric([station, region], value)
-        yield from (total, online, ratio, faulty, unreported)
-        msgs = CounterMetricFamily("anbo_eb_messages", "Endpoint messages handled, by kind.", labels=["kind"])
-        msgs.add_metric(["heartbeat"], eb.counters.heartbeats)
-        msgs.add_metric(["confirmation"], eb.counters.confirmations)
-        msgs.add_metric(["dispatch"], eb.counters.dispatches)
-        yield msgs
-        dl = ["station", "message_id"]
-        targeted = GaugeMetricFamily(
-            "anbo_eb_dispatch_targeted_endpoints",
-            "Endpoints a dispatch targeted (online in its regions).",
-            labels=dl,
-        )
-        coverage = GaugeMetricFamily(
-            "anbo_eb_dispatch_coverage_ratio",
-            "Share of targeted endpoints that confirmed playback within a deadline.",
-            labels=[*dl, "within_seconds"],
-        )
-        p50 = GaugeMetricFamily(
-            "anbo_eb_dispatch_latency_p50_seconds", "Median confirmation latency.", labels=dl
-        )
-        p90 = GaugeMetricFamily("anbo_eb_dispatch_latency_p90_seconds", "90th percentile latency.", labels=dl)
-        for rep in eb.reports:
-            targeted.add_metric([station, rep.message_id], rep.targeted)
-            for deadline, cov in zip(rep.deadlines, rep.coverage, strict=True):
-                if cov is not None:
-                    coverage.add_metric([station, rep.message_id, f"{deadline:g}"], cov)
-            if rep.latency_p50_s is not None:
-                p50.add_metric([station, rep.message_id], rep.latency_p50_s)
-            if rep.latency_p90_s is not None:
-                p90.add_metric([station, rep.message_id], rep.latency_p90_s)
-        yield from (targeted, coverage, p50, p90)
 
     def _alerts(self, evaluator: Evaluator) -> Iterator[Metric]:
         labels = ["alertname", "station", "target", "severity"]
@@ -406,6 +288,13 @@ class AnboCollector(Collector):
         )
         reconnects.add_metric([], stats.reconnects)
         yield reconnects
+        lost = CounterMetricFamily(
+            "anbo_mqtt_sessions_lost",
+            "Reconnects on which the broker had not kept anbo's session (CONNACK session present 0): "
+            "what was published before the resubscription is lost to anbo.",
+        )
+        lost.add_metric([], stats.sessions_lost)
+        yield lost
         errors = CounterMetricFamily(
             "anbo_mqtt_connection_errors", "Failed or lost broker connections by reason.", labels=["reason"]
         )

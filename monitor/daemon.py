@@ -44,7 +44,7 @@ from monitor.pipeline import Consumer, Pipeline
 from monitor.sdnotify import Notifier
 from monitor.settings import ConfigError, LoadedSettings, load_settings
 from monitor.stats import Stats
-from rules import RuleFileError
+from rules import Alert, AlertState, RuleFileError
 
 #: The console's "recent outages": how many, and which classes (not unmonitored/maintenance).
 CONSOLE_OUTAGES = 10
@@ -94,6 +94,7 @@ class Daemon:
             eb=self.eb,
             state_path=loaded.state_directory / STATE_FILE,
             ledger=self.ledger,
+            listening=lambda: self.ingest.listening_since,
         )
         self.pipeline.consumers.append(self.evaluator.consume)
         self.collector = AnboCollector(
@@ -116,6 +117,7 @@ class Daemon:
             migrations=lambda: self.evaluator.migrations.latest,
             broker=lambda: dict(self.ingest.connected),
             alertmanager=self._alertmanager_status,
+            delivery=self.delivery,
             outages=self._recent_outages,
         )
         self.evaluator.listeners.append(self.console.on_tick)
@@ -124,6 +126,7 @@ class Daemon:
             station=lambda: self.pipeline.settings.station.name,
             ready=self.is_ready,
             problems=self.problems,
+            notices=lambda: [] if self.evaluator.state_notice is None else [self.evaluator.state_notice],
             extra_routes=[web.get("/api/v1/eb/status", self._eb_status), *self.console.routes()],
             index=False,
             basic_auth=None
@@ -200,6 +203,18 @@ class Daemon:
             targets, resend_interval=a.resend_interval, evaluation_interval=loaded.settings.probes.tick
         )
 
+    def delivery(self, alert: Alert) -> dict[str, object]:
+        """Where a firing alert stands with the Alertmanagers, for the console's API and the
+        demo: delivered, pending, failing (with the reason), or why it is not sent."""
+        if alert.state is not AlertState.FIRING:
+            return {"state": "not_sent", "reason": "pending: not firing yet", "alertmanagers": {}}
+        if not alert.notify:
+            why = alert.reason.value if alert.reason is not None else "not notified"
+            return {"state": "not_sent", "reason": why, "alertmanagers": {}}
+        if self.alertmanager is None:
+            return {"state": "not_sent", "reason": "no Alertmanager configured", "alertmanagers": {}}
+        return self.alertmanager.delivery(alert.labels).to_json()
+
     def _recent_outages(self) -> list[dict[str, object]] | None:
         """The console's list: the ledger's newest outages, wrong programme, filler and
         degraded intervals (None: no ledger configured)."""
@@ -216,6 +231,7 @@ class Daemon:
                 "alertmanager": name,
                 "last_success": st.last_success,
                 "consecutive_failures": st.consecutive_failures,
+                "last_failure": self.alertmanager.last_failure(name),
                 "queue_depth": st.queue_depth,
                 "dropped": st.dropped,
             }

@@ -20,11 +20,13 @@ would cost more than they tell).
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import structlog
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from monitor.inventory import Inventory, load_inventory
 from monitor.settings import EbSettings
@@ -279,3 +281,69 @@ class EbMonitor:
             for rep in self.reports
         ]
         return {"evaluated_at": status.now, "level": self.level, "regions": regions, "dispatches": dispatches}
+
+    def collect(self, station: str) -> Iterator[Metric]:
+        """The ``anbo_eb_*`` metrics: per region (never per endpoint) and per dispatch."""
+        labels = ["station", "region"]
+        total = GaugeMetricFamily(
+            "anbo_eb_endpoints", "Emergency-broadcast endpoints per region.", labels=labels
+        )
+        online = GaugeMetricFamily(
+            "anbo_eb_endpoints_online", "Endpoints with a recent heartbeat.", labels=labels
+        )
+        ratio = GaugeMetricFamily(
+            "anbo_eb_online_ratio", "Share of a region's endpoints online.", labels=labels
+        )
+        faulty = GaugeMetricFamily(
+            "anbo_eb_endpoints_faulty", "Online endpoints reporting a fault.", labels=labels
+        )
+        unreported = GaugeMetricFamily(
+            "anbo_eb_endpoints_unreported",
+            "Endpoints not heard from since anbo started, their first heartbeat not yet due "
+            "(neither online nor offline).",
+            labels=labels,
+        )
+        status = self.status
+        if status is not None:
+            for r, region in enumerate(self.region_names):
+                n = int(status.total[r])
+                if n == 0:
+                    continue
+                total.add_metric([station, region], n)
+                online.add_metric([station, region], int(status.online[r]))
+                faulty.add_metric([station, region], int(status.faulty[r]))
+                unreported.add_metric([station, region], int(status.unreported[r]))
+                value = float(status.online_ratio[r])
+                if math.isfinite(value):
+                    ratio.add_metric([station, region], value)
+        yield from (total, online, ratio, faulty, unreported)
+        msgs = CounterMetricFamily("anbo_eb_messages", "Endpoint messages handled, by kind.", labels=["kind"])
+        msgs.add_metric(["heartbeat"], self.counters.heartbeats)
+        msgs.add_metric(["confirmation"], self.counters.confirmations)
+        msgs.add_metric(["dispatch"], self.counters.dispatches)
+        yield msgs
+        dl = ["station", "message_id"]
+        targeted = GaugeMetricFamily(
+            "anbo_eb_dispatch_targeted_endpoints",
+            "Endpoints a dispatch targeted (online in its regions).",
+            labels=dl,
+        )
+        coverage = GaugeMetricFamily(
+            "anbo_eb_dispatch_coverage_ratio",
+            "Share of targeted endpoints that confirmed playback within a deadline.",
+            labels=[*dl, "within_seconds"],
+        )
+        p50 = GaugeMetricFamily(
+            "anbo_eb_dispatch_latency_p50_seconds", "Median confirmation latency.", labels=dl
+        )
+        p90 = GaugeMetricFamily("anbo_eb_dispatch_latency_p90_seconds", "90th percentile latency.", labels=dl)
+        for rep in self.reports:
+            targeted.add_metric([station, rep.message_id], rep.targeted)
+            for deadline, cov in zip(rep.deadlines, rep.coverage, strict=True):
+                if cov is not None:
+                    coverage.add_metric([station, rep.message_id, f"{deadline:g}"], cov)
+            if rep.latency_p50_s is not None:
+                p50.add_metric([station, rep.message_id], rep.latency_p50_s)
+            if rep.latency_p90_s is not None:
+                p90.add_metric([station, rep.message_id], rep.latency_p90_s)
+        yield from (targeted, coverage, p50, p90)

@@ -121,8 +121,19 @@ def build_engine(settings: Settings) -> Engine:
     return Engine(ruleset.rules, engine_config(settings))
 
 
-def write_json_atomic(path: Path, data: object) -> None:
-    """Write ``data`` as JSON so that a crash leaves either the old or the new file."""
+def previous_generation(path: Path) -> Path:
+    """Where :func:`write_json_atomic` keeps the file it replaced (``alerts.json.prev``)."""
+    return path.with_name(path.name + ".prev")
+
+
+def write_json_atomic(path: Path, data: object, *, keep_previous: bool = False) -> None:
+    """Write ``data`` as JSON so that a crash leaves either the old or the new file.
+
+    The new content is written and synced beside the old file, then renamed over it.
+    With ``keep_previous`` the old file first becomes :func:`previous_generation`, so
+    that one good generation is left to fall back to (a crash between the two renames
+    leaves only that one, which the reader falls back to).
+    """
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
@@ -130,6 +141,8 @@ def write_json_atomic(path: Path, data: object) -> None:
             json.dump(data, fh, separators=(",", ":"))
             fh.flush()
             os.fsync(fh.fileno())
+        if keep_previous and path.exists():
+            os.replace(path, previous_generation(path))
         os.replace(tmp, path)
         dir_fd = os.open(path.parent, os.O_RDONLY)
         try:
@@ -177,6 +190,7 @@ class Evaluator:
         eb: EbMonitor | None = None,
         restore_tolerance: float | None = None,
         ledger: Ledger | None = None,
+        listening: Callable[[], float | None] | None = None,
         mono: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
     ) -> None:
@@ -194,6 +208,9 @@ class Evaluator:
         self.engine = build_engine(settings)
         self.eb = eb
         self.ledger = ledger
+        #: since when telemetry can arrive (the broker subscription; None: not connected).
+        #: Targets not heard from since a restart are judged only ``stale_after`` after it.
+        self.listening = listening
         self.migrations = MigrationMonitor(settings)
         #: Latest measurements per target (for the collector).
         self.measurements: dict[str, Measurements] = {}
@@ -204,6 +221,8 @@ class Evaluator:
         self.state_writes = 0
         self.state_write_errors = 0
         self._ledger_down_since: float | None = None
+        #: Set when the state file was corrupt at start (for /-/ready's details).
+        self.state_notice: str | None = None
         self._dirty = False
         self._restore(
             restore_tolerance if restore_tolerance is not None else settings.alerting.restore_tolerance
@@ -264,6 +283,8 @@ class Evaluator:
         views += self.migrations.views(self.pipeline, now, wall)
         if self.eb is not None:
             views += self.eb.evaluate(wall, now)
+        if self.listening is not None:
+            self.engine.set_listening(self.listening())
         transitions = self.engine.evaluate(views, now, wall)
         self._report(transitions)
         if self.ledger is not None:
@@ -428,7 +449,7 @@ class Evaluator:
     async def _save(self) -> None:
         assert self.state_path is not None
         try:
-            await asyncio.to_thread(write_json_atomic, self.state_path, self._state())
+            await asyncio.to_thread(write_json_atomic, self.state_path, self._state(), keep_previous=True)
             self.state_writes += 1
         except OSError as exc:
             self.state_write_errors += 1
@@ -442,23 +463,58 @@ class Evaluator:
         if self.state_path is None:
             return
         try:
-            write_json_atomic(self.state_path, self._state())
+            write_json_atomic(self.state_path, self._state(), keep_previous=True)
             self.state_writes += 1
         except OSError as exc:
             self.state_write_errors += 1
             log.error("cannot save alert state", path=str(self.state_path), error=str(exc))
 
     def _restore(self, tolerance: float) -> None:
+        """Take over the alert state of the previous run: the state file, or, when it is
+        missing or corrupt, the previous generation. A corrupt file is renamed aside
+        (``alerts.json.corrupt-<UTC time>``), never deleted, and said so in the log and in
+        ``/-/ready`` (:attr:`state_notice`)."""
         path = self.state_path
-        if path is None or not path.exists():
+        if path is None:
             return
+        prev = previous_generation(path)
+        for candidate in (path, prev):
+            if not candidate.exists():
+                continue
+            try:
+                data = json.loads(candidate.read_text(encoding="utf-8"))
+                if not isinstance(data, dict):
+                    raise ValueError("not a JSON object")
+                if data.get("version") != STATE_VERSION or data.get("station") != self.settings.station.name:
+                    log.warning(
+                        "alert state file is for another version or station; ignored", path=str(candidate)
+                    )
+                    return
+                restored = self.engine.restore(
+                    data["engine"], self._mono(), self._wall(), tolerance=tolerance
+                )
+            except (OSError, ValueError, KeyError, TypeError) as exc:
+                self._set_aside(candidate, exc)
+                self.engine = build_engine(self.settings)  # nothing half-restored
+                continue
+            log.info("alert state restored", path=str(candidate), alerts=restored)
+            if self.state_notice is not None:
+                self.state_notice += f"; restored the previous generation {candidate.name} instead"
+                log.warning("alert state restored from the previous generation", path=str(candidate))
+            return
+        if self.state_notice is not None:
+            self.state_notice += "; no good generation left: started with no alerts"
+            log.error("no readable alert state; starting with no alerts", path=str(path))
+
+    def _set_aside(self, path: Path, exc: Exception) -> None:
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(self._wall()))
+        aside = path.with_name(f"{path.name}.corrupt-{stamp}")
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-            if data.get("version") != STATE_VERSION or data.get("station") != self.settings.station.name:
-                log.warning("alert state file is for another version or station; ignored", path=str(path))
-                return
-            restored = self.engine.restore(data["engine"], self._mono(), self._wall(), tolerance=tolerance)
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            log.error("alert state file unreadable; starting with no alerts", path=str(path), error=str(exc))
-            return
-        log.info("alert state restored", path=str(path), alerts=restored)
+            os.replace(path, aside)
+        except OSError as err:
+            where = f"could not be renamed aside ({err})"
+        else:
+            where = f"renamed to {aside.name}"
+        note = f"alert state file {path} was unreadable ({exc}); {where}"
+        self.state_notice = note if self.state_notice is None else f"{self.state_notice}; {note}"
+        log.error("alert state file unreadable; set aside", path=str(path), aside=str(aside), error=str(exc))

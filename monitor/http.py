@@ -47,6 +47,7 @@ class MetricsServer:
         station: Callable[[], str],
         ready: Callable[[], bool],
         problems: Callable[[], list[str]] = list,
+        notices: Callable[[], list[str]] = list,
         extra_routes: list[web.AbstractRouteDef] | None = None,
         index: bool = True,
         basic_auth: tuple[str, str] | None = None,
@@ -56,6 +57,7 @@ class MetricsServer:
         self._station = station
         self._ready = ready
         self._problems = problems
+        self._notices = notices
         self._runner: web.AppRunner | None = None
         self.port: int | None = None
         #: (user, bcrypt hash) required on every request, or None.
@@ -142,5 +144,6 @@ class MetricsServer:
                     status=503,
                     text="anbo is monitoring but not healthy:\n" + "".join(f"- {p}\n" for p in problems),
                 )
-            return web.Response(text="anbo is ready.\n")
+            notices = self._notices()  # e.g. a corrupt alert state file set aside at start
+            return web.Response(text="anbo is ready.\n" + "".join(f"- note: {n}\n" for n in notices))
         return web.Response(status=503, text="anbo is not ready: no broker subscription yet.\n")

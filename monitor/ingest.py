@@ -3,8 +3,16 @@
 - Fixed client id and a persistent session (v5: clean start off and a session
   expiry; v3.1.1: clean session off) with QoS 1 subscriptions, so the broker keeps
   what is published while anbo is briefly away and delivers it on reconnect.
-- Subscribe on every connect (a broker that lost its session state, or a failover
-  broker, knows nothing of us).
+- Subscribe on every connect, before anything else (a broker that lost its session
+  state, or a failover broker, knows nothing of us). The CONNACK's session-present
+  flag is read on every connect: when the broker did not keep anbo's session on a
+  reconnect, what was published between the broker's return and the resubscription is
+  lost to anbo; that is logged once, clearly, with the resubscription time, and counted
+  (``anbo_mqtt_sessions_lost_total``).
+- After losing a connection that was healthy, reconnect at once; while the broker is
+  still away (a restart takes a fraction of a second to a few), try again every
+  :data:`FAST_RETRY_S` (jittered) for :data:`FAST_RETRY_WINDOW_S`, so that it is found
+  within about a tenth of a second of its return, then back off as usual.
 - Jittered exponential backoff between attempts, rotating through the configured
   URLs; bad credentials or not-authorized are logged as one clear error and retried
   at the slowest backoff, never hammered.
@@ -50,6 +58,14 @@ log = structlog.get_logger(__name__)
 #: v3.1.1 return codes 2, 4, 5; v5 reason codes 0x85, 0x86, 0x87, 0x8A, 0x8C.
 AUTH_FAILURES_V311 = frozenset({2, 4, 5})
 AUTH_FAILURES_V5 = frozenset({0x85, 0x86, 0x87, 0x8A, 0x8C})
+
+#: A connection subscribed for at least this long was healthy: when it is lost, the
+#: first reconnect attempt goes at once, without a backoff.
+HEALTHY_AFTER_S = 1.0
+#: After losing a healthy connection: retry every FAST_RETRY_S (jittered to [½, 1]×,
+#: ``backoff_min`` if that is smaller) for FAST_RETRY_WINDOW_S, then the usual backoff.
+FAST_RETRY_S = 0.1
+FAST_RETRY_WINDOW_S = 5.0
 
 
 class IngestQueue(asyncio.Queue[aiomqtt.Message]):
@@ -221,9 +237,18 @@ class MqttIngest:
         self.connected: dict[str, bool] = {b.url: False for b in self.brokers}
         #: Set once the first subscription is acknowledged (for READY=1).
         self.subscribed = asyncio.Event()
+        #: Monotonic time the current connection's subscriptions were acknowledged; None
+        #: while not connected and subscribed (the rule engine's grace for "never heard").
+        self.listening_since: float | None = None
         #: Monotonic time of the last message handled, or of the last idle moment.
         self.progress = time.monotonic()
         self._ever_connected = False
+        #: per broker URL: the CONNACK's session-present flag (None: cannot be read)
+        self._sessions: dict[str, mqttio.SessionFlag | None] = {}
+        #: URL of the broker that holds anbo's session (set once subscribed there)
+        self._session_on: str | None = None
+        #: monotonic time the last working connection was lost (for "reconnected in")
+        self._lost_at: float | None = None
 
     # -- clients --------------------------------------------------------------------
     def _tls_context(self) -> ssl.SSLContext:
@@ -274,6 +299,11 @@ class MqttIngest:
             )
         else:
             self._fast.add(broker.url)
+        try:
+            self._sessions[broker.url] = mqttio.watch_session(client)
+        except mqttio.UnsupportedClientError as exc:
+            self._sessions[broker.url] = None
+            log.error("cannot read the broker's session-present flag", broker=broker.url, error=str(exc))
         self._clients[broker.url] = client
         return client
 
@@ -282,22 +312,25 @@ class MqttIngest:
         """Connect, subscribe, consume; reconnect forever. Ends only by cancellation."""
         attempt = 0
         index = 0
+        fast_until = -1.0
         while True:
             broker = self.brokers[index % len(self.brokers)]
             client = self._client_for(broker)
             reason: ConnectError | None = None
+            up_since: float | None = None
             try:
                 async with client:
+                    connected_at = time.monotonic()
                     self._on_connected(broker)
                     attempt = 0
+                    fast_until = -1.0
                     for topic in self.subscriptions():
                         granted = await client.subscribe(topic, qos=self.settings.qos)
                         if _refused(granted):
                             raise SubscriptionRefusedError(topic, granted)
                     self.subscribed.set()
-                    log.info(
-                        "subscribed", broker=broker.url, topics=self.subscriptions(), qos=self.settings.qos
-                    )
+                    self.listening_since = up_since = time.monotonic()
+                    self._on_subscribed(broker, up_since - connected_at)
                     if broker.url in self._fast:
                         await self._consume(client)
                     else:
@@ -313,12 +346,23 @@ class MqttIngest:
                 mqttio.retrieve_disconnect_error(client)
                 was_up = self.connected[broker.url]
                 self.connected[broker.url] = False
+                self.listening_since = None
             self.drain()
             # After losing a working connection start again from the first (preferred)
             # broker; after a failed attempt fail over to the next one.
             index = 0 if was_up and reason is not ConnectError.AUTH else index + 1
+            healthy = up_since is not None and time.monotonic() - up_since >= HEALTHY_AFTER_S
+            now = time.monotonic()
+            if healthy:
+                self._lost_at = now
+                fast_until = now + FAST_RETRY_WINDOW_S
             if reason is ConnectError.AUTH:
                 delay = self.settings.backoff_max
+            elif healthy:
+                delay = 0.0  # it was working: try again at once
+            elif now < fast_until:  # a broker that was up is probably restarting: look often
+                delay = min(FAST_RETRY_S, self.settings.backoff_min) * (0.5 + 0.5 * self._rng())
+                attempt = 0
             else:
                 delay = backoff_delay(
                     attempt, self.settings.backoff_min, self.settings.backoff_max, self._rng
@@ -404,6 +448,35 @@ class MqttIngest:
             broker=broker.url,
             client_id=self.client_id,
             protocol=self.settings.protocol,
+        )
+
+    def _on_subscribed(self, broker: BrokerAddress, took: float) -> None:
+        """After the subscriptions of a connection: judge the broker's session."""
+        flag = self._sessions.get(broker.url)
+        present = None if flag is None else flag.present
+        down = None if self._lost_at is None else time.monotonic() - self._lost_at
+        self._lost_at = None
+        if present is False and self._session_on is not None:
+            # anbo had a session (here, or on the broker it failed over from) and it is gone
+            self.stats.sessions_lost += 1
+            log.warning(
+                "the broker did not keep anbo's session: messages published between its return "
+                "and anbo's resubscription are lost to anbo (broker persistence off or failing, "
+                "killed before its autosave, or a failover broker); resubscribed",
+                broker=broker.url,
+                previous_broker=None if self._session_on == broker.url else self._session_on,
+                client_id=self.client_id,
+                resubscribed_in_s=round(took, 4),
+                sessions_lost_total=self.stats.sessions_lost,
+            )
+        self._session_on = broker.url
+        log.info(
+            "subscribed",
+            broker=broker.url,
+            topics=self.subscriptions(),
+            qos=self.settings.qos,
+            session_present=present,
+            reconnected_in_s=None if down is None else round(down, 4),
         )
 
     def _on_failure(self, broker: BrokerAddress, reason: ConnectError, exc: Exception) -> None:

@@ -15,11 +15,12 @@ Every tick each plan becomes one :class:`rules.TargetView` of kind ``migration``
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import NDArray
+from prometheus_client.core import GaugeMetricFamily, Metric
 
 from monitor.pipeline import Pipeline, StreamState, fresh_info, fresh_values
 from monitor.settings import MigrationSettings, Settings
@@ -158,3 +159,56 @@ class MigrationMonitor:
             **fresh_values(stream, now, self.readings_stale_after),
             **fresh_info(stream, now, self.readings_stale_after),
         }
+
+    def collect(self, station: str) -> Iterator[Metric]:
+        """The ``anbo_migration_*`` gauges: one series per plan and value, absent while unknown."""
+        labels = ["station", "migration", "service", "old", "new"]
+        fams = {
+            "phase": GaugeMetricFamily(
+                "anbo_migration_phase",
+                "Migration phase: 0 before simulcast, 1 simulcast, 2 after cutover.",
+                labels=labels,
+            ),
+            "seconds_to_cutover": GaugeMetricFamily(
+                "anbo_migration_seconds_to_cutover",
+                "Seconds until the cutover (negative after it).",
+                labels=labels,
+            ),
+            "old_rf_level_dbuv": GaugeMetricFamily(
+                "anbo_migration_old_rf_level_dbuv",
+                "RF level received on the old channel (dBµV).",
+                labels=labels,
+            ),
+            "new_rf_level_dbuv": GaugeMetricFamily(
+                "anbo_migration_new_rf_level_dbuv",
+                "RF level received on the new channel (dBµV).",
+                labels=labels,
+            ),
+            "identity_similarity": GaugeMetricFamily(
+                "anbo_migration_identity_similarity",
+                "Correlation of the old and new channels' loudness envelopes (-1..1).",
+                labels=labels,
+            ),
+            "identity_lag_s": GaugeMetricFamily(
+                "anbo_migration_identity_lag_seconds",
+                "Delay of the new channel's programme against the old.",
+                labels=labels,
+            ),
+            "pi_match": GaugeMetricFamily(
+                "anbo_migration_pi_match",
+                "1 if the new frequency carries the expected RDS PI.",
+                labels=labels,
+            ),
+            "service_id_match": GaugeMetricFamily(
+                "anbo_migration_service_id_match",
+                "1 if the new channel carries the expected DTV service/TS ids.",
+                labels=labels,
+            ),
+        }
+        for name, plan in self.plans.items():
+            values = [station, name, plan.plan.service, plan.plan.label("old"), plan.plan.label("new")]
+            for key, value in self.latest.get(name, {}).items():
+                fam = fams.get(key)
+                if fam is not None and isinstance(value, float):
+                    fam.add_metric(values, value)
+        yield from fams.values()

@@ -319,6 +319,37 @@ def retrieve_disconnect_error(client: aiomqtt.Client) -> BaseException | None:
     return None
 
 
+class SessionFlag:
+    """The CONNACK's session-present flag of the client's latest connection.
+
+    aiomqtt 2.x (up to 2.5 at least) receives paho's ``ConnectFlags`` in its
+    ``_on_connect`` callback and ignores them; :func:`watch_session` wraps that callback
+    (paho's ``Client.on_connect``, set by aiomqtt's constructor) to keep the flag.
+    """
+
+    __slots__ = ("present",)
+
+    def __init__(self) -> None:
+        #: None until a CONNACK arrived; then whether the broker kept our session.
+        self.present: bool | None = None
+
+
+def watch_session(client: aiomqtt.Client) -> SessionFlag:
+    """Record every CONNACK's session-present flag of ``client`` (call before connecting)."""
+    paho: mqtt.Client = client._client
+    original = paho.on_connect
+    if original is None:
+        raise UnsupportedClientError("aiomqtt did not install paho's on_connect callback")
+    flag = SessionFlag()
+
+    def on_connect(c: mqtt.Client, userdata: object, flags: Any, *rest: Any) -> None:
+        flag.present = bool(getattr(flags, "session_present", False))
+        original(c, userdata, flags, *rest)
+
+    paho.on_connect = on_connect
+    return flag
+
+
 def speed_up(client: aiomqtt.Client) -> None:
     """Install the buffered socket and the cheap write path on ``client`` (before connecting).
 

@@ -242,7 +242,8 @@ class Pipeline:
         decoded = self._decode(topic, payload, content_type, user_properties, rate_key=topic)
         if decoded is None:
             return
-        seq = stream.seq.observe(decoded.seq, decoded.ts)
+        previous = stream.seq.highest
+        seq = stream.seq.observe(decoded.seq, decoded.ts, rx)
         event = seq.event
         if event is SeqEvent.DUPLICATE:
             stream.duplicates += 1
@@ -264,10 +265,12 @@ class Pipeline:
         elif event is SeqEvent.RESET:
             stream.resets += 1
             log.info(
-                "sequence reset (publisher restarted?)",
+                "sequence reset (publisher restarted, or a jump too far to be lost messages)",
                 target=target.settings.name,
                 stream=stream.name,
                 seq=decoded.seq,
+                previous=previous,
+                rate_key=topic,
             )
         if not isinstance(decoded, SampleBlock):
             vocab = target.vocabulary[stream.name]

@@ -109,6 +109,26 @@ def _one_or_many(value: Any) -> Any:
     return [u for u in re.split(r"[,\s]+", text) if u]
 
 
+def _endpoints(value: Any) -> Any:
+    """Endpoints given as tables (``{url = ..., timeout = ...}``), bare URL strings, or a mix;
+    from the environment also a JSON list or one URL (or several, separated by commas or
+    spaces): ``ANBO_ALERTING__ALERTMANAGERS='["http://am:9093"]'`` or ``http://am:9093``."""
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("{"):
+            try:
+                value = json.loads(text)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"not a valid JSON table: {exc}") from None
+        else:
+            value = _one_or_many(text)
+    if isinstance(value, dict):
+        value = [value]
+    if isinstance(value, list | tuple):
+        return [{"url": v} if isinstance(v, str) else v for v in value]
+    return value
+
+
 class MqttSettings(Strict):
     """``[mqtt]``: the broker connection."""
 
@@ -439,7 +459,9 @@ class AlertmanagerSettings(Strict):
 class AlertingSettings(Strict):
     """``[alerting]``: rules and where alerts go."""
 
-    alertmanagers: list[AlertmanagerSettings] = Field(default_factory=list)
+    alertmanagers: Annotated[list[AlertmanagerSettings], NoDecode, BeforeValidator(_endpoints)] = Field(
+        default_factory=list
+    )
     rule_paths: list[Path] = Field(
         default_factory=list, description="Operator rule files or folders, after the built-in packs"
     )

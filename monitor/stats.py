@@ -119,6 +119,8 @@ class Stats:
     connect_errors: dict[str, int] = field(default_factory=lambda: {c.value: 0 for c in ConnectError})
     connects: int = 0
     reconnects: int = 0
+    #: reconnects on which the broker had not kept anbo's persistent session
+    sessions_lost: int = 0
     reloads_ok: int = 0
     reloads_failed: int = 0
     latency: Histogram = field(default_factory=Histogram)

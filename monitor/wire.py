@@ -1052,29 +1052,47 @@ class SeqTracker:
       restarted publisher's messages are, so a restart within the window is
       not mistaken for a run of duplicates.
 
-    A forward jump is always a gap: a publisher restarting at a higher number
-    cannot be told apart from lost messages. O(1) amortized per call (one
-    shift of a ``window``-bit integer).
+    - a forward jump is a gap only while it is *plausible*: at most ``max_gap``
+      messages skipped, or, when the receive time ``rx`` (anbo's own monotonic
+      clock, which a publisher cannot forge) is given, at most ``max_rate``
+      messages per second since the message carrying ``highest`` arrived. A
+      jump beyond that (a stale replay, a client publishing a far-away ``seq``)
+      is a ``reset``: the baseline starts again at ``seq`` instead of counting
+      billions of missing messages that were never sent.
+
+    A plausible forward jump is always a gap: a publisher restarting at a
+    slightly higher number cannot be told apart from lost messages. O(1)
+    amortized per call (one shift of a ``window``-bit integer).
     """
 
     __slots__ = (
         "_base",
         "_bits",
         "_highest",
+        "_highest_rx",
         "_highest_ts",
         "_mask",
         "_window",
         "duplicates",
         "late",
+        "max_gap",
+        "max_rate",
         "missing",
         "observed",
         "resets",
     )
 
-    def __init__(self, window: int = 1024) -> None:
+    def __init__(self, window: int = 1024, *, max_gap: int = 10_000, max_rate: float = 1000.0) -> None:
         if window < 1:
             raise ValueError("window must be >= 1")
+        if max_gap < 0 or not max_rate >= 0:
+            raise ValueError("max_gap and max_rate must be >= 0")
         self._window = window
+        #: Most messages a forward jump may skip and still count as a gap (without ``rx``,
+        #: or when the time since the highest does not allow more at ``max_rate``/s).
+        self.max_gap = max_gap
+        self.max_rate = max_rate
+        self._highest_rx: float | None = None
         self._mask = (1 << window) - 1
         self._highest: int | None = None
         self._highest_ts = -math.inf
@@ -1096,21 +1114,34 @@ class SeqTracker:
     def highest(self) -> int | None:
         return self._highest
 
-    def _baseline(self, seq: int, ts: float | None) -> None:
+    def _baseline(self, seq: int, ts: float | None, rx: float | None) -> None:
         self._highest = seq
         self._base = seq
         self._bits = 1
         self._highest_ts = -math.inf if ts is None else ts
+        self._highest_rx = rx
 
-    def observe(self, seq: int, ts: float | None = None) -> SeqResult:
+    def plausible_gap(self, skipped: int, rx: float | None) -> bool:
+        """Whether ``skipped`` messages can really have been lost since the highest arrived."""
+        if skipped <= self.max_gap:
+            return True
+        last = self._highest_rx
+        return rx is not None and last is not None and skipped <= self.max_rate * (rx - last)
+
+    def observe(self, seq: int, ts: float | None = None, rx: float | None = None) -> SeqResult:
         self.observed += 1
         highest = self._highest
         if highest is None:
-            self._baseline(seq, ts)
+            self._baseline(seq, ts, rx)
             return _FIRST
         d = seq - highest
         if d > 0:
+            if d > self.max_gap + 1 and not self.plausible_gap(d - 1, rx):
+                self.resets += 1
+                self._baseline(seq, ts, rx)
+                return _RESET
             self._highest = seq
+            self._highest_rx = rx
             if ts is not None and ts > self._highest_ts:
                 self._highest_ts = ts
             self._bits = 1 if d >= self._window else ((self._bits << d) | 1) & self._mask
@@ -1123,7 +1154,7 @@ class SeqTracker:
             ts is not None and ts > self._highest_ts and self._highest_ts != -math.inf
         ):
             self.resets += 1
-            self._baseline(seq, ts)
+            self._baseline(seq, ts, rx)
             return _RESET
         bit = 1 << back
         if self._bits & bit:

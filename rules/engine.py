@@ -22,6 +22,13 @@ telemetry is older than ``stale_after`` (or that has never reported, once the en
 has run ``stale_after``) raises ``TelemetryLost`` (critical, outage class none: we
 cannot see, which is not "off air") and every other rule on it counts as unknown.
 
+A target never heard from is judged only once data has had a chance to arrive:
+``stale_after`` after the engine's first tick, or, when the caller says when listening
+began (:meth:`Engine.set_listening`: the broker subscription), ``stale_after`` after
+that. Until then its telemetry is *unknown*, not fresh: a ``TelemetryLost`` restored
+from a previous run neither resolves nor is re-raised (no false all-clear after a
+restart), and it resolves only when the target is actually heard from.
+
 Notification
 ------------
 A firing alert is *suppressed*, i.e. recorded but not notified, when
@@ -376,6 +383,12 @@ class Engine:
                     "fire nor resolve until telemetry returns. This says we cannot see the service, "
                     "not that it is off air."
                 ),
+                "summary_zh": "{{ target }} 无遥测",
+                "description_zh": (
+                    "anbo 已超过 {{ stale_after }} 未收到 {{ target }}（{{ labels.service }}）的遥测"
+                    "（最后一次：{{ age }}）。其他告警被冻结：遥测恢复前既不触发也不恢复。"
+                    "这表示无法监看该业务，并不表示它已停播。"
+                ),
             },
             runbook_url=base + TELEMETRY_LOST,
         )
@@ -396,6 +409,8 @@ class Engine:
         self._views: dict[str, TargetView] = {}
         self._match_cache: tuple[tuple[Any, ...], list[NDArray[np.intp]]] | None = None
         self._started: float | None = None
+        #: when data could first arrive (see set_listening); "start": the first tick
+        self._listening: float | str | None = "start"
         self._now: float | None = None
         self._wall: float | None = None
 
@@ -421,6 +436,13 @@ class Engine:
         """Replace the maintenance windows (e.g. after the operator edited them)."""
         self.config = self.config.model_copy(update={"maintenance": list(windows)})
 
+    def set_listening(self, since: float | None) -> None:
+        """Monotonic time since when telemetry can arrive (the broker subscription), or None
+        while it cannot (not connected). A target never heard from is judged stale only
+        ``stale_after`` after this; before, its staleness is unknown. Without a call the
+        engine's first tick counts as the start of listening."""
+        self._listening = since
+
     def evaluate(self, targets: Sequence[TargetView], now: float, wall: float) -> list[Transition]:
         """Run one tick over ``targets`` (every configured target, each once).
 
@@ -434,13 +456,13 @@ class Engine:
         self._views = {v.name: v for v in tick.views}
         tick.rows = self._history.rows_for(tick.names)
         self._history.sample(now, tick.rows, {n: tick.column(n) for n in self._history.names})
-        stale = self._stale_mask(tick, now)
+        stale, undecided = self._stale_mask(tick, now)
         events: list[_Event] = []
 
         matched = self._matched(tick)
         for ri, rule in enumerate(self.rules):
             self._step_rule(ri, rule, matched[ri], tick, stale, now, wall, events)
-        self._step_telemetry(tick, stale, now, wall, events)
+        self._step_telemetry(tick, stale, undecided, now, wall, events)
         self._step_flapping(events, now, wall)
         in_maintenance = self._maintenance_mask(tick, wall)
         self._step_overrun(tick, in_maintenance, now, wall, events)
@@ -473,7 +495,9 @@ class Engine:
 
     # ------------------------------------------------------------------ tick steps
 
-    def _stale_mask(self, tick: _Tick, now: float) -> NDArray[np.bool_]:
+    def _stale_mask(self, tick: _Tick, now: float) -> tuple[NDArray[np.bool_], NDArray[np.bool_]]:
+        """(stale, undecided): targets whose telemetry is too old or who were never heard
+        from once they had the chance; targets never heard from before they had it."""
         assert self._started is not None
         stale_after = self.config.stale_after
         seen = np.array(
@@ -482,9 +506,11 @@ class Engine:
         never = np.isnan(seen)
         with np.errstate(invalid="ignore"):
             mask: NDArray[np.bool_] = (now - seen) > stale_after + _EPS
-        if now - self._started >= stale_after - _EPS:
+        origin = self._started if self._listening == "start" else self._listening
+        if isinstance(origin, float | int) and now - origin >= stale_after - _EPS:
             mask |= never
-        return mask
+            return mask, np.zeros_like(never)
+        return mask, never
 
     def _matched(self, tick: _Tick) -> list[NDArray[np.intp]]:
         """Indices of the targets each rule selects (cached while the targets' labels are unchanged)."""
@@ -549,7 +575,13 @@ class Engine:
         self._drop_unmatched(insts, handled, wall, events)
 
     def _step_telemetry(
-        self, tick: _Tick, stale: NDArray[np.bool_], now: float, wall: float, events: list[_Event]
+        self,
+        tick: _Tick,
+        stale: NDArray[np.bool_],
+        undecided: NDArray[np.bool_],
+        now: float,
+        wall: float,
+        events: list[_Event],
     ) -> None:
         spec = self._telemetry_spec
         insts = self._instances.setdefault(spec.id, {})
@@ -573,7 +605,8 @@ class Engine:
                 "stale_after": format_duration(self.config.stale_after),
                 "age": "never" if view.last_seen is None else format_duration(round(now - view.last_seen)),
             }
-            s = 1.0 if stale[i] else 0.0
+            # never heard from, before it could be: unknown (a restored alert holds)
+            s = math.nan if undecided[i] else 1.0 if stale[i] else 0.0
             self._advance(inst, insts, s, 1.0 - s, now, wall, events)
         self._drop_unmatched(insts, handled, wall, events)
 
@@ -705,6 +738,11 @@ class Engine:
                     "within {{ window }}. Its notifications are held until it has been stable for "
                     "{{ window }}; look at the service directly."
                 ),
+                "summary_zh": "{{ target }} 的 {{ flapping_alertname }} 频繁抖动",
+                "description_zh": (
+                    "{{ flapping_alertname }}（{{ flapping_severity }}）在 {{ window }} 内状态变化 "
+                    "{{ value }} 次。稳定 {{ window }} 之前暂停其通知；请直接查看该业务。"
+                ),
             },
             runbook_url=self.config.runbook_base + FLAPPING,
         )
@@ -764,6 +802,11 @@ class Engine:
                 "description": (
                     "The maintenance window of {{ target }} ({{ labels.service }}) has ended but "
                     "{{ alerts }} still firing: the service is still off air."
+                ),
+                "summary_zh": "{{ target }} 检修超过计划结束时间",
+                "description_zh": (
+                    "{{ target }}（{{ labels.service }}）的检修窗口已结束，但仍有告警 "
+                    "{{ alerts }}：该业务仍未恢复播出。"
                 ),
             },
             runbook_url=self.config.runbook_base + MAINTENANCE_OVERRUN,

@@ -159,7 +159,9 @@ def _tokenize(text: str) -> list[_Token]:
         if ch in " \t\r\n":
             i += 1
             continue
-        if ch.isascii() and (ch.isdigit() or (ch == "." and i + 1 < n and text[i + 1].isdigit())):
+        nxt = text[i + 1] if i + 1 < n else ""
+        # ASCII digits only: "²" or "٣" are str.isdigit() but start no number.
+        if ch.isascii() and (ch.isdigit() or (ch == "." and nxt.isascii() and nxt.isdigit())):
             dm = _DURATION_AT.match(text, i)
             if dm and not (dm.end() < n and _WORD_CHAR.match(text, dm.end())):
                 seconds = sum(float(v) * UNIT_SECONDS[u] for v, u in _DURATION_PART.findall(dm.group()))

@@ -185,6 +185,7 @@ class Notification:
     starts_at: str
     ends_at: str
     received: float  # monotonic time of arrival
+    annotations: dict[str, str] = field(default_factory=dict)
 
     @property
     def alertname(self) -> str:
@@ -209,7 +210,11 @@ class WebhookReceiver:
         self.payloads.append(payload)
         now = time.monotonic()
         for a in payload.get("alerts", []):
-            self.notifications.append(Notification(a["status"], a["labels"], a["startsAt"], a["endsAt"], now))
+            self.notifications.append(
+                Notification(
+                    a["status"], a["labels"], a["startsAt"], a["endsAt"], now, a.get("annotations", {})
+                )
+            )
         return web.Response(text="ok")
 
     async def __aenter__(self) -> WebhookReceiver:

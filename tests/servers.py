@@ -7,13 +7,19 @@ nothing here ever touches a service the tests did not start.
 from __future__ import annotations
 
 import getpass
+import json
 import shutil
 import socket
 import subprocess
 import time
+import urllib.error
+import urllib.parse
+import urllib.request
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 
 
 def free_port() -> int:
@@ -73,7 +79,9 @@ class ServerProcess:
 class Mosquitto(ServerProcess):
     """A private Mosquitto broker with persistence in ``workdir``; restartable on the same port."""
 
-    def __init__(self, workdir: Path, port: int | None = None, extra_conf: str = "") -> None:
+    def __init__(
+        self, workdir: Path, port: int | None = None, extra_conf: str = "", *, persistence: bool = True
+    ) -> None:
         self.binary = find_binary("mosquitto")
         self.workdir = workdir
         self.port = port or free_port()
@@ -86,7 +94,7 @@ class Mosquitto(ServerProcess):
             f"user {getpass.getuser()}\n"
             f"listener {self.port} 127.0.0.1\n"
             "allow_anonymous true\n"
-            "persistence true\n"
+            f"persistence {'true' if persistence else 'false'}\n"
             f"persistence_location {workdir / 'data'}/\n"
             "autosave_interval 1\n"
             "max_queued_messages 100000\n"
@@ -127,3 +135,73 @@ class Mosquitto(ServerProcess):
         ]
         data = payload.encode() if isinstance(payload, str) else payload
         subprocess.run(args, input=data, check=True, timeout=10)
+
+
+class Prometheus(ServerProcess):
+    """A private Prometheus (Debian's ``prometheus``) with its TSDB in ``workdir``.
+
+    ``scrape`` are ``host:port`` targets of one job; ``rule_files`` are loaded as given.
+    """
+
+    def __init__(
+        self,
+        workdir: Path,
+        scrape: list[str],
+        *,
+        job: str = "anbo",
+        interval: str = "1s",
+        rule_files: list[Path] | None = None,
+    ) -> None:
+        self.binary = find_binary("prometheus")
+        self.workdir = workdir
+        self.port = free_port()
+        self.conf = workdir / "prometheus.yml"
+        self.log = workdir / "prometheus.log"
+        (workdir / "data").mkdir(parents=True, exist_ok=True)
+        config = {
+            "global": {
+                "scrape_interval": interval,
+                "scrape_timeout": interval,
+                "evaluation_interval": interval,
+            },
+            "rule_files": [str(p) for p in rule_files or []],
+            "scrape_configs": [{"job_name": job, "static_configs": [{"targets": scrape}]}],
+        }
+        self.conf.write_text(yaml.safe_dump(config))
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        args = [
+            self.binary,
+            f"--config.file={self.conf}",
+            f"--storage.tsdb.path={self.workdir / 'data'}",
+            f"--web.listen-address=127.0.0.1:{self.port}",
+            "--web.enable-lifecycle",
+            "--log.level=warn",
+        ]
+        with self.log.open("ab") as log:
+            self.proc = subprocess.Popen(args, stdout=log, stderr=log)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"{self.url}/-/ready", timeout=1) as r:
+                    if r.status == 200:
+                        return
+            except OSError:
+                time.sleep(0.1)
+        self.stop()
+        raise RuntimeError(f"prometheus did not start: {self.log.read_text()[-2000:]}")
+
+    def api(self, path: str, **params: str) -> dict[str, Any]:
+        """GET /api/v1/<path>; the decoded JSON, also for 4xx answers (bad query)."""
+        url = f"{self.url}/api/v1/{path}?{urllib.parse.urlencode(params)}"
+        try:
+            with urllib.request.urlopen(url, timeout=10) as r:
+                data: dict[str, Any] = json.load(r)
+        except urllib.error.HTTPError as exc:
+            data = json.load(exc)
+        return data

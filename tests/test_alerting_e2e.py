@@ -93,7 +93,7 @@ def test_dead_air_fires_resolves_and_survives_a_restart(
                         "[station]",
                         "[probes]\nsilence_on_s = 1.0\nsilence_off_s = 1.0\ntick = 0.5\n\n"
                         f'[alerting]\nalertmanagers = [{{url = "{am.url}"}}]\nresend_interval = 2\n'
-                        "stale_after = 600\n\n[station]",
+                        'stale_after = 600\nlanguage = "zh"\n\n[station]',
                         1,
                     )
                 )
@@ -114,6 +114,9 @@ def test_dead_air_fires_resolves_and_survives_a_restart(
             fired = await hook.wait_seen("DeadAir", "firing", logs=[am], limit=30)
             assert fired.labels["target"] == "fm-97.5" and fired.labels["severity"] == "critical"
             assert fired.labels["station"] == "teststation" and fired.labels["service"] == "News"
+            # language = "zh": the pager gets the rule's Chinese text, and only that.
+            assert fired.annotations["summary"] == "News（fm-97.5）静音（空播）", fired.annotations
+            assert "summary_zh" not in fired.annotations and "静音" in fired.annotations["description"]
             port = daemon.metrics_port
             assert port
             text = await asyncio.to_thread(scrape, port)

@@ -127,6 +127,13 @@ MISTAKES = [
             "fm.toml": text(BAD_MAP.replace("fwd_power", "vswr")),
         },
     ),
+    Mistake(
+        "dashboards-output-is-a-file",
+        ["dashboards", "--output", "{tmp}/f.txt"],
+        1,
+        "f.txt: cannot write: File exists",
+        {"f.txt": text("x")},
+    ),
     # -- usage
     Mistake("no-command", [], 2, "required: COMMAND"),
     Mistake("unknown-command", ["frobnicate"], 2, "invalid choice: 'frobnicate'"),

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import re
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -13,18 +16,29 @@ pytestmark = pytest.mark.integration
 
 def test_demo_fires_and_resolves_within_the_first_minute(tmp_path: Path) -> None:
     log = tmp_path / "demo.log"
-    out = subprocess.run(
+    proc = subprocess.Popen(
         [sys.executable, "-m", "anbo", "demo", "--duration", "40", "--no-view", "--log-file", str(log)],
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=120,
     )
-    assert out.returncode == 0, out.stderr[-3000:]
-    lines = out.stdout.splitlines()
+    assert proc.stdout is not None
+    first = proc.stdout.readline()
+    # The banner's console address serves the page and its live status.
+    console = re.search(r"console (http://\S+/) ", first)
+    assert console is not None, first
+    with urllib.request.urlopen(console.group(1), timeout=10) as r:
+        assert "<html" in r.read().decode()
+    with urllib.request.urlopen(console.group(1) + "api/v1/status", timeout=10) as r:
+        assert json.load(r)["header"]["station"] == "qingshan"
+    rest, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err[-3000:]
+    lines = [first.rstrip("\n"), *rest.splitlines()]
     assert lines[0].startswith("anbo demo · station qingshan · scenario demo · broker mqtt://127.0.0.1:")
     assert "(embedded)" in lines[0] and "/metrics" in lines[0]
-    assert any("FIRING   DeadAir on fm-news-97.5" in line for line in lines), out.stdout
-    assert any("RESOLVED DeadAir on fm-news-97.5" in line for line in lines), out.stdout
-    assert any("FIRING   VswrHigh on tx-fm-a" in line for line in lines), out.stdout
+    out_text = "\n".join(lines)
+    assert any("FIRING   DeadAir on fm-news-97.5" in line for line in lines), out_text
+    assert any("RESOLVED DeadAir on fm-news-97.5" in line for line in lines), out_text
+    assert any("FIRING   VswrHigh on tx-fm-a" in line for line in lines), out_text
     assert lines[-1].startswith("anbo demo ended after")
     assert '"event": "anbo stopped"' in log.read_text(encoding="utf-8")

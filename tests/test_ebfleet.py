@@ -161,3 +161,49 @@ def test_status_endpoint_through_a_real_broker(mosquitto: Mosquitto, write_confi
             await asyncio.wait_for(run, 15)
 
     asyncio.run(main())
+
+
+def test_the_fleet_exposes_its_own_metrics(pipe: Pipeline, eb: EbMonitor) -> None:
+    """EbMonitor.collect(): per region and per dispatch, never per endpoint."""
+    from prometheus_client import CollectorRegistry
+    from prometheus_client.registry import Collector
+
+    for i, ep in enumerate(["eb-001", "eb-002", "eb-004", "eb-005"]):
+        send(
+            pipe,
+            f"anbo/eb/{ep}/status",
+            encode_readings(NOW - 5, i, {"online": 1, "fault_amplifier": ep == "eb-005"}),
+        )
+    send(
+        pipe,
+        "anbo/eb/platform/dispatch",
+        encode_readings(NOW, 1, {"deadline_s": 60}, info={"message_id": "M1", "regions": "青山县/东镇"}),
+    )
+    send(
+        pipe,
+        "anbo/eb/eb-001/playback",
+        encode_readings(NOW + 10, 1, {"playing": 1}, info={"message_id": "M1"}),
+    )
+    eb.started = NOW - 1000
+    eb.evaluate(NOW + 100, now=100.0)  # heartbeats 105 s old: online; the 60 s deadline passed
+
+    class Fleet(Collector):
+        def collect(self):  # type: ignore[no-untyped-def]
+            return eb.collect("teststation")
+
+    registry = CollectorRegistry()
+    registry.register(Fleet())
+    east = {"station": "teststation", "region": "青山县/东镇"}
+    west = {"station": "teststation", "region": "青山县/西镇"}
+    assert registry.get_sample_value("anbo_eb_endpoints", east) == 3
+    assert registry.get_sample_value("anbo_eb_endpoints_online", east) == 2
+    assert registry.get_sample_value("anbo_eb_online_ratio", east) == pytest.approx(2 / 3)
+    assert registry.get_sample_value("anbo_eb_endpoints_faulty", west) == 1
+    assert registry.get_sample_value("anbo_eb_messages_total", {"kind": "heartbeat"}) == 4
+    assert registry.get_sample_value("anbo_eb_messages_total", {"kind": "confirmation"}) == 1
+    m1 = {"station": "teststation", "message_id": "M1"}
+    assert registry.get_sample_value("anbo_eb_dispatch_targeted_endpoints", m1) == 2
+    assert registry.get_sample_value("anbo_eb_dispatch_coverage_ratio", {**m1, "within_seconds": "60"}) == 0.5
+    names = {s.name for metric in registry.collect() for s in metric.samples}
+    assert not any("eb-00" in str(s.labels) for metric in registry.collect() for s in metric.samples)
+    assert "anbo_eb_dispatch_latency_p50_seconds" in names

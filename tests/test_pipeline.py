@@ -320,3 +320,19 @@ def test_a_reading_the_publisher_stopped_sending_goes_stale(pipe: Pipeline) -> N
     assert fresh_values(stream, now=49.0, max_age=30.0) == {"rf_level_dbuv": 20.0}
     assert fresh_info(stream, now=49.0, max_age=30.0) == {}
     assert fresh_values(stream, now=30.0, max_age=30.0)["mer_db"] == 34.0  # still within the window
+
+
+def test_one_far_away_seq_does_not_poison_the_missing_counters(pipe: Pipeline) -> None:
+    """A stale replay or a rogue client's ``seq`` 1.8e9 on a configured stream: two resets
+    (into it and back out), not 1.8e9 missing messages for ever (issue #11 item 4)."""
+    topic = "anbo/teststation/tx-a/status"
+    for seq in range(20):
+        send(pipe, topic, encode_readings(NOW + seq, seq, {"forward_power_w": 1.0}))
+    send(pipe, topic, encode_readings(NOW + 20, 1_800_000_000, {"forward_power_w": 1.0}))
+    for seq in range(20, 30):
+        send(pipe, topic, encode_readings(NOW + seq + 0.5, seq, {"forward_power_w": 1.0}))
+    s = pipe.targets["tx-a"].streams["status"]
+    assert (s.gaps, s.missing, s.resets) == (0, 0, 2)
+    text = _scrape(pipe)
+    missing = [line for line in text.splitlines() if line.startswith("anbo_sequence_missing_messages_total")]
+    assert missing and all(float(line.rsplit(" ", 1)[1]) == 0.0 for line in missing), missing

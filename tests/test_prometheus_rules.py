@@ -62,14 +62,23 @@ def test_rule_conventions(rule: dict[str, Any]) -> None:
     assert name.startswith("Anbo")
     assert 'job="anbo"' in rule["expr"], "every rule selects anbo's scrape job"
     annotations = rule["annotations"]
-    assert {"summary", "description", "runbook_url"} <= annotations.keys()
-    if name == "AnboAlertFiring":  # the mirror keeps the severity of the alert it mirrors
+    assert {"summary", "description"} <= annotations.keys()
+    # The runbook is served by the console of the anbo the alert is about; absent() has no
+    # instance, so AnboMetricsAbsent names its runbook in the description instead.
+    console = "http://{{ $labels.instance }}/runbooks/"
+    if name == "AnboMetricsAbsent":
+        assert (
+            "runbook_url" not in annotations and "/runbooks/AnboMetricsAbsent" in annotations["description"]
+        )
+    elif name == "AnboAlertFiring":  # the mirror keeps the severity of the alert it mirrors
         assert "severity" not in rule.get("labels", {})
         assert rule["labels"]["anbo_alertname"] == "{{ $labels.alertname }}"
-        assert annotations["runbook_url"] == "https://anbo.example/runbooks/{{ $labels.alertname }}"
+        assert annotations["runbook_url"] == console + "{{ $labels.alertname }}"
     else:
         assert rule["labels"]["severity"] in {"critical", "warning", "info"}
-        assert annotations["runbook_url"] == f"https://anbo.example/runbooks/{name}"
+        assert annotations["runbook_url"] == console + name
+    if "runbook_url" in annotations:  # every alert that links keeps its instance in the labels
+        assert "absent(" not in rule["expr"]
 
 
 def test_alertmanager_example_config_is_valid() -> None:

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import zipfile
 from pathlib import Path
 
+import pytest
 import yaml
 
 from monitor.console import RUNBOOKS, runbook_path
@@ -71,3 +75,32 @@ def test_runbook_links_come_from_the_configured_base() -> None:
     assert runbook_base(wiki) == "https://wiki.bureau.example/anbo/"
     engine = build_engine(wiki)
     assert engine.config.runbook_base == "https://wiki.bureau.example/anbo/"
+
+
+@pytest.mark.slow
+def test_a_built_wheel_carries_the_runbooks_and_the_console(tmp_path: Path) -> None:
+    """An installed (not editable) anbo serves the runbooks: the build copies them in."""
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "-w",
+            str(tmp_path),
+            str(ROOT),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    (wheel,) = tmp_path.glob("anbo-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    assert "monitor/console/runbooks/CarrierLoss.md" in names
+    assert "monitor/console/runbooks/CarrierLoss.zh.md" in names
+    assert "monitor/console/templates/console.html" in names
+    assert "monitor/console/static/console.js" in names
+    shipped = {n.rsplit("/", 1)[1] for n in names if n.startswith("monitor/console/runbooks/")}
+    assert shipped == {p.name for p in RUNBOOKS.glob("*.md")}

@@ -262,3 +262,47 @@ def test_tls_paths_are_made_absolute(tmp_path: Path) -> None:
     assert s.mqtt.tls_ca_file == tmp_path / "ca.pem"
     assert s.metrics.tls_cert_file == tmp_path / "c.pem"
     assert s.metrics.tls_key_file == tmp_path / "k.pem"
+
+
+@pytest.mark.parametrize(
+    ("value", "urls"),
+    [
+        ('["http://am:9093"]', ["http://am:9093"]),
+        ("http://am:9093", ["http://am:9093"]),
+        ("http://am-1:9093, http://am-2:9093", ["http://am-1:9093", "http://am-2:9093"]),
+        (
+            '[{"url": "http://am-1:9093", "timeout": 3}, "http://am-2:9093"]',
+            ["http://am-1:9093", "http://am-2:9093"],
+        ),
+        ('{"url": "https://am:9093/"}', ["https://am:9093"]),
+    ],
+)
+def test_alertmanagers_from_environment_forms(
+    write_config,  # type: ignore[no-untyped-def]
+    monkeypatch: pytest.MonkeyPatch,
+    value: str,
+    urls: list[str],
+) -> None:
+    """A bare URL, a JSON list of URLs or of tables, a mix (issue #11 item 9)."""
+    monkeypatch.setenv("ANBO_ALERTING__ALERTMANAGERS", value)
+    s = load_settings(write_config()).settings
+    assert [a.url for a in s.alerting.alertmanagers] == urls
+
+
+def test_alertmanagers_in_toml_as_strings_and_tables(tmp_path: Path) -> None:
+    path = tmp_path / "am.toml"
+    path.write_text(
+        '[station]\nname="s1"\n[alerting]\n'
+        'alertmanagers = ["http://am-1:9093", { url = "http://am-2:9093", timeout = 2 }]\n'
+    )
+    ams = load_settings(path).settings.alerting.alertmanagers
+    assert [(a.url, a.timeout) for a in ams] == [("http://am-1:9093", 10.0), ("http://am-2:9093", 2.0)]
+
+
+def test_bad_alertmanager_in_environment_is_a_problem_line(
+    write_config, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("ANBO_ALERTING__ALERTMANAGERS", '["ftp://am:9093"]')
+    out = problems(write_config())
+    assert len(out) == 1 and out[0].startswith("environment ANBO_ALERTING__ALERTMANAGERS:"), out
+    assert "expected http(s)://host:port" in out[0]

@@ -895,8 +895,16 @@ def test_seq_timestamp_rule_needs_a_known_newest_timestamp() -> None:
     assert t.observe(5, ts=1e9).event is SeqEvent.DUPLICATE
 
 
-def test_seq_huge_forward_jump_is_a_gap_and_stays_cheap() -> None:
+def test_seq_huge_forward_jump_is_a_reset_not_missing_messages() -> None:
     t = SeqTracker()
+    t.observe(0)
+    assert t.observe(2**62).event is SeqEvent.RESET
+    assert t.missing == 0 and t.resets == 1
+    assert t.observe(2**62 + 1).event is SeqEvent.IN_ORDER
+
+
+def test_seq_huge_forward_jump_allowed_as_a_gap_stays_cheap() -> None:
+    t = SeqTracker(max_gap=2**63)
     t.observe(0)
     r = t.observe(2**62)
     assert r == SeqResult(SeqEvent.GAP, 2**62 - 1)

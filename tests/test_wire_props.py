@@ -448,35 +448,48 @@ def test_int16_quantization_error_is_within_half_a_step(
 class ReferenceSeq:
     """A slow, obviously-correct model of the SeqTracker rules (a set, no bit tricks)."""
 
-    def __init__(self, window: int) -> None:
+    def __init__(self, window: int, max_gap: int = 10_000, max_rate: float = 1000.0) -> None:
         self.window = window
+        self.max_gap = max_gap
+        self.max_rate = max_rate
         self.highest: int | None = None
+        self.highest_rx: float | None = None
         self.base = 0
         self.seen: set[int] = set()
         self.newest_ts: float | None = None
 
-    def observe(self, seq: int, ts: float | None) -> SeqResult:
+    def observe(self, seq: int, ts: float | None, rx: float | None = None) -> SeqResult:
         if self.highest is None:
-            self._baseline(seq, ts)
+            self._baseline(seq, ts, rx)
             return SeqResult(SeqEvent.FIRST, 0)
         if seq > self.highest:
             d = seq - self.highest
+            by_time = (
+                rx is not None
+                and self.highest_rx is not None
+                and d - 1 <= self.max_rate * (rx - self.highest_rx)
+            )
+            if d - 1 > self.max_gap and not by_time:
+                self._baseline(seq, ts, rx)
+                return SeqResult(SeqEvent.RESET)
             self.highest = seq
+            self.highest_rx = rx
             self.seen.add(seq)
             if ts is not None and (self.newest_ts is None or ts > self.newest_ts):
                 self.newest_ts = ts
             return SeqResult(SeqEvent.IN_ORDER) if d == 1 else SeqResult(SeqEvent.GAP, d - 1)
         restarted = ts is not None and self.newest_ts is not None and ts > self.newest_ts
         if self.highest - seq >= self.window or restarted:
-            self._baseline(seq, ts)
+            self._baseline(seq, ts, rx)
             return SeqResult(SeqEvent.RESET)
         if seq in self.seen:
             return SeqResult(SeqEvent.DUPLICATE)
         self.seen.add(seq)
         return SeqResult(SeqEvent.LATE, -1 if seq >= self.base else 0)
 
-    def _baseline(self, seq: int, ts: float | None) -> None:
+    def _baseline(self, seq: int, ts: float | None, rx: float | None) -> None:
         self.highest = self.base = seq
+        self.highest_rx = rx
         self.seen = {seq}
         self.newest_ts = ts
 
@@ -509,6 +522,90 @@ def test_seq_tracker_matches_reference_model(
     assert tracker.duplicates == counts[SeqEvent.DUPLICATE]
     assert tracker.late == counts[SeqEvent.LATE]
     assert tracker.resets == counts[SeqEvent.RESET]
+
+
+@PROPS
+@given(
+    window=st.integers(1, 40),
+    max_gap=st.integers(0, 60),
+    max_rate=st.sampled_from([0.0, 1.0, 50.0]),
+    steps=st.lists(st.integers(-80, 120), max_size=200),
+    dt=st.lists(st.floats(0.0, 2.0), min_size=200, max_size=200),
+    with_rx=st.booleans(),
+)
+def test_seq_tracker_plausible_gaps_match_reference_model(
+    window: int,
+    max_gap: int,
+    max_rate: float,
+    steps: list[int],
+    dt: list[float],
+    with_rx: bool,
+) -> None:
+    tracker = SeqTracker(window, max_gap=max_gap, max_rate=max_rate)
+    ref = ReferenceSeq(window, max_gap=max_gap, max_rate=max_rate)
+    seq, rx = 1000, 0.0
+    for i, step in enumerate(steps):
+        seq = max(0, seq + step)
+        rx += dt[i]
+        got = tracker.observe(seq, None, rx if with_rx else None)
+        assert got == ref.observe(seq, None, rx if with_rx else None), (i, seq)
+        if got.event is SeqEvent.GAP and not with_rx:
+            assert got.missing <= max_gap
+
+
+POISON = st.one_of(st.integers(0, 2**31 - 1), st.integers(2**31, 2**63 - 1), st.just(0))
+
+
+@PROPS
+@given(
+    n=st.integers(1, 400),
+    poison=st.lists(st.tuples(st.integers(0, 399), POISON), max_size=8),
+    start=st.integers(0, 2**40),
+    with_ts=st.booleans(),
+)
+def test_seq_tracker_far_jumps_do_not_poison_the_missing_count(
+    n: int, poison: list[tuple[int, int]], start: int, with_ts: bool
+) -> None:
+    """An honest stream without loss, with far-away numbers injected (stale replays, a rogue
+    client): the injected ones are resets, never billions of missing messages (issue #11)."""
+    tracker = SeqTracker(64, max_gap=10_000, max_rate=1000.0)
+    at = dict(poison)
+    far = 0
+    rx = 0.0
+    for i in range(n):
+        rx += 0.1  # ten messages a second, received now
+        seq = start + i
+        ts = 1.7e9 + rx if with_ts else None
+        if i in at and abs(at[i] - seq) > 10_000 + 64:
+            far += 1
+            r = tracker.observe(at[i], ts, rx)
+            assert r.event in (SeqEvent.RESET, SeqEvent.LATE, SeqEvent.DUPLICATE, SeqEvent.FIRST)
+            assert r.missing <= 0
+        r = tracker.observe(seq, ts, rx)
+        assert r.missing <= 10_000
+    # each far number costs at most two resets (into it and back out) and no missing count
+    # beyond one plausible gap per injection
+    assert tracker.missing <= far * 10_000
+    assert tracker.resets <= 2 * far + tracker.observed
+
+
+def test_seq_tracker_one_far_jump_is_a_reset_not_1_8e9_missing() -> None:
+    tracker = SeqTracker()
+    for i in range(100):
+        tracker.observe(i, 1.7e9 + i, float(i))
+    assert tracker.observe(1_800_000_000, 1.7e9 + 100, 100.0).event is SeqEvent.RESET
+    r = tracker.observe(100, 1.7e9 + 100.1, 100.1)  # the real publisher, next message
+    assert r.event is SeqEvent.RESET
+    assert tracker.observe(101, 1.7e9 + 101, 101.0).event is SeqEvent.IN_ORDER
+    assert tracker.missing == 0 and tracker.resets == 2
+
+
+def test_seq_tracker_long_outage_is_still_a_gap() -> None:
+    """A link down for two hours at 10 messages/s: 72 000 lost, plausible by the receive clock."""
+    tracker = SeqTracker()
+    tracker.observe(1, None, 0.0)
+    r = tracker.observe(72_002, None, 7200.0)
+    assert r == SeqResult(SeqEvent.GAP, 72_000)
 
 
 @PROPS

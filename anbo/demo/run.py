@@ -250,7 +250,8 @@ async def _demo_with_broker(
             duration = scenario.duration if args.duration is None else min(args.duration, scenario.duration)
             header = (
                 f"anbo demo · station {loaded.settings.station.name} · scenario {scenario.name} · "
-                f"broker {url}{' (embedded)' if broker else ''} · metrics http://{metrics}/metrics"
+                f"broker {url}{' (embedded)' if broker else ''} · "
+                f"console http://{metrics}/ · metrics http://{metrics}/metrics"
             )
             print(f"anbo demo: log in {log_path}", file=sys.stderr, flush=True)
             runner = asyncio.create_task(daemon.run(stop.wait, install_signal_handlers=False))

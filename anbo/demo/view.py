@@ -69,6 +69,19 @@ class EventLog:
                 )
 
 
+_DELIVERY_STYLE = {"delivered": "green", "pending": "yellow", "failing": "bold red", "not_sent": "dim"}
+
+
+def delivery_text(delivery: dict[str, object]) -> Text:
+    """An alert's delivery as it is: delivered, pending, failing (why), or not sent (why)."""
+    state = str(delivery.get("state"))
+    reason = delivery.get("reason")
+    label = state.replace("_", " ")
+    if reason:
+        label += f" ({reason})"
+    return Text(label, _DELIVERY_STYLE.get(state, ""))
+
+
 def _num(value: object, fmt: str = "{:.1f}") -> str:
     return fmt.format(value) if isinstance(value, float) else "–"
 
@@ -162,7 +175,7 @@ def render(daemon: Daemon, events: EventLog, header: str) -> Group:
         tables.append(eb)
 
     alerts = Table(expand=True, title=f"Alerts ({len(active)} active)", title_justify="left")
-    for col in ("alert", "target", "severity", "state", "since", "notified"):
+    for col in ("alert", "target", "severity", "state", "since", "delivery"):
         alerts.add_column(col)
     now = time.time()
     for a in sorted(active, key=lambda a: a.starts_at):
@@ -172,7 +185,7 @@ def render(daemon: Daemon, events: EventLog, header: str) -> Group:
             a.severity.value,
             Text(a.state.value, "bold red" if a.state is AlertState.FIRING else "yellow"),
             f"{max(0.0, now - a.starts_at):.0f} s",
-            "yes" if a.notify else (a.reason.value if a.reason else "no"),
+            delivery_text(daemon.delivery(a)),
         )
 
     log = Text()

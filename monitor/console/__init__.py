@@ -65,8 +65,10 @@ CLIENT_QUEUE = 4
 SSE_KEEPALIVE_S = 15.0
 
 
-#: docs/runbooks of the source tree (the package is installed editable or from the tree).
-RUNBOOKS = Path(__file__).resolve().parents[2] / "docs" / "runbooks"
+#: The runbooks: copied into the package by a build (setup.py), else docs/runbooks of the
+#: source tree (an editable install or a checkout).
+_PACKAGED = Path(__file__).resolve().parent / "runbooks"
+RUNBOOKS = _PACKAGED if _PACKAGED.is_dir() else Path(__file__).resolve().parents[2] / "docs" / "runbooks"
 _ALERT_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
 
 
@@ -160,6 +162,7 @@ class Console:
         broker: Callable[[], dict[str, bool]],
         alertmanager: Callable[[], list[dict[str, Any]] | None],
         outages: Callable[[], list[dict[str, Any]] | None] = lambda: None,
+        delivery: Callable[[Alert], dict[str, object]] | None = None,
         runbook_url: Callable[[str], str | None] | None = None,
         wall: Callable[[], float] = time.time,
         mono: Callable[[], float] = time.monotonic,
@@ -173,6 +176,7 @@ class Console:
         self._broker = broker
         self._alertmanager = alertmanager
         self._outages = outages
+        self._delivery = delivery
         self._runbook_url = runbook_url
         self._wall = wall
         self._mono = mono
@@ -274,6 +278,8 @@ class Console:
                 "value": _num(a.value),
                 "runbook_url": a.runbook_url
                 or (self._runbook_url(a.alertname) if self._runbook_url else None),
+                # pending / delivered / failing (with the reason) / not_sent (and why)
+                "delivery": None if self._delivery is None else self._delivery(a),
             }
             for a in alerts
         ]

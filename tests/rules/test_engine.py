@@ -718,6 +718,54 @@ def test_restart_keeps_firing_alerts_without_reannouncing_them() -> None:
     ]
 
 
+def _lost_snapshot() -> dict[str, Any]:
+    """A snapshot with TelemetryLost firing on fm1 (telemetry stopped at 5, fired at 36)."""
+    d = high("0s")
+    d.run(0, 40, lambda t: [fm(min(t, 5), x=0.0)])
+    assert [a.alertname for a in d.engine.active()] == ["TelemetryLost"]
+    return roundtrip(d.engine)
+
+
+def test_restored_telemetry_lost_holds_until_data_could_have_arrived() -> None:
+    """After a restart nothing has been heard yet: that is not a clear (issue #11 item 2)."""
+    snap = _lost_snapshot()
+    e2 = high("0s")
+    assert e2.engine.restore(snap, now=1000.0, wall=WALL0 + 45, tolerance=60) == 1
+    never = view("fm1", last_seen=None)
+    e2.engine.set_listening(None)  # not connected to the broker yet
+    for t in range(1000, 1060):  # a whole minute without a connection: held, not judged
+        assert e2.tick(t, never, wall=WALL0 + 45 + (t - 1000)) == []
+    e2.engine.set_listening(1060.0)  # subscribed at 1060: 30 s of grace
+    for t in range(1060, 1100):
+        assert e2.tick(t, never, wall=WALL0 + 45 + (t - 1000)) == []
+    [alert] = e2.engine.active()
+    assert alert.alertname == "TelemetryLost" and alert.state is AlertState.FIRING
+    assert alert.starts_at == WALL0 + 36 and alert.notify
+    # heard from again: now it resolves, with the original startsAt
+    out = e2.tick(1100, fm(1100, x=0.0), wall=WALL0 + 145)
+    assert [(t.alertname, t.to_state.value, t.starts_at) for t in out] == [
+        ("TelemetryLost", "resolved", WALL0 + 36)
+    ]
+
+
+def test_restored_telemetry_lost_without_listening_info_holds_for_stale_after() -> None:
+    snap = _lost_snapshot()
+    e2 = high("0s")
+    e2.engine.restore(snap, now=1000.0, wall=WALL0 + 45, tolerance=60)
+    log = e2.run(1000, 1100, lambda t: [view("fm1", last_seen=None)])
+    assert log == []
+    assert [a.alertname for a in e2.engine.active()] == ["TelemetryLost"]
+
+
+def test_never_seen_target_is_lost_stale_after_the_subscription() -> None:
+    d = high("0s")
+    d.engine.set_listening(None)
+    assert d.run(0, 100, lambda t: [view("fm1", last_seen=None)]) == []
+    d.engine.set_listening(100.0)
+    log = d.run(100, 140, lambda t: [view("fm1", last_seen=None)])
+    assert states(log, "TelemetryLost") == [(130, "inactive", "firing")]
+
+
 def test_restart_resumes_pending_timers() -> None:
     d = high("10s")
     d.run(0, 5, lambda t: [fm(t, x=20.0)])  # pending since 0, last tick at 4

@@ -319,3 +319,11 @@ def test_no_python_is_ever_evaluated(monkeypatch: pytest.MonkeyPatch) -> None:
     for text in ['__import__("os").system("true")', "open('x')", "a.__class__", "exec('1')"]:
         with pytest.raises(ExprError):
             parse(text)
+
+
+@pytest.mark.parametrize("text", [".²", ".٣", "1.²", "²"])
+def test_non_ascii_digits_are_a_clear_error(text: str) -> None:
+    """Found by hypothesis: '.' then a superscript digit tripped an internal assertion."""
+    with pytest.raises(ExprError) as info:
+        parse(text)
+    assert info.value.column >= 1 and info.value.message

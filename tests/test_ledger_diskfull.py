@@ -1,0 +1,186 @@
+"""The disk holding the ledger fills up during an outage, then is freed: nothing is lost.
+
+A real `anbo run` keeps its state directory on a small tmpfs mounted by the test (so the
+disk really is full: SQLite gets ENOSPC, not a simulated error), fed through a real
+Mosquitto, alerting a real Alertmanager whose webhook the test reads. While the disk is
+full a carrier loss comes and goes: the daemon goes on monitoring and alerting
+(CarrierLoss fires and resolves at Alertmanager), raises LedgerUnavailable, says so in
+`/-/ready` (503), and keeps the rows in memory; once space is freed it writes them, the
+alert resolves, and the ledger holds the outage with its true start and end.
+
+Mounting a tmpfs needs root (CI runs as root): without it this test fails, it does not skip.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import json
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from monitor.ledger import IntervalClass, LedgerStore
+from tests.alertmanager_server import Alertmanager, WebhookReceiver
+from tests.servers import Mosquitto, free_port
+from tests.test_ledger_crash import Feeder
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+CONFIG = """
+state_directory = "{state}"
+[station]
+name = "crash"
+[mqtt]
+url = "{url}"
+keepalive = 5
+backoff_min = 0.05
+backoff_max = 0.5
+[metrics]
+listen = "127.0.0.1:{port}"
+[probes]
+tick = 0.5
+[alerting]
+alertmanagers = [{{url = "{am}"}}]
+resend_interval = 2
+[ledger]
+heartbeat = 1.0
+[[targets]]
+name = "fm-97.5"
+kind = "fm"
+service = "News"
+frequency_mhz = 97.5
+streams = ["rf"]
+"""
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    mount = tmp_path / "state"
+    mount.mkdir()
+    out = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=8m,mode=0700", "tmpfs", str(mount)],
+        capture_output=True,
+        text=True,
+    )
+    assert out.returncode == 0, f"this test mounts a tmpfs and needs root: {out.stderr.strip()}"
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def fill(directory: Path) -> Path:
+    """Write zeros until the file system is full; the file that fills it."""
+    path = directory / "filler"
+    chunk = b"\0" * 65536
+    with path.open("wb", buffering=0) as f:
+        try:
+            while True:
+                f.write(chunk)
+        except OSError as exc:
+            if exc.errno != errno.ENOSPC:
+                raise
+        with contextlib.suppress(OSError):
+            while True:
+                f.write(b"\0" * 512)
+    return path
+
+
+def ready(port: int) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/-/ready", timeout=5) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+    except OSError:
+        return 0, ""
+
+
+def outages(path: Path) -> list:  # type: ignore[type-arg]
+    store = LedgerStore(path, readonly=True)
+    try:
+        store.open()
+        return store.current(classes=[IntervalClass.OUTAGE])
+    finally:
+        store.close()
+
+
+def test_disk_full_during_an_outage_loses_nothing(
+    mosquitto: Mosquitto, small_disk: Path, tmp_path: Path
+) -> None:
+    feeder = Feeder(mosquitto.port)
+    feeder.level = 60.0  # on air
+    feeder.start()
+    try:
+        asyncio.run(scenario(mosquitto, small_disk, tmp_path, feeder))
+    finally:
+        feeder.stop()
+
+
+async def scenario(mosquitto: Mosquitto, state: Path, tmp_path: Path, feeder: Feeder) -> None:
+    async with WebhookReceiver() as hook:
+        am = Alertmanager(tmp_path / "am", webhook_url=hook.url)
+        am.start()
+        port = free_port()
+        config = tmp_path / "anbo.toml"
+        config.write_text(CONFIG.format(state=state, url=mosquitto.url, port=port, am=am.url))
+        log = (tmp_path / "anbo.log").open("wb")
+        cmd = [sys.executable, "-m", "anbo", "run", "--config", str(config), "--log-format", "json"]
+        daemon = await asyncio.to_thread(subprocess.Popen, cmd, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            await hook.wait_for(lambda: ready(port)[0] == 200, 40, "anbo ready", [am])
+            await asyncio.sleep(2.0)  # a few heartbeats written
+
+            filler = await asyncio.to_thread(fill, state)
+            t_full = time.monotonic()
+            feeder.level = 10.0  # carrier lost, on a full disk
+            t_lost = time.time()
+            unavailable = await hook.wait_seen("LedgerUnavailable", "firing", [am], limit=30)
+            detected_s = time.monotonic() - t_full
+            assert unavailable.labels["station"] == "crash"
+            assert "ledger.sqlite3" in unavailable.annotations["description"]
+            code, text = ready(port)
+            assert code == 503 and "outage ledger unavailable" in text, (code, text)
+            # Monitoring and alerting go on with the ledger down.
+            await hook.wait_seen("CarrierLoss", "firing", [am], limit=30)
+            await asyncio.sleep(2.0)
+            feeder.level = 60.0
+            t_back = time.time()
+            await hook.wait_seen("CarrierLoss", "resolved", [am], limit=30)
+
+            filler.unlink()  # space again
+            t_freed = time.monotonic()
+            await hook.wait_seen("LedgerUnavailable", "resolved", [am], limit=30)
+            recovered_s = time.monotonic() - t_freed
+            await hook.wait_for(lambda: ready(port)[0] == 200, 20, "ready again", [am])
+        finally:
+            daemon.terminate()
+            daemon.wait(30)
+            log.close()
+            am.stop()
+
+    (outage,) = outages(state / "ledger.sqlite3")
+    assert outage.causes == ("CarrierLoss",) and outage.end is not None
+    # the true onset and clear (first low / first good reading, 0.5 s apart), not when
+    # `for` elapsed nor when the disk was freed
+    assert t_lost - 0.5 <= outage.start <= t_lost + 1.5, outage.start - t_lost
+    assert t_back - 0.5 <= outage.end <= t_back + 1.5, outage.end - t_back
+    events = [
+        json.loads(line) for line in (tmp_path / "anbo.log").read_text().splitlines() if line.startswith("{")
+    ]
+    names = [e.get("event", "") for e in events]
+    assert any(n.startswith("outage ledger cannot be written") for n in names)
+    assert any(n.startswith("outage ledger writable again") for n in names)
+    assert not any("pending rows over the limit" in n for n in names)  # nothing dropped
+    print(
+        f"disk full: LedgerUnavailable at Alertmanager {detected_s:.1f} s after the disk filled; "
+        f"rows written and the alert resolved {recovered_s:.1f} s after space was freed"
+    )
