@@ -11,7 +11,7 @@ import json
 import math
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +26,13 @@ from monitor import __version__
 from monitor.daemon import Daemon
 from monitor.logs import configure_logging
 from monitor.sdnotify import Notifier
-from monitor.settings import load_settings_or_report, rule_vocabulary
+from monitor.settings import (
+    ConfigError,
+    LoadedSettings,
+    LoggingSettings,
+    load_settings_or_report,
+    rule_vocabulary,
+)
 from rules import RuleFileError, builtin_test_files, load_rules, run_tests
 from rules.catalogue import Vocabulary, markdown_tables
 from rules.durations import positive_duration_argument
@@ -34,6 +40,7 @@ from rules.testing import RuleTestFileError
 from simulator import cli as simulator_cli
 
 DEFAULT_CONFIG = "/etc/anbo/anbo.toml"
+DEFAULT_GATEWAY_CONFIG = "/etc/anbo/gateway.toml"
 
 
 def _config_arg(parser: argparse.ArgumentParser) -> None:
@@ -43,6 +50,17 @@ def _config_arg(parser: argparse.ArgumentParser) -> None:
         type=Path,
         default=Path(os.environ.get("ANBO_CONFIG", DEFAULT_CONFIG)),
         help=f"station settings (TOML); default $ANBO_CONFIG or {DEFAULT_CONFIG}",
+    )
+
+
+def _logging_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--log-level", choices=["debug", "info", "warning", "error"], help="overrides [logging] level"
+    )
+    parser.add_argument(
+        "--log-format",
+        choices=["auto", "json", "console"],
+        help="overrides [logging] format (auto: JSON unless on a terminal)",
     )
 
 
@@ -56,19 +74,28 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="run the station daemon (MQTT in, /metrics out)")
     _config_arg(run)
-    run.add_argument(
-        "--log-level", choices=["debug", "info", "warning", "error"], help="overrides [logging] level"
-    )
-    run.add_argument(
-        "--log-format",
-        choices=["auto", "json", "console"],
-        help="overrides [logging] format (auto: JSON unless on a terminal)",
-    )
+    _logging_args(run)
 
     check = sub.add_parser(
         "check", help="validate a station config (and its rule files); one line per problem"
     )
-    _config_arg(check)
+    check.add_argument(
+        "--config",
+        "-c",
+        type=Path,
+        default=None,
+        help=f"station settings (TOML); default $ANBO_CONFIG or {DEFAULT_CONFIG} "
+        "(with --gateway only, the gateway config alone is checked)",
+    )
+    check.add_argument(
+        "--gateway",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="also validate this transmitter-gateway config (anbo poll) and its device maps; "
+        "with a station config, its targets are checked against the station's (repeatable)",
+    )
     check.add_argument(
         "--rules",
         type=Path,
@@ -77,6 +104,19 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PATH",
         help="also validate these rule files or folders (repeatable)",
     )
+
+    poll = sub.add_parser(
+        "poll",
+        help="the transmitter gateway: poll SNMP and Modbus TCP controllers, publish their readings",
+    )
+    poll.add_argument(
+        "--config",
+        "-c",
+        type=Path,
+        default=Path(os.environ.get("ANBO_GATEWAY_CONFIG", DEFAULT_GATEWAY_CONFIG)),
+        help=f"gateway settings (TOML); default $ANBO_GATEWAY_CONFIG or {DEFAULT_GATEWAY_CONFIG}",
+    )
+    _logging_args(poll)
 
     catalogue = sub.add_parser(
         "catalogue", help="print the measurement catalogue's tables (Markdown) or sync them into a document"
@@ -230,8 +270,41 @@ def _weights(text: str) -> tuple[float, ...]:
     return weights
 
 
+def _check_gateways(args: argparse.Namespace, station: LoadedSettings | None) -> bool:
+    from gateways.config import load_gateway, station_problems
+
+    ok = True
+    for path in args.gateway:
+        try:
+            gw = load_gateway(path)
+        except ConfigError as exc:
+            for problem in exc.problems:
+                print(problem, file=sys.stderr)
+            ok = False
+            continue
+        problems = station_problems(gw, station.settings, station.path) if station is not None else []
+        for problem in problems:
+            print(problem, file=sys.stderr)
+        if problems:
+            ok = False
+            continue
+        c = gw.config
+        points = sum(len(m.points) for m in gw.maps.values())
+        print(
+            f"{path}: OK — station {c.station.name}, {len(c.snmp)} snmp and {len(c.modbus)} modbus "
+            f"sources ({points} points), broker {', '.join(c.mqtt.url)}, metrics on {c.metrics.listen}"
+        )
+    return ok
+
+
 def cmd_check(args: argparse.Namespace) -> int:
+    if args.config is None and args.gateway and not args.rules:
+        return 0 if _check_gateways(args, None) else 1
+    if args.config is None:
+        args.config = Path(os.environ.get("ANBO_CONFIG", DEFAULT_CONFIG))
     loaded = load_settings_or_report(args.config)
+    if args.gateway and not _check_gateways(args, loaded):
+        return 1
     if args.rules:
         vocabulary = rule_vocabulary(loaded.settings) if loaded is not None else Vocabulary()
         try:
@@ -255,31 +328,62 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def _serve(
+    what: str,
+    args: argparse.Namespace,
+    logging: LoggingSettings,
+    fields: dict[str, object],
+    main: Callable[[Notifier], Coroutine[Any, Any, None]],
+) -> int:
+    """Run a service (the daemon, the gateway) under systemd's notifier until it ends."""
+    configure_logging(args.log_level or logging.level, args.log_format or logging.format)
+    log = structlog.get_logger("anbo")
+    log.info(f"{what} starting", version=__version__, config=str(args.config), **fields)
+    notifier = Notifier.from_env()
+    try:
+        asyncio.run(main(notifier))
+    except OSError as exc:
+        log.error(f"{what} cannot start", error=str(exc))
+        return 1
+    finally:
+        notifier.close()
+    return 0
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     loaded = load_settings_or_report(args.config)
     if loaded is None:
         return 1
     s = loaded.settings
-    configure_logging(args.log_level or s.logging.level, args.log_format or s.logging.format)
-    log = structlog.get_logger("anbo")
-    log.info(
-        "anbo starting",
-        version=__version__,
-        config=str(args.config),
-        station=s.station.name,
-        targets=len(s.targets),
-        brokers=s.mqtt.url,
-        metrics=s.metrics.listen,
-    )
-    notifier = Notifier.from_env()
+    fields: dict[str, object] = {
+        "station": s.station.name,
+        "targets": len(s.targets),
+        "brokers": s.mqtt.url,
+        "metrics": s.metrics.listen,
+    }
+    return _serve("anbo", args, s.logging, fields, lambda n: Daemon(loaded, systemd=n).run())
+
+
+def cmd_poll(args: argparse.Namespace) -> int:
+    # Imported here: pysnmp and pymodbus take a while to import, and only `anbo poll` needs them.
+    from gateways.config import load_gateway
+    from gateways.service import Gateway
+
     try:
-        asyncio.run(Daemon(loaded, systemd=notifier).run())
-    except OSError as exc:
-        log.error("anbo cannot start", error=str(exc))
+        loaded = load_gateway(args.config)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
         return 1
-    finally:
-        notifier.close()
-    return 0
+    c = loaded.config
+    fields: dict[str, object] = {
+        "station": c.station.name,
+        "snmp": len(c.snmp),
+        "modbus": len(c.modbus),
+        "brokers": c.mqtt.url,
+        "metrics": c.metrics.listen,
+    }
+    return _serve("anbo poll", args, c.logging, fields, lambda n: Gateway(loaded, systemd=n).run())
 
 
 def cmd_catalogue(args: argparse.Namespace) -> int:
@@ -390,6 +494,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     commands = {
         "run": cmd_run,
         "check": cmd_check,
+        "poll": cmd_poll,
         "test-rules": cmd_test_rules,
         "catalogue": cmd_catalogue,
         "dashboards": cmd_dashboards,

@@ -148,14 +148,6 @@ class Credentials:
     password: str | None
 
 
-def tls_context(s: MqttSettings) -> ssl.SSLContext:
-    """The client TLS context of ``[mqtt]`` (CA file, optional client certificate)."""
-    ctx = ssl.create_default_context(cafile=str(s.tls_ca_file) if s.tls_ca_file else None)
-    if s.tls_cert_file and s.tls_key_file:
-        ctx.load_cert_chain(str(s.tls_cert_file), str(s.tls_key_file))
-    return ctx
-
-
 def session_properties(s: MqttSettings) -> Properties | None:
     """CONNECT properties of a persistent v5 session (its expiry); None for 3.1.1."""
     if s.protocol != "5":
@@ -182,7 +174,7 @@ def session_client(s: MqttSettings, url: str, *, identifier: str, password: str 
         clean_start=False if v5 else mqtt.MQTT_CLEAN_START_FIRST_ONLY,
         properties=session_properties(s),
         keepalive=s.keepalive,
-        tls_context=tls_context(s) if broker.tls else None,
+        tls_context=mqtt_tls_context(s) if broker.tls else None,
         timeout=10,
     )
 
@@ -191,6 +183,15 @@ def backoff_delay(attempt: int, lo: float, hi: float, rng: Callable[[], float] =
     """Exponential backoff with jitter: uniform in [d/2, d], d = min(hi, lo·2^attempt)."""
     d = min(hi, lo * (2.0 ** min(attempt, 30)))
     return d * (0.5 + 0.5 * rng())
+
+
+def mqtt_tls_context(s: MqttSettings) -> ssl.SSLContext:
+    """The client TLS context for ``mqtts://`` brokers: ``[mqtt] tls_ca_file`` (else the
+    system's CAs) and, for client certificates, ``tls_cert_file`` + ``tls_key_file``."""
+    ctx = ssl.create_default_context(cafile=str(s.tls_ca_file) if s.tls_ca_file else None)
+    if s.tls_cert_file and s.tls_key_file:
+        ctx.load_cert_chain(str(s.tls_cert_file), str(s.tls_key_file))
+    return ctx
 
 
 class SubscriptionRefusedError(Exception):
@@ -282,7 +283,7 @@ class MqttIngest:
 
     # -- clients --------------------------------------------------------------------
     def _tls_context(self) -> ssl.SSLContext:
-        return tls_context(self.settings)
+        return mqtt_tls_context(self.settings)
 
     def _client_for(self, broker: BrokerAddress) -> aiomqtt.Client:
         client = self._clients.get(broker.url)

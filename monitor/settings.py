@@ -738,9 +738,9 @@ def _loc_to_key(loc: tuple[int | str, ...], data: Mapping[str, Any] | None = Non
     return key
 
 
-def _model_at(loc: tuple[int | str, ...]) -> type[BaseModel] | None:
-    """The settings model that holds the last key of ``loc`` (Settings for a top-level key)."""
-    model: type[BaseModel] = Settings
+def _model_at(loc: tuple[int | str, ...], root: type[BaseModel]) -> type[BaseModel] | None:
+    """The settings model that holds the last key of ``loc`` (``root`` for a top-level key)."""
+    model: type[BaseModel] = root
     for part in loc[:-1]:
         if isinstance(part, int):
             continue
@@ -764,29 +764,27 @@ def _inner_model(annotation: Any) -> type[BaseModel] | None:
     return None
 
 
-def _unknown_key_hint(loc: tuple[int | str, ...]) -> str:
+def _unknown_key_hint(loc: tuple[int | str, ...], root: type[BaseModel] = Settings) -> str:
     """ "unknown key; did you mean keepalive?" or "... is a top-level key"."""
-    import difflib
-
     name = str(loc[-1])
-    model = _model_at(loc)
+    model = _model_at(loc, root)
     if model is None:
         return "unknown key"
     known = list(model.model_fields)
-    if len(loc) > 1 and name in Settings.model_fields:
+    if len(loc) > 1 and name in root.model_fields:
         return f"unknown key: {name} is a top-level key (put it above the first [section])"
     close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
     if close:
         return f"unknown key; did you mean {close[0]}?"
     if len(loc) == 1:  # a section's key written at the top level
-        for section, info in Settings.model_fields.items():
+        for section, info in root.model_fields.items():
             inner = _inner_model(info.annotation)
             if inner is not None and name in inner.model_fields:
                 return f"unknown key: {name} belongs in [{section}]"
     return f"unknown key (known here: {', '.join(sorted(known))})"
 
 
-def _key_line(text: str, loc: tuple[int | str, ...]) -> int | None:
+def key_line(text: str, loc: tuple[int | str, ...]) -> int | None:
     """The line of ``loc``'s last key in the TOML text, for the usual layouts
     (``key = ...`` under its ``[section]`` or the n-th ``[[section]]``); None if not found."""
     key = re.escape(str(loc[-1]))
@@ -894,6 +892,40 @@ class LoadedSettings:
         return self.state_directory / "ledger.sqlite3"
 
 
+def describe_validation_error(
+    exc: ValidationError,
+    *,
+    data: Mapping[str, Any],
+    text: str,
+    where: str,
+    root: type[BaseModel] = Settings,
+    environ: Mapping[str, str] | None = None,
+    value_lines: bool = False,
+) -> list[str]:
+    """One line per error of a TOML file validated by ``root``: ``file:line: key: why``.
+
+    The line is given for unknown keys (with a suggestion) and, with ``value_lines``, for
+    bad values too when it can be found; list entries are named by their ``name``. With ``environ``, a value
+    that came from an ``ANBO_...`` variable is named by that variable instead.
+    """
+    problems = []
+    for err in exc.errors():
+        loc = tuple(p for p in err["loc"] if p not in ("function-after", "function-before"))
+        key = _loc_to_key(loc, data) or "(top level)"
+        env_name = _env_name(loc, environ) if environ is not None else None
+        source = f"environment {env_name}" if env_name else where
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden" and not env_name:
+            line = key_line(text, loc)
+            source = f"{where}:{line}" if line else where
+            msg = _unknown_key_hint(loc, root)
+        elif value_lines and not env_name and loc and isinstance(loc[-1], str):
+            line = key_line(text, loc)
+            source = f"{where}:{line}" if line else where
+        problems.append(f"{source}: {key}: {msg}")
+    return problems
+
+
 def load_settings_or_report(path: Path | str) -> LoadedSettings | None:
     """:func:`load_settings` for command lines: every problem printed to stderr, then None."""
     try:
@@ -904,6 +936,20 @@ def load_settings_or_report(path: Path | str) -> LoadedSettings | None:
         return None
 
 
+def read_toml(path: Path) -> tuple[str, dict[str, Any]]:
+    """A TOML file's text (for line numbers) and its data; :class:`ConfigError` naming the file."""
+    where = str(path)
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+        return text, tomllib.loads(text)
+    except FileNotFoundError:
+        raise ConfigError([f"{where}: no such file"]) from None
+    except OSError as exc:
+        raise ConfigError([f"{where}: cannot read: {exc.strerror or exc}"]) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError([f"{where}: not valid TOML: {exc}"]) from None
+
+
 def load_settings(path: Path | str) -> LoadedSettings:
     """Load, validate and resolve secrets; raise :class:`ConfigError` listing every problem.
 
@@ -912,15 +958,7 @@ def load_settings(path: Path | str) -> LoadedSettings:
     path = Path(path)
     env = dict(os.environ)
     where = str(path)
-    try:
-        text = path.read_text(encoding="utf-8", errors="replace")
-        data = tomllib.loads(text)
-    except FileNotFoundError:
-        raise ConfigError([f"{where}: no such file"]) from None
-    except OSError as exc:
-        raise ConfigError([f"{where}: cannot read: {exc.strerror or exc}"]) from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError([f"{where}: not valid TOML: {exc}"]) from None
+    text, data = read_toml(path)
 
     problems = _unknown_env(env)
     mqtt_section = data.get("mqtt")
@@ -935,17 +973,7 @@ def load_settings(path: Path | str) -> LoadedSettings:
     try:
         settings = Settings(**data)
     except ValidationError as exc:
-        for err in exc.errors():
-            loc = tuple(p for p in err["loc"] if p not in ("function-after", "function-before"))
-            key = _loc_to_key(loc, data) or "(top level)"
-            env_name = _env_name(loc, env)
-            source = f"environment {env_name}" if env_name else where
-            msg = err["msg"].removeprefix("Value error, ")
-            if err["type"] == "extra_forbidden" and not env_name:
-                line = _key_line(text, loc)
-                source = f"{where}:{line}" if line else where
-                msg = _unknown_key_hint(loc)
-            problems.append(f"{source}: {key}: {msg}")
+        problems.extend(describe_validation_error(exc, data=data, text=text, where=where, environ=env))
     except SettingsError as exc:
         # An environment value that should be JSON (a list or table) and is not.
         field = str(exc).split('"')[1] if '"' in str(exc) else "?"

@@ -174,6 +174,18 @@ STREAMS: Final[tuple[StreamEntry, ...]] = (
             Entry("pa_temp_celsius", "°C", "-40 … 150", "power amplifier temperature"),
             _flag("on_air", "the transmitter is radiating"),
             _flag("fault", "the transmitter reports a fault"),
+            _flag(
+                "device_reachable",
+                "a gateway (anbo poll) reaches the controller; false: the other values are not "
+                "sent, device_error says why",
+            ),
+        ),
+        info=(
+            _text(
+                "device_error",
+                "≤ 64 printable",
+                "why the gateway cannot read the controller (timeout, refused, auth...)",
+            ),
         ),
     ),
     StreamEntry(

@@ -54,6 +54,11 @@ MIGRATION_DS99 = (
     "cutover = 2026-12-15T00:00:00+08:00\n"
 )
 TYPO = STATION + '[mqtt]\nkeepalve = 30\nstate_directory = "/tmp"\n'
+GATEWAY = STATION + '\n[[modbus]]\ntarget = "tx-9"\nhost = "127.0.0.1"\nmap = "fm.toml"\n'
+BAD_MAP = (
+    '[device]\nprotocol = "modbus"\n\n[[points]]\ntable = "input"\nreading = "fwd_power"\n'
+    'address = 0\ntype = "uint16"\n'
+)
 
 
 def text(content: str) -> Callable[[], bytes]:
@@ -96,6 +101,32 @@ MISTAKES = [
     ),
     Mistake("check-missing-rules", ["check", "-c", "{example}", "--rules", "{tmp}/none.yml"], 1, "none.yml"),
     Mistake("test-rules-missing", ["test-rules", "{tmp}/none.yml"], 1, "none.yml"),
+    # -- the transmitter gateway
+    Mistake("poll-no-config", ["poll", "-c", "{tmp}/gw.toml"], 1, "gw.toml: no such file"),
+    Mistake(
+        "poll-no-map",
+        ["poll", "-c", "{tmp}/gw.toml"],
+        1,
+        "fm.toml: no such map file",
+        {"gw.toml": text(GATEWAY)},
+    ),
+    Mistake(
+        "check-gateway-bad-map",
+        ["check", "--gateway", "{tmp}/gw.toml"],
+        1,
+        "fm.toml:6: points[0].reading: 'fwd_power' is not a reading of the tx status stream",
+        {"gw.toml": text(GATEWAY), "fm.toml": text(BAD_MAP)},
+    ),
+    Mistake(
+        "check-gateway-not-a-tx-target",
+        ["check", "-c", "{example}", "--gateway", "{tmp}/gw.toml"],
+        1,
+        "modbus[0].target: no [[targets]] entry 'tx-9'",
+        {
+            "gw.toml": text(GATEWAY.replace("s1", "qingshan")),
+            "fm.toml": text(BAD_MAP.replace("fwd_power", "vswr")),
+        },
+    ),
     Mistake(
         "dashboards-output-is-a-file",
         ["dashboards", "--output", "{tmp}/f.txt"],

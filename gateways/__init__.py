@@ -1,0 +1,1 @@
+"""Gateways: real signal sources (audio capture, SNMP and Modbus transmitter controllers) → MQTT."""
