@@ -325,8 +325,17 @@ def cmd_capture(args: argparse.Namespace) -> int:
         return 1
     s = loaded.settings
     configure_logging(args.log_level or s.logging.level, args.log_format or s.logging.format)
-    gateway = CaptureGateway(loaded, inputs, fast=args.fast, mqtt_url=args.mqtt_url, listen=args.listen)
-    return asyncio.run(gateway.run())
+    notifier = Notifier.from_env()
+    gateway = CaptureGateway(
+        loaded, inputs, fast=args.fast, mqtt_url=args.mqtt_url, listen=args.listen, systemd=notifier
+    )
+    try:
+        return asyncio.run(gateway.run())
+    except OSError as exc:
+        print(f"anbo capture: cannot serve /metrics on {gateway.listen}: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        notifier.close()
 
 
 def cmd_catalogue(args: argparse.Namespace) -> int:

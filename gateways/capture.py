@@ -47,6 +47,7 @@ from gateways.ffmpeg import OUTPUT_FORMATS, Cause, detail_text, ffmpeg_command, 
 from gateways.publisher import MqttPublisher, Outgoing
 from monitor.http import MetricsServer
 from monitor.ingest import backoff_delay
+from monitor.sdnotify import Notifier
 from monitor.settings import (
     CaptureInput,
     CaptureSettings,
@@ -204,16 +205,17 @@ class CaptureClock:
         else:
             ts = self._next
         ts = max(ts, self._floor)
-        self._floor = ts
-        self._next = ts + dur
+        self._next = self._floor = ts + dur  # the next block, or reading, starts here or later
         return ts
 
     def status_ts(self, now: float, *, flowing: bool) -> float:
         """Time stamp of a status reading: while audio flows the end of the last block
         (the next block starts there, no gap), else now (never before the last block's end)."""
-        flows = flowing and self._next is not None
-        ts = self._next if flows and self._next is not None else max(now, self._next or 0.0, self._floor)
-        self._floor = max(self._floor, ts)
+        if flowing and self._next is not None:
+            ts = max(self._next, self._floor)
+        else:
+            ts = max(now, self._next or 0.0, self._floor)
+        self._floor = ts
         return ts
 
     def lead(self, now: float) -> float:
@@ -629,8 +631,10 @@ class CaptureGateway:
         fast: bool = False,
         mqtt_url: str | None = None,
         listen: str | None = None,
+        systemd: Notifier | None = None,
     ) -> None:
         s = loaded.settings
+        self.systemd = systemd or Notifier(None)
         self.settings = s
         self.station = s.station.name
         cap = s.capture
@@ -668,19 +672,26 @@ class CaptureGateway:
     def request_stop(self) -> None:
         self._stop.set()
 
+    async def _announce_ready(self) -> None:
+        """READY=1 (systemd Type=notify) once /metrics is up and the broker took us."""
+        await self.publisher.ever_connected.wait()
+        self.systemd.ready(f"publishing {len(self.runners)} inputs to {self.publisher.brokers[0].url}")
+
+    async def _watchdog(self, interval: float) -> None:
+        """WATCHDOG=1 from the event loop: a loop that stalls (a blocking call) is restarted."""
+        while True:
+            self.systemd.watchdog()
+            await asyncio.sleep(interval / 2)
+
     async def run(self, *, install_signal_handlers: bool = True) -> int:
-        """Run until stopped (SIGTERM/SIGINT) or every input has ended; 0, or 1 if the
-        /metrics listener cannot be opened."""
+        """Run until stopped (SIGTERM/SIGINT) or every input has ended; returns 0.
+        Raises OSError if the /metrics listener cannot be opened."""
         loop = asyncio.get_running_loop()
+        host, port = parse_listen(self.listen)
+        await self.http.start(host, port)  # OSError (port in use...): the caller says so
         if install_signal_handlers:
             loop.add_signal_handler(signal.SIGTERM, self.request_stop)
             loop.add_signal_handler(signal.SIGINT, self.request_stop)
-        host, port = parse_listen(self.listen)
-        try:
-            await self.http.start(host, port)
-        except OSError as exc:
-            log.error("capture cannot open its /metrics listener", listen=self.listen, error=str(exc))
-            return 1
         log.info(
             "anbo capture starting",
             station=self.station,
@@ -689,6 +700,10 @@ class CaptureGateway:
             metrics_port=self.http.port,
         )
         sender = asyncio.create_task(self.publisher.run(), name="capture-mqtt")
+        helpers = [asyncio.create_task(self._announce_ready(), name="capture-ready")]
+        interval = Notifier.watchdog_interval()
+        if interval is not None and self.systemd.enabled:
+            helpers.append(asyncio.create_task(self._watchdog(interval), name="capture-watchdog"))
         tasks = [asyncio.create_task(r.run(), name=f"capture-{r.name}") for r in self.runners]
         stop = asyncio.create_task(self._stop.wait(), name="capture-stop")
         try:
@@ -712,7 +727,10 @@ class CaptureGateway:
                     queued=self.publisher.queued + self.publisher.inflight,
                 )
         finally:
+            self.systemd.stopping()
             stop.cancel()
+            for h in helpers:
+                h.cancel()
             sender.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await sender
