@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-import ssl
 import time
 from collections import deque
 from collections.abc import Callable
@@ -30,7 +29,7 @@ import structlog
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from monitor.ingest import backoff_delay, classify_connect_error
+from monitor.ingest import backoff_delay, classify_connect_error, client_tls_context
 from monitor.mqttio import disconnected, retrieve_disconnect_error
 from monitor.settings import BrokerAddress, MqttSettings, parse_broker_url
 from monitor.stats import ConnectError
@@ -133,13 +132,6 @@ class MqttPublisher:
         return any(self.connected.values())
 
     # -- the connection -------------------------------------------------------------
-    def _tls_context(self) -> ssl.SSLContext:
-        s = self.settings
-        ctx = ssl.create_default_context(cafile=str(s.tls_ca_file) if s.tls_ca_file else None)
-        if s.tls_cert_file and s.tls_key_file:
-            ctx.load_cert_chain(str(s.tls_cert_file), str(s.tls_key_file))
-        return ctx
-
     def _client(self, broker: BrokerAddress) -> aiomqtt.Client:
         s = self.settings
         client = aiomqtt.Client(
@@ -150,7 +142,7 @@ class MqttPublisher:
             password=self.password,
             protocol=aiomqtt.ProtocolVersion.V5 if s.protocol == "5" else aiomqtt.ProtocolVersion.V311,
             keepalive=s.keepalive,
-            tls_context=self._tls_context() if broker.tls else None,
+            tls_context=client_tls_context(s) if broker.tls else None,
             max_inflight_messages=self.max_inflight,
             timeout=10,
         )

@@ -138,6 +138,15 @@ def backoff_delay(attempt: int, lo: float, hi: float, rng: Callable[[], float] =
     return d * (0.5 + 0.5 * rng())
 
 
+def client_tls_context(s: MqttSettings) -> ssl.SSLContext:
+    """TLS for a broker connection: ``[mqtt] tls_ca_file`` (else the system's CAs) and
+    the client certificate, if any."""
+    ctx = ssl.create_default_context(cafile=str(s.tls_ca_file) if s.tls_ca_file else None)
+    if s.tls_cert_file and s.tls_key_file:
+        ctx.load_cert_chain(str(s.tls_cert_file), str(s.tls_key_file))
+    return ctx
+
+
 class SubscriptionRefusedError(Exception):
     """The broker answered our SUBSCRIBE with a failure code (usually: not authorized)."""
 
@@ -218,11 +227,7 @@ class MqttIngest:
 
     # -- clients --------------------------------------------------------------------
     def _tls_context(self) -> ssl.SSLContext:
-        s = self.settings
-        ctx = ssl.create_default_context(cafile=str(s.tls_ca_file) if s.tls_ca_file else None)
-        if s.tls_cert_file and s.tls_key_file:
-            ctx.load_cert_chain(str(s.tls_cert_file), str(s.tls_key_file))
-        return ctx
+        return client_tls_context(self.settings)
 
     def _client_for(self, broker: BrokerAddress) -> aiomqtt.Client:
         client = self._clients.get(broker.url)

@@ -32,6 +32,7 @@ from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -207,10 +208,19 @@ def parse_listen(value: str) -> tuple[str, int]:
     return host, port
 
 
+def _listen_address(value: str) -> str:
+    parse_listen(value)
+    return value
+
+
+#: ``host:port`` / ``[v6]:port`` of a listener, checked by :func:`parse_listen`.
+ListenAddress = Annotated[str, AfterValidator(_listen_address)]
+
+
 class MetricsSettings(Strict):
     """``[metrics]``: the HTTP endpoint Prometheus scrapes."""
 
-    listen: str = "127.0.0.1:9872"
+    listen: ListenAddress = "127.0.0.1:9872"
     tls_cert_file: Path | None = None
     tls_key_file: Path | None = None
     #: Optional HTTP basic auth of the whole listener: a user and a file holding its bcrypt hash.
@@ -218,12 +228,6 @@ class MetricsSettings(Strict):
     basic_auth_hash_file: str | None = None
     #: With basic auth: leave /metrics open for Prometheus.
     metrics_open: bool = False
-
-    @field_validator("listen")
-    @classmethod
-    def _check_listen(cls, value: str) -> str:
-        parse_listen(value)
-        return value
 
     @model_validator(mode="after")
     def _check_pair(self) -> Self:
@@ -681,7 +685,7 @@ class CaptureSettings(Strict):
     sample_type: SampleType = Field(default="int16", description="int16 (default) or float32 samples")
     ffmpeg: str = Field(default="ffmpeg", description="The ffmpeg binary (a name on PATH or a path)")
     client_id: str = Field(default="", description="MQTT client id; default anbo-capture-<station>")
-    listen: str = Field(default="127.0.0.1:9873", description="The gateway's /metrics (host:port)")
+    listen: ListenAddress = Field(default="127.0.0.1:9873", description="The gateway's /metrics (host:port)")
     status_interval: float = Field(
         default=5.0, gt=0.0, le=60.0, description="Seconds between input status readings"
     )
@@ -697,12 +701,6 @@ class CaptureSettings(Strict):
         description="Blocks held for a slow broker (all inputs); oldest dropped",
     )
     inputs: list[CaptureInput] = Field(default_factory=list)
-
-    @field_validator("listen")
-    @classmethod
-    def _check_listen(cls, value: str) -> str:
-        parse_listen(value)
-        return value
 
     @model_validator(mode="after")
     def _check(self) -> Self:

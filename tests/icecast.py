@@ -20,7 +20,7 @@ CONFIG = """<icecast>
   <location>test</location>
   <admin>test@localhost</admin>
   <limits>
-    <clients>20</clients>
+    <clients>100</clients>
     <sources>4</sources>
     <queue-size>524288</queue-size>
     <client-timeout>30</client-timeout>
@@ -113,10 +113,13 @@ class Icecast(ServerProcess):
 
 class FfmpegSource:
     """ffmpeg as an Icecast source client: plays ``wav`` in real time (``-re``) to a mount,
-    encoded as MP3 (or Ogg Vorbis), from ``start_s`` into the file."""
+    encoded as MP3 (or Ogg Vorbis), from ``start_s`` into the file (over and over with ``loop``)."""
 
-    def __init__(self, icecast: Icecast, mount: str, wav: Path, *, codec: str = "mp3") -> None:
+    def __init__(
+        self, icecast: Icecast, mount: str, wav: Path, *, codec: str = "mp3", loop: bool = False
+    ) -> None:
         self.icecast = icecast
+        self.loop = loop
         self.mount = mount
         self.wav = wav
         self.codec = codec
@@ -131,6 +134,7 @@ class FfmpegSource:
             else ["-c:a", "libvorbis", "-q:a", "5", "-f", "ogg", "-content_type", "application/ogg"]
         )
         cmd = [ffmpeg, "-nostdin", "-hide_banner", "-loglevel", "error", "-re"]
+        cmd += ["-stream_loop", "-1"] if self.loop else []
         cmd += ["-ss", f"{start_s:.3f}", "-i", str(self.wav), *enc, self.icecast.source_url(self.mount)]
         with (self.icecast.workdir / f"source-{self.mount}.log").open("ab") as log:
             self.proc = subprocess.Popen(cmd, stdout=log, stderr=log)

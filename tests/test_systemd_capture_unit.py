@@ -4,12 +4,12 @@
 from __future__ import annotations
 
 import re
-import sys
 from pathlib import Path
 
 import pytest
 
 from tests.test_systemd_unit import MAX_EXPOSURE, _analyze, _sections
+from tests.test_systemd_unit import _exec_start_for_this_box as _daemon_exec_start
 
 UNIT = Path(__file__).resolve().parent.parent / "systemd" / "anbo-capture.service"
 DAEMON = UNIT.parent / "anbo.service"
@@ -21,10 +21,7 @@ def service() -> dict[str, list[str]]:
 
 
 def _exec_start_for_this_box() -> str:
-    script = Path(sys.executable).parent / "anbo"
-    if script.exists():
-        return f"{script} capture --config /etc/anbo/anbo.toml"
-    return f"{sys.executable} -m anbo capture --config /etc/anbo/anbo.toml"
+    return _daemon_exec_start().replace(" run --config", " capture --config")
 
 
 def test_verify_is_clean(tmp_path: Path) -> None:
