@@ -269,6 +269,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     print(
         f"{args.config}: OK — station {s.station.name}, {len(s.targets)} targets ({summary}), "
         f"broker {', '.join(s.mqtt.url)}, metrics on {s.metrics.listen}"
+        + (f", {len(s.capture.inputs)} capture inputs" if s.capture.inputs else "")
     )
     return 0
 

@@ -8,7 +8,7 @@ the station's broker. The daemon cannot tell a gateway from any other publisher.
 
 Gateways import monitor's wire contract (:mod:`monitor.wire`) and settings
 (:mod:`monitor.settings`: the station config holds their sections, so ``anbo check``
-validates them with the daemon's one-line errors), never the other way; they do not
-import each other's internals. Shared here: :mod:`gateways.publisher` (one bounded,
-reconnecting QoS 1 MQTT publisher).
+validates them with the daemon's one-line errors) and its publisher
+(:mod:`monitor.publisher`: bounded, reconnecting, QoS 1, shared with the simulator),
+never the other way; they do not import each other's internals.
 """

@@ -6,8 +6,8 @@ that decodes the source to raw interleaved PCM of the configured rate, channels 
 sample type on a pipe. The runner reads the pipe in whole blocks (``[capture] block``
 seconds) without ever blocking the event loop (asyncio's non-blocking pipes), stamps each
 block with the capture clock (:class:`CaptureClock`) and the next number of the target's
-one gap-free sequence, and offers it to the shared :class:`gateways.publisher.MqttPublisher`
-(QoS 1, bounded: a slow broker costs counted drops, never unbounded memory) for
+one gap-free sequence, and offers it to the shared :class:`monitor.publisher.MqttPublisher`
+(:mod:`monitor.publisher`; QoS 1, bounded: a slow broker costs counted drops, never unbounded memory) for
 ``<prefix>/<station>/<target>/audio``.
 
 Between the blocks, on the same stream and sequence, the runner publishes a status
@@ -44,9 +44,9 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from gateways.ffmpeg import OUTPUT_FORMATS, Cause, detail_text, ffmpeg_command, loss_cause
-from gateways.publisher import MqttPublisher, Outgoing
 from monitor.http import MetricsServer
 from monitor.ingest import backoff_delay
+from monitor.publisher import MqttPublisher, Outgoing
 from monitor.sdnotify import Notifier
 from monitor.settings import (
     CaptureInput,
@@ -638,7 +638,7 @@ class CaptureGateway:
         self.settings = s
         self.station = s.station.name
         cap = s.capture
-        self.publisher = MqttPublisher(
+        self.publisher = MqttPublisher.from_settings(
             s.mqtt,
             client_id=cap.client_id or f"anbo-capture-{s.station.name}",
             password=loaded.mqtt_password,

@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 
 from gateways.capture import CaptureClock, InputRunner, parse_input_arg, redact, resolve_inputs
 from gateways.ffmpeg import Cause, detail_text, ffmpeg_command, loss_cause
-from gateways.publisher import MqttPublisher, Outgoing
 from monitor.pipeline import Pipeline
+from monitor.publisher import MqttPublisher, Outgoing
 from monitor.settings import (
     CAPTURE_SCHEMES,
     CaptureSource,
@@ -372,7 +372,7 @@ def test_ffmpeg_commands() -> None:
 
 
 def test_a_full_queue_drops_the_oldest_and_counts_per_target() -> None:
-    pub = MqttPublisher(MqttSettings(), client_id="t", capacity=3)
+    pub = MqttPublisher.from_settings(MqttSettings(), client_id="t", capacity=3)
     for i in range(10):
         pub.offer(Outgoing("a/b/c/audio", bytes([i]), key="fm-1" if i % 2 else "fm-2"))
     assert pub.queued == 3
@@ -391,7 +391,7 @@ def test_the_daemons_pipeline_keeps_blocks_and_status_in_one_sequence(tmp_path: 
         loaded.settings, Stats(), consumers=[lambda t, s, p, rx: seen.append(p)], wall=lambda: NOW
     )
     for v5 in (True, False):
-        pub = MqttPublisher(loaded.settings.mqtt, client_id="t", capacity=100)
+        pub = MqttPublisher.from_settings(loaded.settings.mqtt, client_id="t", capacity=100)
         start = NOW if v5 else NOW + 50  # the second run: a restarted gateway, later
         ticks = iter(np.arange(start, start + 40, 0.1))
 

@@ -1,6 +1,8 @@
-"""One MQTT publisher for a gateway: bounded, reconnecting, QoS 1, never blocking its producers.
+"""One MQTT publisher for anbo's publishers: bounded, reconnecting, QoS 1, never blocking producers.
 
-Producers (a capture input, a poller) :meth:`MqttPublisher.offer` ready-made messages;
+Used by the gateways (``anbo capture``, the pollers) and the station simulator, so that
+what a station's own publishers do when the broker is slow or away is one piece of code.
+Producers :meth:`MqttPublisher.offer` ready-made messages;
 ``offer`` never waits. Messages wait in one bounded queue while the broker is slow or
 away; when it is full the *oldest* message is dropped (fresh telemetry matters more than
 old), counted per key (the target) and logged, rate-limited. Memory is therefore bounded
@@ -18,11 +20,12 @@ from __future__ import annotations
 
 import asyncio
 import random
+import ssl
 import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import aiomqtt
 import structlog
@@ -72,26 +75,42 @@ class MqttPublisher:
 
     def __init__(
         self,
-        settings: MqttSettings,
+        brokers: list[str],
         *,
         client_id: str,
+        protocol: Literal["5", "3.1.1"] = "5",
+        username: str | None = None,
         password: str | None = None,
+        tls_context: ssl.SSLContext | None = None,
+        keepalive: int = 30,
+        backoff: tuple[float, float] = (0.5, 30.0),
+        qos: int = 1,
         capacity: int = 3000,
         max_inflight: int = 100,
-        brokers: list[str] | None = None,
         clock: Callable[[], float] = time.monotonic,
         rng: Callable[[], float] = random.random,
     ) -> None:
-        self.settings = settings
-        self.brokers = [parse_broker_url(u) for u in (brokers or settings.url)]
+        if not brokers:
+            raise ValueError("at least one broker URL is required")
+        self.brokers = [parse_broker_url(u) for u in brokers]
         self.client_id = client_id
+        self.protocol = protocol
+        self.username = username
         self.password = password
+        self.tls_context = tls_context
+        if tls_context is None and any(b.tls for b in self.brokers):
+            self.tls_context = ssl.create_default_context()
+        self.keepalive = keepalive
+        self.backoff = backoff
+        self.qos = qos
         self.capacity = capacity
         self.max_inflight = max_inflight
         self.clock = clock
         self._rng = rng
         self.stats = PublisherStats()
         self.connected: dict[str, bool] = {b.url: False for b in self.brokers}
+        #: Set while connected to a broker; ``ever_connected`` stays set after the first time.
+        self.up = asyncio.Event()
         self.ever_connected = asyncio.Event()
         self._queue: deque[Outgoing] = deque()
         self._wake = asyncio.Event()
@@ -99,6 +118,33 @@ class MqttPublisher:
         self._failed: list[Outgoing] = []
         #: Set whenever a message leaves (confirmed, or failed back into the queue).
         self._progress = asyncio.Event()
+
+    @classmethod
+    def from_settings(
+        cls,
+        settings: MqttSettings,
+        *,
+        client_id: str,
+        password: str | None = None,
+        brokers: list[str] | None = None,
+        capacity: int = 3000,
+        max_inflight: int = 100,
+    ) -> MqttPublisher:
+        """A publisher for ``[mqtt]``'s brokers (or ``brokers``), credentials, TLS and backoff."""
+        urls = brokers or settings.url
+        tls = any(parse_broker_url(u).tls for u in urls)
+        return cls(
+            urls,
+            client_id=client_id,
+            protocol=settings.protocol,
+            username=settings.username,
+            password=password,
+            tls_context=client_tls_context(settings) if tls else None,
+            keepalive=settings.keepalive,
+            backoff=(settings.backoff_min, settings.backoff_max),
+            capacity=capacity,
+            max_inflight=max_inflight,
+        )
 
     # -- producers ------------------------------------------------------------------
     def offer(self, msg: Outgoing) -> None:
@@ -133,16 +179,15 @@ class MqttPublisher:
 
     # -- the connection -------------------------------------------------------------
     def _client(self, broker: BrokerAddress) -> aiomqtt.Client:
-        s = self.settings
         client = aiomqtt.Client(
             broker.host,
             broker.port,
             identifier=self.client_id,
-            username=s.username,
+            username=self.username,
             password=self.password,
-            protocol=aiomqtt.ProtocolVersion.V5 if s.protocol == "5" else aiomqtt.ProtocolVersion.V311,
-            keepalive=s.keepalive,
-            tls_context=client_tls_context(s) if broker.tls else None,
+            protocol=aiomqtt.ProtocolVersion.V5 if self.protocol == "5" else aiomqtt.ProtocolVersion.V311,
+            keepalive=self.keepalive,
+            tls_context=self.tls_context if broker.tls else None,
             max_inflight_messages=self.max_inflight,
             timeout=10,
         )
@@ -165,6 +210,7 @@ class MqttPublisher:
                         was_up = True
                         self.connected[broker.url] = True
                         self.stats.connects += 1
+                        self.up.set()
                         self.ever_connected.set()
                         attempt = 0
                         log.info(
@@ -177,7 +223,7 @@ class MqttPublisher:
                     errors[reason.value] = errors.get(reason.value, 0) + 1
                     resend = self._take_back()
                     log.warning(
-                        "gateway lost the broker" if was_up else "gateway cannot connect to the broker",
+                        "lost the broker" if was_up else "cannot connect to the broker",
                         broker=broker.url,
                         reason=reason.value,
                         error=str(exc),
@@ -187,14 +233,11 @@ class MqttPublisher:
                     )
                 finally:
                     self.connected[broker.url] = False
+                    self.up.clear()
                     retrieve_disconnect_error(client)
                 index = 0 if was_up and reason is not ConnectError.AUTH else index + 1
-                s = self.settings
-                delay = (
-                    s.backoff_max
-                    if reason is ConnectError.AUTH
-                    else backoff_delay(attempt, s.backoff_min, s.backoff_max, self._rng)
-                )
+                lo, hi = self.backoff
+                delay = hi if reason is ConnectError.AUTH else backoff_delay(attempt, lo, hi, self._rng)
                 attempt += 1
                 await asyncio.sleep(delay)
         finally:
@@ -220,13 +263,13 @@ class MqttPublisher:
 
     async def _publish(self, client: aiomqtt.Client, msg: Outgoing) -> None:
         props: Properties | None = None
-        if self.settings.protocol == "5" and (msg.content_type or msg.user_properties):
+        if self.protocol == "5" and (msg.content_type or msg.user_properties):
             props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
             if msg.content_type:
                 props.ContentType = msg.content_type
             if msg.user_properties:
                 props.UserProperty = msg.user_properties
-        await client.publish(msg.topic, msg.payload, qos=1, properties=props)
+        await client.publish(msg.topic, msg.payload, qos=self.qos, properties=props)
         self.stats.published += 1
         if msg.on_done is not None:
             msg.on_done(msg)
