@@ -136,15 +136,20 @@ class FfmpegSource:
         cmd = [ffmpeg, "-nostdin", "-hide_banner", "-loglevel", "error", "-re"]
         cmd += ["-stream_loop", "-1"] if self.loop else []
         cmd += ["-ss", f"{start_s:.3f}", "-i", str(self.wav), *enc, self.icecast.source_url(self.mount)]
-        with (self.icecast.workdir / f"source-{self.mount}.log").open("ab") as log:
-            self.proc = subprocess.Popen(cmd, stdout=log, stderr=log)
-        self.started_at = time.time()
         deadline = time.monotonic() + 10
-        while not self.icecast.mount_live(self.mount):
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"the ffmpeg source did not come up on /{self.mount}")
-            time.sleep(0.05)
-        return self.started_at
+        for _attempt in range(3):  # a loaded machine: a refused first connection is retried
+            with (self.icecast.workdir / f"source-{self.mount}.log").open("ab") as log:
+                self.proc = subprocess.Popen(cmd, stdout=log, stderr=log)
+            self.started_at = time.time()
+            while not self.icecast.mount_live(self.mount):
+                if self.proc.poll() is not None or time.monotonic() > deadline:
+                    break
+                time.sleep(0.05)
+            else:
+                return self.started_at
+            self.stop()
+            time.sleep(0.2)
+        raise RuntimeError(f"the ffmpeg source did not come up on /{self.mount}: {self.icecast.workdir}")
 
     def stop(self) -> None:
         if self.proc is not None:

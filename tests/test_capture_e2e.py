@@ -134,6 +134,15 @@ def test_icecast_dead_air_and_stream_cut(mosquitto: Mosquitto, icecast: Icecast,
         f"recovered {recovery:.2f} s after the source returned"
     )
     assert 0.0 < recovery <= 5.0
+    # One log line per state change: up, lost (the retries while the mount is gone are
+    # not logged again), up again.
+    log = [json.loads(line) for line in (tmp_path / "capture.log").read_text().splitlines()]
+    changes = [(e["event"], e.get("cause")) for e in log if e["event"].startswith("capture input")]
+    assert changes == [
+        ("capture input up", None),
+        ("capture input lost", "stream_ended"),
+        ("capture input up", None),
+    ]
     others = [e.alert for e in watcher.episodes if e.alert not in ("DeadAir", "AudioLost")]
     assert others == [], others
     # No sequence gap on the audio stream, no message refused.
