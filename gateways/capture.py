@@ -338,7 +338,8 @@ class InputRunner:
             return
         lost = self.state is not State.UP
         ts = self.clock.status_ts(self.wall(), flowing=not lost)
-        info = {"audio_input_cause": self.cause.value}
+        # While up the detail is empty: the last loss's detail must not linger in the daemon.
+        info = {"audio_input_cause": self.cause.value, "audio_input_detail": ""}
         if lost:
             info["audio_input_detail"] = self.detail or self.cause.value
         payload = encode_readings(ts, self._next_seq(), {"audio_input_lost": lost}, info=info)
