@@ -213,9 +213,7 @@ class MqttPublisher:
                         self.up.set()
                         self.ever_connected.set()
                         attempt = 0
-                        log.info(
-                            "gateway connected to the broker", broker=broker.url, client_id=self.client_id
-                        )
+                        log.info("connected to the broker", broker=broker.url, client_id=self.client_id)
                         await self._drain(client)
                 except aiomqtt.MqttError as exc:
                     reason = classify_connect_error(exc)
