@@ -478,7 +478,7 @@ class InputRunner:
                     elif self.stats.blocks % 20 == 0:
                         await asyncio.sleep(0)  # let the publisher run between bursts
         finally:
-            await self._stop(proc)
+            await self._stop(proc, ended=not stalled)
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(errors, 1.0)
             errors.cancel()
@@ -503,7 +503,13 @@ class InputRunner:
         for d in held:
             self._publish_block(d)
 
-    async def _stop(self, proc: asyncio.subprocess.Process) -> None:
+    async def _stop(self, proc: asyncio.subprocess.Process, *, ended: bool) -> None:
+        """Stop ffmpeg (and reap it). ``ended``: its output ended, so it is exiting on its
+        own: wait for that first. (Signalling an exited child makes subprocess reap it
+        behind asyncio's child watcher, which then reports a false exit status 255.)"""
+        if ended and proc.returncode is None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(proc.wait(), STOP_GRACE_S)
         if proc.returncode is None:
             with contextlib.suppress(ProcessLookupError):
                 proc.terminate()
