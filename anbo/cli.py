@@ -182,6 +182,36 @@ def build_parser() -> argparse.ArgumentParser:
     _config_arg(ledger)
     add_ledger_arguments(ledger)
 
+    capture = sub.add_parser(
+        "capture", help="the audio capture gateway: ffmpeg inputs → PCM blocks over MQTT"
+    )
+    _config_arg(capture)
+    capture.add_argument(
+        "--input",
+        "-i",
+        dest="inputs",
+        type=_capture_input,
+        action="append",
+        default=[],
+        metavar="TARGET=URL",
+        help="an input for a configured fm/dtv target (repeatable; replaces the config's input "
+        "for that target): http://, https://, rtp://, udp://, srt://, rtsp://, alsa:DEV, "
+        "pulse:SRC, file:PATH",
+    )
+    capture.add_argument(
+        "--fast", action="store_true", help="play file inputs as fast as they decode (default: real time)"
+    )
+    capture.add_argument("--mqtt-url", metavar="URL", help="publish to this broker instead of [mqtt] url")
+    capture.add_argument(
+        "--listen", metavar="HOST:PORT", help="the gateway's /metrics; overrides [capture] listen"
+    )
+    capture.add_argument(
+        "--log-level", choices=["debug", "info", "warning", "error"], help="overrides [logging] level"
+    )
+    capture.add_argument(
+        "--log-format", choices=["auto", "json", "console"], help="overrides [logging] format"
+    )
+
     analyze = sub.add_parser(
         "analyze",
         help="analyse a recording (WAV, MP3, FLAC, Ogg, M4A): silences, levels, loudness",
@@ -263,6 +293,15 @@ def _lufs(text: str) -> float:
     return value
 
 
+def _capture_input(text: str) -> tuple[str, str]:
+    from gateways.capture import parse_input_arg
+
+    try:
+        return parse_input_arg(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _weights(text: str) -> tuple[float, ...]:
     weights = tuple(_number(part) for part in text.split(","))
     if any(w < 0 for w in weights):
@@ -324,6 +363,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     print(
         f"{args.config}: OK — station {s.station.name}, {len(s.targets)} targets ({summary}), "
         f"broker {', '.join(s.mqtt.url)}, metrics on {s.metrics.listen}"
+        + (f", {len(s.capture.inputs)} capture inputs" if s.capture.inputs else "")
     )
     return 0
 
@@ -384,6 +424,44 @@ def cmd_poll(args: argparse.Namespace) -> int:
         "metrics": c.metrics.listen,
     }
     return _serve("anbo poll", args, c.logging, fields, lambda n: Gateway(loaded, systemd=n).run())
+
+
+def cmd_capture(args: argparse.Namespace) -> int:
+    from gateways.capture import CaptureGateway, resolve_inputs
+    from monitor.settings import parse_broker_url, parse_listen
+
+    loaded = load_settings_or_report(args.config)
+    if loaded is None:
+        return 1
+    try:
+        if args.mqtt_url:
+            parse_broker_url(args.mqtt_url)
+        if args.listen:
+            parse_listen(args.listen)
+        inputs = resolve_inputs(loaded, args.inputs)
+    except ValueError as exc:
+        for line in str(exc).splitlines():
+            print(f"anbo capture: {line}", file=sys.stderr)
+        return 1
+    if not inputs:
+        print(
+            f"anbo capture: {args.config}: no inputs: add [[capture.inputs]] or give --input TARGET=URL",
+            file=sys.stderr,
+        )
+        return 1
+    s = loaded.settings
+    configure_logging(args.log_level or s.logging.level, args.log_format or s.logging.format)
+    notifier = Notifier.from_env()
+    gateway = CaptureGateway(
+        loaded, inputs, fast=args.fast, mqtt_url=args.mqtt_url, listen=args.listen, systemd=notifier
+    )
+    try:
+        return asyncio.run(gateway.run())
+    except OSError as exc:
+        print(f"anbo capture: cannot serve /metrics on {gateway.listen}: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        notifier.close()
 
 
 def cmd_catalogue(args: argparse.Namespace) -> int:
@@ -499,6 +577,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "catalogue": cmd_catalogue,
         "dashboards": cmd_dashboards,
         "analyze": cmd_analyze,
+        "capture": cmd_capture,
         "simulate": simulator_cli.run,
         "demo": demo_run.run,
         "report": run_report,

@@ -32,6 +32,7 @@ from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -227,10 +228,19 @@ def parse_listen(value: str) -> tuple[str, int]:
     return host, port
 
 
+def _listen_address(value: str) -> str:
+    parse_listen(value)
+    return value
+
+
+#: ``host:port`` / ``[v6]:port`` of a listener, checked by :func:`parse_listen`.
+ListenAddress = Annotated[str, AfterValidator(_listen_address)]
+
+
 class MetricsSettings(Strict):
     """``[metrics]``: the HTTP endpoint Prometheus scrapes."""
 
-    listen: str = "127.0.0.1:9872"
+    listen: ListenAddress = "127.0.0.1:9872"
     tls_cert_file: Path | None = None
     tls_key_file: Path | None = None
     #: Optional HTTP basic auth of the whole listener: a user and a file holding its bcrypt hash.
@@ -238,12 +248,6 @@ class MetricsSettings(Strict):
     basic_auth_hash_file: str | None = None
     #: With basic auth: leave /metrics open for Prometheus.
     metrics_open: bool = False
-
-    @field_validator("listen")
-    @classmethod
-    def _check_listen(cls, value: str) -> str:
-        parse_listen(value)
-        return value
 
     @model_validator(mode="after")
     def _check_pair(self) -> Self:
@@ -623,6 +627,138 @@ class BureauSettings(Strict):
         return prefix
 
 
+#: Capture input schemes (``[[capture.inputs]] url``, ``anbo capture --input``): what each reads.
+CAPTURE_SCHEMES: dict[str, str] = {
+    "http": "an Icecast/HTTP stream or an HLS playlist (http://host:port/mount)",
+    "https": "the same over TLS",
+    "rtp": "RTP, unicast or multicast (rtp://239.1.2.3:5004)",
+    "udp": "MPEG-TS or raw over UDP, unicast or multicast (udp://239.1.2.3:1234)",
+    "srt": "an SRT stream (srt://host:port?mode=caller)",
+    "rtsp": "an RTSP source (rtsp://host/path)",
+    "alsa": "an ALSA capture device (alsa:hw:1,0, alsa:default)",
+    "pulse": "a PulseAudio source (pulse:alsa_input.usb-..., pulse:default)",
+    "file": "a recording, played in real time unless --fast (file:prog.wav); for tests and a quick try",
+}
+_NETWORK_SCHEMES = frozenset({"http", "https", "rtp", "udp", "srt", "rtsp"})
+_BAD_URL_CHARS = re.compile(r"[\x00-\x20\x7f]")
+
+
+@dataclass(frozen=True, slots=True)
+class CaptureSource:
+    """One parsed capture input: ``scheme`` (a key of :data:`CAPTURE_SCHEMES`) and what
+    ffmpeg reads (the whole URL for network sources, the device, source or path else)."""
+
+    scheme: str
+    location: str
+
+    @property
+    def is_file(self) -> bool:
+        return self.scheme == "file"
+
+    @property
+    def is_device(self) -> bool:
+        return self.scheme in ("alsa", "pulse")
+
+
+def parse_capture_source(url: str) -> CaptureSource:
+    """Parse a capture input URL; ``ValueError`` says what is wrong with it."""
+    if not url:
+        raise ValueError("empty input URL")
+    if len(url) > 2048:
+        raise ValueError("input URL longer than 2048 characters")
+    if _BAD_URL_CHARS.search(url):
+        raise ValueError(f"{url[:80]!r}: spaces and control characters are not allowed in an input URL")
+    scheme, sep, rest = url.partition(":")
+    scheme = scheme.lower()
+    if not sep or scheme not in CAPTURE_SCHEMES:
+        raise ValueError(
+            f"{url[:80]!r}: unknown input scheme; use one of {', '.join(f'{k}:' for k in CAPTURE_SCHEMES)}"
+        )
+    if scheme in _NETWORK_SCHEMES:
+        parts = urlsplit(url)
+        if not rest.startswith("//") or not parts.hostname:
+            raise ValueError(f"{url[:80]!r}: a {scheme} input needs {scheme}://host[:port]...")
+        try:
+            port = parts.port
+        except ValueError:
+            raise ValueError(f"{url[:80]!r}: bad port") from None
+        if scheme in ("rtp", "udp", "srt") and port is None:
+            raise ValueError(f"{url[:80]!r}: a {scheme} input needs a port")
+        return CaptureSource(scheme, url)
+    if scheme == "file":
+        path = rest.removeprefix("//") if rest.startswith("///") else rest
+        if not path or path.startswith("//"):
+            raise ValueError(f"{url[:80]!r}: a file input is file:PATH (file:prog.wav, file:/srv/prog.wav)")
+        return CaptureSource(scheme, path)
+    device = rest or ("default" if scheme == "pulse" else "")
+    if not device or device.startswith("-"):
+        raise ValueError(
+            f"{url[:80]!r}: an {scheme} input names its device ({scheme}:hw:1,0, {scheme}:default)"
+        )
+    return CaptureSource(scheme, device)
+
+
+SampleType = Literal["int16", "float32"]
+
+
+class CaptureInput(Strict):
+    """``[[capture.inputs]]``: one audio input of the capture gateway and the target it feeds."""
+
+    target: str = Field(description="The fm or dtv target whose audio stream this input feeds")
+    url: str = Field(
+        description="Where to read: http://, https://, rtp://, udp://, srt://, rtsp://, alsa:, pulse:, file:"
+    )
+    channels: int | None = Field(default=None, ge=1, le=32, description="Default [capture] channels")
+    rate: int | None = Field(default=None, ge=8000, le=192_000, description="Default [capture] rate")
+
+    @field_validator("url")
+    @classmethod
+    def _check_url(cls, url: str) -> str:
+        parse_capture_source(url)
+        return url
+
+    @property
+    def source(self) -> CaptureSource:
+        return parse_capture_source(self.url)
+
+
+class CaptureSettings(Strict):
+    """``[capture]``: the audio capture gateway (``anbo capture``): inputs → PCM blocks over MQTT."""
+
+    rate: int = Field(default=48_000, ge=8000, le=192_000, description="Sample rate of the blocks (Hz)")
+    channels: int = Field(default=2, ge=1, le=32)
+    block: float = Field(default=0.1, ge=0.01, le=2.0, description="Seconds of audio per block")
+    sample_type: SampleType = Field(default="int16", description="int16 (default) or float32 samples")
+    ffmpeg: str = Field(default="ffmpeg", description="The ffmpeg binary (a name on PATH or a path)")
+    client_id: str = Field(default="", description="MQTT client id; default anbo-capture-<station>")
+    listen: ListenAddress = Field(default="127.0.0.1:9873", description="The gateway's /metrics (host:port)")
+    status_interval: float = Field(
+        default=5.0, gt=0.0, le=60.0, description="Seconds between input status readings"
+    )
+    stall_timeout: float = Field(
+        default=5.0, gt=0.0, le=300.0, description="No audio from ffmpeg this long: decoder stalled"
+    )
+    backoff_min: float = Field(default=1.0, gt=0.0, le=60.0)
+    backoff_max: float = Field(default=30.0, gt=0.0, le=3600.0)
+    queue_blocks: int = Field(
+        default=3000,
+        ge=10,
+        le=1_000_000,
+        description="Blocks held for a slow broker (all inputs); oldest dropped",
+    )
+    inputs: list[CaptureInput] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        if self.backoff_min > self.backoff_max:
+            raise ValueError("backoff_min must not exceed backoff_max")
+        targets = [i.target for i in self.inputs]
+        dupes = sorted({t for t in targets if targets.count(t) > 1})
+        if dupes:
+            raise ValueError(f"more than one input for target {', '.join(dupes)}")
+        return self
+
+
 class Settings(BaseSettings):
     """The whole configuration of one station's anbo."""
 
@@ -651,6 +787,7 @@ class Settings(BaseSettings):
     bureau: BureauSettings = Field(default_factory=lambda: BureauSettings())
     migrations: list[MigrationSettings] = Field(default_factory=list)
     targets: list[TargetSettings] = Field(default_factory=list)
+    capture: CaptureSettings = Field(default_factory=lambda: CaptureSettings())
 
     @classmethod
     def settings_customise_sources(
@@ -676,6 +813,10 @@ class Settings(BaseSettings):
             for served in t.serves:
                 if served not in known:
                     raise ValueError(f"target {t.name!r} serves unknown target {served!r}")
+        for inp in self.capture.inputs:
+            problem = capture_target_problem(self, inp.target)
+            if problem is not None:
+                raise ValueError(f"capture.inputs[{inp.target}]: {problem}")
         for i, window in enumerate(self.maintenance):
             unknown = [n for n in window.targets if n not in known]
             if unknown:
@@ -711,6 +852,22 @@ class Settings(BaseSettings):
             if t.name == name:
                 return t
         return None
+
+
+def capture_target_problem(settings: Settings, name: str) -> str | None:
+    """Why ``name`` cannot take a capture input (None if it can): it must be a configured
+    fm or dtv target that accepts the ``audio`` stream."""
+    target = settings.target(name)
+    if target is None:
+        known = [t.name for t in settings.targets if t.kind is not TargetKind.TX]
+        close = difflib.get_close_matches(name, known, n=1)
+        hint = f"; did you mean {close[0]}?" if close else ""
+        return f"{name!r} is not a configured target{hint}"
+    if target.kind is TargetKind.TX:
+        return f"{name!r} is a tx target: audio goes to fm and dtv targets"
+    if "audio" not in target.accepted_streams:
+        return f"target {name!r} does not accept the audio stream (streams = {list(target.accepted_streams)})"
+    return None
 
 
 class ConfigError(Exception):
@@ -1193,6 +1350,13 @@ def _absolute_paths(settings: Settings, config_path: Path) -> Settings:
         "alerting": alerting,
         "eb": eb,
     }
+    inputs = []
+    for inp in settings.capture.inputs:
+        src = inp.source
+        if src.is_file and not Path(src.location).is_absolute():
+            inp = inp.model_copy(update={"url": f"file:{resolve_path(Path(src.location), config_path)}"})
+        inputs.append(inp)
+    update["capture"] = settings.capture.model_copy(update={"inputs": inputs})
     if settings.state_directory is not None:
         update["state_directory"] = resolve_path(settings.state_directory, config_path)
     if settings.ledger.path is not None:

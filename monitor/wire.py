@@ -55,7 +55,10 @@ __all__ = [
     "encode_block_v5",
     "encode_block_v311",
     "encode_readings",
+    "frame_block_v5",
+    "frame_block_v311",
     "parse_content_type",
+    "sample_width",
 ]
 
 WIRE_VERSION: Final = 1
@@ -936,6 +939,66 @@ def _enc_rate(rate: int) -> int:
     return int(rate)
 
 
+def _enc_channels(channels: int) -> int:
+    if isinstance(channels, bool) or not isinstance(channels, int | np.integer):
+        raise ValueError(f"channels must be an integer, got {type(channels).__name__}")
+    if not 1 <= channels <= MAX_CHANNELS:
+        raise ValueError(f"channels must be in 1..{MAX_CHANNELS}, got {channels}")
+    return int(channels)
+
+
+def sample_width(dtype: SampleFormat) -> int:
+    """Bytes per sample of a sample format (2 for int16, 4 for float32)."""
+    if dtype not in _NP_DTYPES:
+        raise ValueError(f"dtype must be one of {', '.join(_DTYPES)}, got {dtype!r}")
+    return _NP_DTYPES[dtype].itemsize
+
+
+def frame_block_v311(
+    body: bytes, *, ts: float, seq: int, rate: int, channels: int, dtype: SampleFormat = "int16le"
+) -> bytes:
+    """Frame already encoded interleaved samples (``body``, in ``dtype``) for MQTT 3.1.1:
+    the 28-byte ``ANBO`` header + ``body``. For gateways whose decoder (ffmpeg) writes
+    the wire's sample format directly; :func:`encode_block_v311` encodes arrays."""
+    ch = _enc_channels(channels)
+    if not body or len(body) % (ch * sample_width(dtype)):
+        raise ValueError(
+            f"{len(body)} bytes are not a whole, non-zero number of {dtype} frames of {ch} channels"
+        )
+    header = HEADER.pack(
+        MAGIC, WIRE_VERSION, _FORMAT_TO_CODE[dtype], ch, _enc_rate(rate), _enc_seq(seq), _enc_ts(ts)
+    )
+    return header + body
+
+
+def frame_block_v5(
+    body: bytes,
+    *,
+    ts: float,
+    seq: int,
+    rate: int,
+    channels: int,
+    dtype: SampleFormat = "int16le",
+    l16: bool = False,
+) -> tuple[bytes, str, list[tuple[str, str]]]:
+    """Frame already encoded interleaved samples for MQTT v5: ``(payload, content_type,
+    user_properties)``; ``l16=True`` (``dtype`` int16be) as ``audio/L16``, otherwise as
+    ``application/vnd.anbo.samples``."""
+    if l16 and dtype != "int16be":
+        raise ValueError("audio/L16 is int16 big-endian; dtype must be 'int16be'")
+    ch = _enc_channels(channels)
+    if not body or len(body) % (ch * sample_width(dtype)):
+        raise ValueError(
+            f"{len(body)} bytes are not a whole, non-zero number of {dtype} frames of {ch} channels"
+        )
+    r = _enc_rate(rate)
+    if l16:
+        ctype = f"{L16_MEDIA_TYPE};rate={r};channels={ch}"
+    else:
+        ctype = f"{SAMPLES_MEDIA_TYPE};dtype={dtype};rate={r};channels={ch}"
+    return body, ctype, [("ts", repr(_enc_ts(ts))), ("seq", str(_enc_seq(seq)))]
+
+
 def encode_block_v311(
     samples: ArrayLike,
     *,
@@ -947,16 +1010,7 @@ def encode_block_v311(
 ) -> bytes:
     """Encode a sample block for MQTT 3.1.1: 28-byte ``ANBO`` header + interleaved samples."""
     body, channels = _enc_samples(samples, dtype, max_sample_abs)
-    header = HEADER.pack(
-        MAGIC,
-        WIRE_VERSION,
-        _FORMAT_TO_CODE[dtype],
-        channels,
-        _enc_rate(rate),
-        _enc_seq(seq),
-        _enc_ts(ts),
-    )
-    return header + body
+    return frame_block_v311(body, ts=ts, seq=seq, rate=rate, channels=channels, dtype=dtype)
 
 
 def encode_block_v5(
@@ -981,13 +1035,7 @@ def encode_block_v5(
     else:
         fmt = "int16le" if dtype is None else dtype
     body, channels = _enc_samples(samples, fmt, max_sample_abs)
-    r = _enc_rate(rate)
-    if l16:
-        ctype = f"{L16_MEDIA_TYPE};rate={r};channels={channels}"
-    else:
-        ctype = f"{SAMPLES_MEDIA_TYPE};dtype={fmt};rate={r};channels={channels}"
-    props = [("ts", repr(_enc_ts(ts))), ("seq", str(_enc_seq(seq)))]
-    return body, ctype, props
+    return frame_block_v5(body, ts=ts, seq=seq, rate=rate, channels=channels, dtype=fmt, l16=l16)
 
 
 # --------------------------------------------------------------------------- sequence

@@ -106,6 +106,20 @@ def _text(name: str, range_: str, meaning: str) -> Entry:
     return Entry(name, "text", range_, meaning, "text")
 
 
+#: What a capture gateway (``anbo capture``) says of its input between the audio blocks,
+#: as JSON readings on the same ``audio`` stream and sequence (AudioLost gives the cause).
+_CAPTURE_VALUES: Final = (
+    _flag("audio_input_lost", "the capture gateway lost its input: no audio follows until it is back"),
+)
+_CAPTURE_INFO: Final = (
+    _text(
+        "audio_input_cause",
+        "none, stream_ended, end_of_file, connect_failed, device_gone, decoder_stalled, input_error",
+        "why the capture gateway's input is lost (none while it delivers)",
+    ),
+    _text("audio_input_detail", "≤ 64 printable", "the gateway's detail of the cause, e.g. ffmpeg's message"),
+)
+
 _RF_LEVEL = Entry("rf_level_dbuv", "dBµV", "-20 … 130", "RF level at the monitoring receiver's input")
 
 #: Streams and their reading names, per target kind (``eb``: emergency-broadcast endpoints).
@@ -137,7 +151,14 @@ STREAMS: Final[tuple[StreamEntry, ...]] = (
             _text("frequency_mhz", "e.g. 97.5", "frequency the receiver is tuned to (MHz)"),
         ),
     ),
-    StreamEntry("fm", "audio", "samples", "demodulated programme audio, PCM blocks (e.g. 100 ms)"),
+    StreamEntry(
+        "fm",
+        "audio",
+        "samples",
+        "demodulated programme audio, PCM blocks (e.g. 100 ms)",
+        values=_CAPTURE_VALUES,
+        info=_CAPTURE_INFO,
+    ),
     StreamEntry(
         "dtv",
         "rf",
@@ -161,7 +182,14 @@ STREAMS: Final[tuple[StreamEntry, ...]] = (
             _text("channel", "e.g. DS-37", "channel the receiver is tuned to"),
         ),
     ),
-    StreamEntry("dtv", "audio", "samples", "decoded programme audio of the multiplex's main service"),
+    StreamEntry(
+        "dtv",
+        "audio",
+        "samples",
+        "decoded programme audio of the multiplex's main service",
+        values=_CAPTURE_VALUES,
+        info=_CAPTURE_INFO,
+    ),
     StreamEntry(
         "tx",
         "status",
@@ -564,8 +592,14 @@ def markdown_tables(catalogue: Catalogue = CATALOGUE) -> str:
         if s.payload == "samples":
             out.append(f"Sample blocks (section 2c): {s.meaning}.")
             out.append("")
-            continue
-        out.append(f"JSON readings: {s.meaning}.")
+            if not (s.values or s.info):
+                continue
+            out.append(
+                "Between the blocks, on the same sequence, a capture gateway's JSON readings "
+                "(section 2a) about its input:"
+            )
+        else:
+            out.append(f"JSON readings: {s.meaning}.")
         out.append("")
         out.append("| name | in | unit | range | meaning |")
         out.append("|---|---|---|---|---|")

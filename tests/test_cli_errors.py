@@ -243,6 +243,47 @@ MISTAKES = [
         1,
         "the bureau database:",
     ),
+    # The capture gateway: inputs named wrongly, for a target that is not there, none at all.
+    Mistake(
+        "capture-input-without-target",
+        ["capture", "-c", "{example}", "--input", "http://host:8000/news"],
+        2,
+        "expected TARGET=URL",
+    ),
+    Mistake(
+        "capture-input-bad-scheme",
+        ["capture", "-c", "{example}", "--input", "fm-news-97.5=ftp://host/x"],
+        2,
+        "unknown input scheme",
+    ),
+    Mistake(
+        "capture-input-unknown-target",
+        ["capture", "-c", "{example}", "--input", "fm-news-97.6=file:x.wav"],
+        1,
+        "--input fm-news-97.6: 'fm-news-97.6' is not a configured target; did you mean fm-news-97.5?",
+    ),
+    Mistake(
+        "capture-input-tx-target",
+        ["capture", "-c", "{example}", "--input", "tx-fm-a=alsa:hw:1,0"],
+        1,
+        "'tx-fm-a' is a tx target: audio goes to fm and dtv targets",
+    ),
+    Mistake(
+        "capture-busy-metrics-port",
+        [
+            "capture",
+            "-c",
+            "{example}",
+            "--input",
+            "fm-news-97.5=file:/nonexistent.wav",
+            "--mqtt-url",
+            "mqtt://127.0.0.1:1",
+            "--listen",
+            "127.0.0.1:{busy_port}",
+        ],
+        1,
+        "address already in use",
+    ),
     # A busy /metrics port: a clear line, and the embedded broker stopped (no hang).
     Mistake(
         "demo-busy-metrics-port",
