@@ -255,7 +255,8 @@ def test_a_restart_during_an_outage_keeps_the_same_interval_open(tmp_path: Path)
     assert [(g.start, g.end, g.causes) for g in gaps] == [(T0 + 21, T0 + 60, ("DaemonDown",))]
 
 
-def test_a_clean_restart_during_an_outage_reopens_the_same_interval(tmp_path: Path) -> None:
+def restarted_after_a_clean_stop(tmp_path: Path) -> Ledger:
+    """DeadAir from T0, anbo stopped cleanly at +7 and started again at +30."""
     path = tmp_path / "l.db"
     clock = Clock()
     led = make(path, clock)
@@ -263,7 +264,11 @@ def test_a_clean_restart_during_an_outage_reopens_the_same_interval(tmp_path: Pa
     clock.t = T0 + 7
     led.stop()
     clock.t = T0 + 30
-    again = make(path, clock)
+    return make(path, clock)
+
+
+def test_a_clean_restart_during_an_outage_reopens_the_same_interval(tmp_path: Path) -> None:
+    again = restarted_after_a_clean_stop(tmp_path)
     again.update([], restored("DeadAir", T0), T0 + 30)
     outages = again.store.current(classes=[IntervalClass.OUTAGE])
     assert len(outages) == 1 and outages[0].open and outages[0].start == T0
@@ -271,14 +276,7 @@ def test_a_clean_restart_during_an_outage_reopens_the_same_interval(tmp_path: Pa
 
 
 def test_clean_stop_closes_and_the_down_time_is_unmonitored(tmp_path: Path) -> None:
-    path = tmp_path / "l.db"
-    clock = Clock()
-    led = make(path, clock)
-    led.update([tr("DeadAir", AlertState.FIRING, onset=T0)], no_active, T0 + 5)
-    clock.t = T0 + 7
-    led.stop()
-    clock.t = T0 + 30
-    again = make(path, clock)
+    again = restarted_after_a_clean_stop(tmp_path)
     (outage,) = again.store.current(classes=[IntervalClass.OUTAGE])
     assert outage.end == T0 + 7 and outage.reason == "anbo stopped"
     gaps = again.store.current(classes=[IntervalClass.UNMONITORED])
