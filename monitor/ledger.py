@@ -682,6 +682,10 @@ class Ledger:
         self._last_heartbeat: float | None = None
         self._last_advance: float | None = None
         self._synced = False
+        #: intervals open (or closed by a clean stop) when anbo last stopped, until the first
+        #: update decides: kept for a restored alert, else closed at the last heartbeat
+        self._held: dict[tuple[str, IntervalClass], Interval] = {}
+        self._held_end: float | None = None
         self.started_at: float | None = None
         # metrics
         self.write_errors = 0
@@ -724,10 +728,15 @@ class Ledger:
         return self._recover(now)
 
     def _recover(self, now: float) -> int:
+        """After a stop: the down time becomes ``unmonitored`` (DaemonDown). The intervals
+        that were open when anbo stopped are held: those whose alert the engine restores
+        still firing stay the same interval (no close and reopen on a restart); the others
+        are closed at the last heartbeat at the first :meth:`update`."""
         store = self.store
         try:
             beat = store.heartbeat()
             open_rows = store.current(open_only=True)
+            stopped = [] if beat is None or not beat[1] else self._closed_at_stop(beat[0])
         except sqlite3.Error as exc:
             self._failed(exc, now)
             return 0
@@ -735,16 +744,8 @@ class Ledger:
         if beat is not None:
             last, clean = beat
             last = min(last, now)
-            for r in open_rows:
-                end = max(r.start, last)
-                rows.append(
-                    self._revise(
-                        r,
-                        end=end,
-                        source="recovery",
-                        reason="closed at the last heartbeat: anbo stopped without closing it",
-                    )
-                )
+            self._held = {(r.target, r.cls): r for r in [*stopped, *open_rows]}
+            self._held_end = last
             if now - last >= 1.0:
                 why = (
                     "anbo was not running" if clean else "anbo stopped unexpectedly (no heartbeat after this)"
@@ -755,10 +756,10 @@ class Ledger:
                             svc.target, IntervalClass.UNMONITORED, last, now, (DAEMON_DOWN,), "recovery", why
                         )
                     )
-        if rows:
+        if rows or open_rows:
             log.warning(
                 "outage ledger: recovered after a stop",
-                closed=len(open_rows),
+                held_open=len(open_rows),
                 unmonitored_from=beat[0] if beat else None,
                 restart=now,
             )
@@ -766,11 +767,40 @@ class Ledger:
         self._last_heartbeat = now
         return len(rows)
 
+    def _closed_at_stop(self, at: float) -> list[Interval]:
+        """Monitor intervals a clean stop closed (at its final heartbeat ``at``)."""
+        return [
+            r
+            for r in self.store.current(start=at - 1e-6)
+            if r.end is not None
+            and abs(r.end - at) < 1e-6
+            and r.reason == "anbo stopped"
+            and r.cls not in (IntervalClass.MAINTENANCE,)
+        ]
+
+    def _release_held(self) -> list[Interval]:
+        """Close what was open before the restart and is not held by a restored alert."""
+        rows = []
+        end = self._held_end
+        for r in self._held.values():
+            if r.end is None and end is not None:
+                rows.append(
+                    self._revise(
+                        r,
+                        end=max(r.start, end),
+                        source="recovery",
+                        reason="closed at the last heartbeat: anbo stopped without closing it",
+                    )
+                )
+        self._held = {}
+        return rows
+
     def stop(self) -> None:
         """Clean shutdown: close what is open now, a final heartbeat marked clean."""
         now = self._wall()
         self.advance(now)
-        rows = [
+        rows = self._release_held()
+        rows += [
             self._revise(o.row, end=max(o.row.start, now), reason="anbo stopped") for o in self._open.values()
         ]
         self._open.clear()
@@ -794,8 +824,24 @@ class Ledger:
                 target = self.aliases.get(a.target, a.target)
                 if cls is None or a.state is not AlertState.FIRING or target not in self.services:
                     continue
+                key_ = f"{a.alertname}:{a.severity}"
+                held = self._held.pop((target, cls), None)
+                if held is not None and a.alertname in held.causes:
+                    # the same incident goes on across the restart: the same interval
+                    o = self._open.get((target, cls))
+                    if o is None:
+                        row = held
+                        if held.end is not None:  # closed by the clean stop: reopened
+                            row = self._revise(held, end=None, reason="anbo restarted; still firing")
+                            rows.append(row)
+                        self._open[(target, cls)] = o = _Open(row, {})
+                    o.alerts[key_] = a.onset if a.onset is not None else a.starts_at
+                    continue
+                if held is not None:
+                    self._held[(target, cls)] = held
                 onset = max(a.onset if a.onset is not None else a.starts_at, since)
-                self._add_alert(rows, target, cls, a.alertname, f"{a.alertname}:{a.severity}", onset)
+                self._add_alert(rows, target, cls, a.alertname, key_, onset)
+            rows += self._release_held()
         for t in transitions:
             cls = self._class(t.alertname, t.outage_class)
             target = self.aliases.get(t.target, t.target)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import sqlite3
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -185,6 +186,7 @@ def test_crash_closes_at_the_last_heartbeat_and_records_the_gap_unmonitored(tmp_
     led.store.close()  # kill -9: no stop(), nothing closed
     clock.t = T0 + 60
     again = make(path, clock)
+    again.update([], no_active, T0 + 60)  # the first tick: no restored alert holds it open
     (outage,) = again.store.current(classes=[IntervalClass.OUTAGE])
     assert (outage.start, outage.end) == (T0 + 2, T0 + 21)
     assert outage.source == "recovery"
@@ -201,7 +203,60 @@ def test_crash_closes_at_the_last_heartbeat_and_records_the_gap_unmonitored(tmp_
     assert [(g.start, g.end) for g in gaps] == [(T0 + 21, T0 + 60), (T0 + 60, T0 + 61)]
 
 
-def test_clean_stop_closes_and_the_down_time_is_unmonitored(tmp_path: Path) -> None:
+def restored(alert: str, onset: float, target: str = "fm-a") -> Callable[[], list[Alert]]:
+    """The engine's active alerts after a restart: ``alert`` restored firing."""
+
+    def active() -> list[Alert]:
+        return [
+            Alert(
+                alertname=alert,
+                target=target,
+                state=AlertState.FIRING,
+                labels={},
+                annotations={},
+                runbook_url=None,
+                severity=Severity.CRITICAL,
+                outage_class=OutageClass.OUTAGE,
+                starts_at=onset + 5,
+                ends_at=None,
+                value=None,
+                notify=True,
+                reason=None,
+                onset=onset,
+            )
+        ]
+
+    return active
+
+
+def test_a_restart_during_an_outage_keeps_the_same_interval_open(tmp_path: Path) -> None:
+    """kill -9 and start again while DeadAir still fires (restored from the state file): the
+    outage stays one interval, never closed and reopened; the gap is unmonitored beside it."""
+    path = tmp_path / "l.db"
+    clock = Clock()
+    led = make(path, clock, heartbeat=10.0)
+    led.update([tr("DeadAir", AlertState.FIRING, onset=T0 + 2)], no_active, T0 + 5)
+    for t in (T0 + 10, T0 + 21):
+        clock.t = t
+        led.update([], no_active, t)
+    led.store.close()  # kill -9
+    clock.t = T0 + 60
+    again = make(path, clock)
+    again.update([], restored("DeadAir", T0 + 2), T0 + 60)
+    [outage] = again.store.current(classes=[IntervalClass.OUTAGE])
+    assert outage.open and outage.start == T0 + 2 and outage.revision == 0
+    assert again.open_intervals == 1
+    # it ends when the restored alert resolves, one interval from start to end
+    clock.t = T0 + 80
+    again.update([tr("DeadAir", AlertState.RESOLVED, clear_onset=T0 + 75)], no_active, T0 + 80)
+    [outage] = again.store.current(classes=[IntervalClass.OUTAGE])
+    assert (outage.start, outage.end, outage.revision) == (T0 + 2, T0 + 75, 1)
+    gaps = again.store.current(classes=[IntervalClass.UNMONITORED], targets=["fm-a"])
+    assert [(g.start, g.end, g.causes) for g in gaps] == [(T0 + 21, T0 + 60, ("DaemonDown",))]
+
+
+def restarted_after_a_clean_stop(tmp_path: Path) -> Ledger:
+    """DeadAir from T0, anbo stopped cleanly at +7 and started again at +30."""
     path = tmp_path / "l.db"
     clock = Clock()
     led = make(path, clock)
@@ -209,7 +264,19 @@ def test_clean_stop_closes_and_the_down_time_is_unmonitored(tmp_path: Path) -> N
     clock.t = T0 + 7
     led.stop()
     clock.t = T0 + 30
-    again = make(path, clock)
+    return make(path, clock)
+
+
+def test_a_clean_restart_during_an_outage_reopens_the_same_interval(tmp_path: Path) -> None:
+    again = restarted_after_a_clean_stop(tmp_path)
+    again.update([], restored("DeadAir", T0), T0 + 30)
+    outages = again.store.current(classes=[IntervalClass.OUTAGE])
+    assert len(outages) == 1 and outages[0].open and outages[0].start == T0
+    assert outages[0].reason == "anbo restarted; still firing"
+
+
+def test_clean_stop_closes_and_the_down_time_is_unmonitored(tmp_path: Path) -> None:
+    again = restarted_after_a_clean_stop(tmp_path)
     (outage,) = again.store.current(classes=[IntervalClass.OUTAGE])
     assert outage.end == T0 + 7 and outage.reason == "anbo stopped"
     gaps = again.store.current(classes=[IntervalClass.UNMONITORED])
