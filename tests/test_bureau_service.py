@@ -21,7 +21,7 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from bureau.store import BureauReader
-from tests.servers import Mosquitto, Postgres, free_port
+from tests.servers import Mosquitto, Postgres, find_binary, free_port
 from tests.test_bureau_wire import INTERVAL
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -106,7 +106,15 @@ def test_store_then_acknowledge(mosquitto: Mosquitto, pg: Postgres, tmp_path: Pa
             assert r.counts()["interval_revisions"] == 1
             assert r.conn.execute("SELECT version FROM anbo_schema").fetchone() == (1,)
         # without [[stations]], nobody is expected: no StationUnreachable
-        assert "anbo_bureau_station_up{" not in get(port, "/metrics")[1]
+        text = get(port, "/metrics")[1]
+        assert "anbo_bureau_station_up{" not in text
+        check = subprocess.run(
+            [find_binary("promtool"), "check", "metrics"],
+            input=text.encode(),
+            capture_output=True,
+            timeout=30,
+        )
+        assert check.returncode == 0, check.stdout + check.stderr
     finally:
         sub.loop_stop()
         sub.disconnect()
