@@ -1,4 +1,4 @@
-"""The bureau tier end to end, every part real: two stations (each its own Mosquitto, `anbo run`
+"""The bureau tier end to end, every part real: three stations (each its own Mosquitto, `anbo run`
 fed by `anbo simulate` with carrier losses), their bridges (config/mosquitto/station-bridge.conf,
 TLS with each station's client certificate) over links the test can cut, the bureau's Mosquitto
 (config/mosquitto/bureau.conf and its ACL), `anbo bureau` and a PostgreSQL cluster of the test's own.
@@ -55,7 +55,7 @@ timeline:
 
 @pytest.fixture
 def rig(tmp_path: Path) -> Any:
-    r = Rig(tmp_path, [("qingshan", "Qingshan", 3), ("baiyun", "Baiyun", 2)])
+    r = Rig(tmp_path, [("qingshan", "Qingshan", 3), ("baiyun", "Baiyun", 2), ("lijiang", "Baiyun", 3)])
     try:
         yield r
     finally:
@@ -91,10 +91,8 @@ def recover(rig: Rig, stations: list[Station], limit: float = 40.0) -> dict[str,
 
 
 def test_bureau_end_to_end_with_faults(rig: Rig, tmp_path: Path) -> None:
-    a, b = rig.stations
-    wait(
-        lambda: rig.station_up("qingshan") == 1.0 and rig.station_up("baiyun") == 1.0, 30, "both stations up"
-    )
+    a, b, c = rig.stations
+    wait(lambda: all(rig.station_up(s.name) == 1.0 for s in rig.stations), 30, "every station up")
     scenario = tmp_path / "scenario.yml"
     scenario.write_text(SCENARIO)
     t0 = time.monotonic()
@@ -129,7 +127,7 @@ def test_bureau_end_to_end_with_faults(rig: Rig, tmp_path: Path) -> None:
     a.broker.start()
     at(6 + CUT_S)
     a.link.restore()
-    fig = recover(rig, [a, b])
+    fig = recover(rig, [a, b, c])
     up = wait(lambda: rig.station_up("qingshan") == 1.0, 15, "StationUnreachable resolved")
     wait(lambda: rig.gauge("anbo_bureau_station_link_up", "qingshan") == 1.0, 15, "link up again")
     figures["cut"] = {"cut_s": CUT_S, **fig, "up_again_s": round(up, 1)}
@@ -141,7 +139,7 @@ def test_bureau_end_to_end_with_faults(rig: Rig, tmp_path: Path) -> None:
     rig.bureau.stop(kill=True)
     time.sleep(6.0)
     rig.bureau.start()
-    fig = recover(rig, [a, b])
+    fig = recover(rig, [a, b, c])
     figures["bureau_sigkill"] = {"down_s": 6.0, **fig}
     assert fig["lost"] == 0
 
@@ -150,7 +148,7 @@ def test_bureau_end_to_end_with_faults(rig: Rig, tmp_path: Path) -> None:
     rig.pg.stop()
     time.sleep(6.0)
     rig.pg.start()
-    fig = recover(rig, [a, b])
+    fig = recover(rig, [a, b, c])
     figures["postgres_restart"] = {"down_s": 6.0, **fig}
     assert fig["lost"] == 0
 
@@ -238,7 +236,14 @@ def test_bureau_end_to_end_with_faults(rig: Rig, tmp_path: Path) -> None:
     # 6 + 3 carrier losses (fm-101.8's count only while on its schedule, 05:00-01:00)
     outages = {n: r["totals"]["outage_count"] for n, r in station_reports.items()}
     assert all(n in (6, 9) for n in outages.values()), outages
-    assert dict(alerts) == {"qingshan": 9, "baiyun": 9}
+    assert dict(alerts) == {"qingshan": 9, "baiyun": 9, "lijiang": 9}
+    # two stations in Baiyun county: its totals are their sums
+    (baiyun,) = [x for x in bureau["counties"] if x["county"] == "Baiyun"]
+    assert sorted(baiyun["stations"]) == ["baiyun", "lijiang"]
+    assert baiyun["totals"]["outage_s"] == pytest.approx(
+        station_reports["baiyun"]["totals"]["outage_s"] + station_reports["lijiang"]["totals"]["outage_s"],
+        abs=1e-6,
+    )
     total = bureau["totals"]
     for key in ("scheduled_s", "outage_s", "counted_outage_s", "unmonitored_s"):
         assert total[key] == pytest.approx(sum(r["totals"][key] for r in station_reports.values()), abs=1e-6)

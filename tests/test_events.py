@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ from monitor.events import EventPublisher, disable_outbox, interval_change, stat
 from monitor.ledger import IntervalClass, Ledger, LedgerService, LedgerStore, ledger_services
 from monitor.settings import LoadedSettings, load_settings
 from rules import AlertState, OutageClass, Severity, Transition
+from tests.servers import find_binary
 
 CONFIG = """
 state_directory = "{state}"
@@ -161,3 +163,24 @@ def test_ledger_store_reads_an_outbox_row_of_a_row_it_wrote(tmp_path: Path) -> N
     (entry,) = [e for e in store.outbox_pending() if e.interval is not None and e.interval.source == "manual"]
     assert entry.interval is not None and entry.interval.start == 1.0
     store.close()
+
+
+def test_the_daemon_publishes_by_default_and_not_when_disabled(tmp_path: Path) -> None:
+    from prometheus_client import generate_latest
+
+    from monitor.daemon import Daemon
+
+    path = tmp_path / "anbo.toml"
+    path.write_text(CONFIG.format(state=tmp_path / "state"))
+    on = Daemon(load_settings(path))
+    assert on.events is not None and on.events.on_transitions in on.evaluator.listeners
+    text = generate_latest(on.registry)
+    assert b"anbo_bureau_outbox_events" in text
+    check = subprocess.run(
+        [find_binary("promtool"), "check", "metrics"], input=text, capture_output=True, timeout=30
+    )
+    assert check.returncode == 0, check.stdout + check.stderr
+    on.events.close()
+    path.write_text(CONFIG.format(state=tmp_path / "state") + "[bureau]\nenabled = false\n")
+    off = Daemon(load_settings(path))
+    assert off.events is None
