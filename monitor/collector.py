@@ -29,7 +29,8 @@ from monitor import __version__
 from monitor.alertmanager import AlertmanagerNotifier
 from monitor.evaluation import Evaluator
 from monitor.ingest import IngestQueue
-from monitor.pipeline import Pipeline, fresh_info, fresh_values
+from monitor.pipeline import Pipeline
+from monitor.state import fresh_info, fresh_values
 from monitor.stats import Stats
 from monitor.wire import WIRE_VERSION
 from probes.workers import MEASUREMENTS

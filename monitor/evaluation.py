@@ -33,8 +33,9 @@ from monitor.alertmanager import AlertmanagerNotifier, OutgoingAlert
 from monitor.ebfleet import EbMonitor
 from monitor.ledger import Ledger
 from monitor.migrations import MigrationMonitor
-from monitor.pipeline import Pipeline, StreamState, TargetState, fresh_info, fresh_values
+from monitor.pipeline import Pipeline
 from monitor.settings import Settings, rule_vocabulary
+from monitor.state import StreamState, TargetState, fresh_info, fresh_values
 from monitor.wire import Batch, Payload, Readings, SampleBlock
 from probes.workers import AudioSettings, Measurements, ProbeWorkers, TargetSpec
 from rules import (

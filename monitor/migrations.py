@@ -22,8 +22,9 @@ import numpy as np
 from numpy.typing import NDArray
 from prometheus_client.core import GaugeMetricFamily, Metric
 
-from monitor.pipeline import Pipeline, StreamState, fresh_info, fresh_values
+from monitor.pipeline import Pipeline
 from monitor.settings import MigrationSettings, Settings
+from monitor.state import StreamState, fresh_info, fresh_values
 from probes.identity import EnvelopeTracker, IdentityResult, compare, parse_identifier, parse_pi
 from probes.migration import MigrationPlan, Phase, phase, seconds_to_cutover
 from rules import TargetView

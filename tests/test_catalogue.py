@@ -12,8 +12,8 @@ from hypothesis import strategies as st
 
 from anbo.cli import main
 from anbo.contract import BEGIN, END, ContractError, generated_section, replace_section
-from monitor.pipeline import StreamVocabulary
 from monitor.settings import ConfigError, load_settings, rule_vocabulary
+from monitor.state import StreamVocabulary
 from monitor.wire import DecodeError, Readings, decode
 from probes.workers import MEASUREMENTS
 from rules import RuleFileError, load_rules

@@ -14,8 +14,9 @@ from prometheus_client.exposition import generate_latest
 
 from monitor.collector import AnboCollector
 from monitor.ingest import IngestQueue
-from monitor.pipeline import MAX_KEYS_PER_STREAM, Pipeline, StreamState, TargetState
+from monitor.pipeline import MAX_KEYS_PER_STREAM, Pipeline
 from monitor.settings import Settings, load_settings
+from monitor.state import StreamState, TargetState
 from monitor.stats import DropReason, Result, Stats
 from monitor.wire import Payload, Reason, SampleBlock, encode_batch, encode_block_v5, encode_readings
 from tests.conftest import STATION_TOML
@@ -303,7 +304,7 @@ def test_publisher_restart_is_a_reset_not_duplicates(pipe: Pipeline) -> None:
 
 
 def test_a_reading_the_publisher_stopped_sending_goes_stale(pipe: Pipeline) -> None:
-    from monitor.pipeline import fresh_info, fresh_values
+    from monitor.state import fresh_info, fresh_values
 
     topic = "anbo/teststation/dtv-ds21/rf"
     pipe.handle(

@@ -35,8 +35,9 @@ from markdown_it import MarkdownIt
 
 from monitor import __version__
 from monitor.console.i18n import messages, negotiate
-from monitor.pipeline import Pipeline, fresh_info, fresh_values
+from monitor.pipeline import Pipeline
 from monitor.settings import Settings, TargetKind
+from monitor.state import fresh_info, fresh_values
 from rules.model import Alert, AlertState, OutageClass
 
 log = structlog.get_logger(__name__)
