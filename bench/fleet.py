@@ -458,7 +458,7 @@ def main() -> None:
     if args.seconds < 30:
         parser.error("--seconds: measure at least 30 s (the heartbeats arrive spread over the period)")
 
-    from tests.servers import Mosquitto
+    from bench._servers import Mosquitto
 
     with tempfile.TemporaryDirectory() as tmp:
         tmpdir = Path(tmp)

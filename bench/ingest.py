@@ -229,7 +229,7 @@ def main() -> None:
     )
     args = parser.parse_args()
 
-    from tests.servers import Mosquitto
+    from bench._servers import Mosquitto
 
     with tempfile.TemporaryDirectory() as tmp:
         broker = Mosquitto(
