@@ -3,8 +3,11 @@
  *
  * frame_stats(samples, channels, head, frame_len, sums, totals)
  *
- *   samples    C-contiguous float32 or float64 buffer of interleaved frames
- *              (n frames x channels; any shape whose size is n * channels)
+ *   samples    C-contiguous float32, float64 or int16 buffer of interleaved frames
+ *              (n frames x channels; any shape whose size is n * channels). int16 is
+ *              read in either byte order (numpy '<i2' or '>i2', e.g. the wire's L16
+ *              payload through np.frombuffer, with no copy) and taken as full scale
+ *              32768: the results are those of x / 32768, with no float32 copy made
  *   head       frames in the leading segment (0 <= head <= n)
  *   frame_len  frames per whole frame (>= 1)
  *   sums       writable float64 buffer of (m + 2) * channels, m = (n - head) / frame_len:
@@ -106,6 +109,119 @@ static inline f64v vmax_f64(f64v a, f64v b) {
 DEFINE_SEGMENT(segment_f32, float, int32_t, f32v, i32v, vmax_f32, 0x7FFFFFFF)
 DEFINE_SEGMENT(segment_f64, double, int64_t, f64v, i64v, vmax_f64, 0x7FFFFFFFFFFFFFFF)
 
+/* int16 samples: each 16-byte load of 8 codes is byte-swapped if needed, widened to
+ * int32 and converted to float32 in registers, then accumulated exactly like float32
+ * samples (x^2 of an int16 code has at most 30 significant bits: one float32 rounding,
+ * as for float32 input). Sums and peaks are scaled to full scale 1.0 (exact powers of
+ * two) when the float32 lanes are flushed. */
+typedef int16_t i16v __attribute__((vector_size(16)));
+typedef uint16_t u16v __attribute__((vector_size(16)));
+typedef int32_t i32x8 __attribute__((vector_size(32)));
+typedef float f32x8 __attribute__((vector_size(32)));
+
+static inline int16_t swap16(int16_t v, int swap) {
+    uint16_t u = (uint16_t)v;
+    return swap ? (int16_t)(uint16_t)((u << 8) | (u >> 8)) : v;
+}
+
+/* Per 8 int16 codes: load (byte-swapped if swap), keep the lane-wise max and min codes
+ * (exact, in int16: the peak), and widen to two float32 vectors of code * 2^16 (the code
+ * in an int32's upper half: SSE2 has no sign-extending widen, this costs one unpack; the
+ * 2^16 is exact and taken out with the scale) for the sums of squares. */
+#if defined(__SSE2__) && !defined(ANBO_PORTABLE_SIMD)
+static inline __attribute__((always_inline)) i16v load_i16(const int16_t *x, int swap) {
+    __m128i v = _mm_loadu_si128((const __m128i *)(const void *)x);
+    if (swap) v = _mm_or_si128(_mm_slli_epi16(v, 8), _mm_srli_epi16(v, 8));
+    return (i16v)v;
+}
+static inline i16v vmax_i16(i16v a, i16v b) { return (i16v)_mm_max_epi16((__m128i)a, (__m128i)b); }
+static inline i16v vmin_i16(i16v a, i16v b) { return (i16v)_mm_min_epi16((__m128i)a, (__m128i)b); }
+static inline __attribute__((always_inline)) void widen_i16(i16v v, f32v out[2]) {
+    __m128i zero = _mm_setzero_si128();
+    out[0] = (f32v)_mm_cvtepi32_ps(_mm_unpacklo_epi16(zero, (__m128i)v));
+    out[1] = (f32v)_mm_cvtepi32_ps(_mm_unpackhi_epi16(zero, (__m128i)v));
+}
+#else
+static inline __attribute__((always_inline)) i16v load_i16(const int16_t *x, int swap) {
+    i16v v;
+    memcpy(&v, x, sizeof v);
+    if (swap) {
+        u16v u = (u16v)v;
+        v = (i16v)((u << 8) | (u >> 8));
+    }
+    return v;
+}
+static inline i16v vmax_i16(i16v a, i16v b) {
+    i16v gt = a > b;
+    return (a & gt) | (b & ~gt);
+}
+static inline i16v vmin_i16(i16v a, i16v b) {
+    i16v lt = a < b;
+    return (a & lt) | (b & ~lt);
+}
+static inline __attribute__((always_inline)) void widen_i16(i16v v, f32v out[2]) {
+    f32x8 f = __builtin_convertvector(__builtin_convertvector(v, i32x8), f32x8) * 65536.0f;
+    memcpy(&out[0], &f, sizeof out[0]);
+    memcpy(&out[1], (const char *)&f + sizeof out[0], sizeof out[1]);
+}
+#endif
+
+static inline __attribute__((always_inline)) void segment_i16_impl(const int16_t *x, Py_ssize_t elems,
+                                                                   int c, double *sums, double *peak,
+                                                                   int swap) {
+    enum { W = 4, LANES = W * VECTORS }; /* 16 lanes: two loads of 8 codes */
+    const double S = 0x1p-15;
+    if (LANES % c != 0) {
+        for (Py_ssize_t i = 0; i < elems; i += c) {
+            for (int k = 0; k < c; k++) {
+                double a = fabs((double)swap16(x[i + k], swap)) * S;
+                sums[k] += a * a;
+                peak[k] = a > peak[k] ? a : peak[k];
+            }
+        }
+        return;
+    }
+    i16v hi[2] = {{0}, {0}}, lo[2] = {{0}, {0}};
+    Py_ssize_t i = 0;
+    while (i < elems) {
+        Py_ssize_t end = elems - i > CHUNK ? i + CHUNK : elems;
+        f32v s[VECTORS];
+        for (int j = 0; j < VECTORS; j++) s[j] = (f32v){0};
+        for (; i + LANES <= end; i += LANES) {
+            for (int h = 0; h < 2; h++) {
+                i16v v = load_i16(x + i + h * 8, swap);
+                hi[h] = vmax_i16(hi[h], v);
+                lo[h] = vmin_i16(lo[h], v);
+                f32v w[2];
+                widen_i16(v, w);
+                s[2 * h] += w[0] * w[0];
+                s[2 * h + 1] += w[1] * w[1];
+            }
+        }
+        /* the last < LANES elements; i is a multiple of LANES, hence of c */
+        for (int k = 0; i < end; i++, k++) {
+            int16_t v = swap16(x[i], swap);
+            float a = (float)v * 65536.0f;
+            s[k / W][k % W] += a * a;
+            if (v > hi[k / 8][k % 8]) hi[k / 8][k % 8] = v;
+            if (v < lo[k / 8][k % 8]) lo[k / 8][k % 8] = v;
+        }
+        for (int k = 0; k < LANES; k++) sums[k % c] += (double)s[k / W][k % W] * 0x1p-62;
+    }
+    for (int k = 0; k < LANES; k++) {
+        int m = hi[k / 8][k % 8] > -lo[k / 8][k % 8] ? hi[k / 8][k % 8] : -lo[k / 8][k % 8];
+        double a = (double)m * S;
+        peak[k % c] = a > peak[k % c] ? a : peak[k % c];
+    }
+}
+
+static void segment_i16(const int16_t *x, Py_ssize_t elems, int c, double *sums, double *peak) {
+    segment_i16_impl(x, elems, c, sums, peak, 0);
+}
+static void segment_i16_swapped(const int16_t *x, Py_ssize_t elems, int c, double *sums, double *peak) {
+    segment_i16_impl(x, elems, c, sums, peak, 1);
+}
+
 
 static int get_buffer(PyObject *obj, Py_buffer *view, int writable, const char *what) {
     int flags = PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | (writable ? PyBUF_WRITABLE : 0);
@@ -117,10 +233,27 @@ static int get_buffer(PyObject *obj, Py_buffer *view, int writable, const char *
     return 0;
 }
 
+static int host_is_little(void) {
+    const uint16_t one = 1;
+    unsigned char b;
+    memcpy(&b, &one, 1);
+    return b == 1;
+}
+
+/* 1 if the buffer holds items of `code` in the host's byte order, 2 in the other order
+ * (only asked for int16), 0 if not of that type. */
 static int is_format(const Py_buffer *view, char code, Py_ssize_t itemsize) {
     const char *f = view->format ? view->format : "B";
-    if (*f == '<' || *f == '=' || *f == '@') f++;
-    return f[0] == code && f[1] == '\0' && view->itemsize == itemsize;
+    int order = 1;
+    if (*f == '<' || *f == '>' || *f == '!') {
+        int little = *f == '<';
+        order = little == host_is_little() ? 1 : 2;
+        f++;
+    } else if (*f == '=' || *f == '@') {
+        f++;
+    }
+    if (!(f[0] == code && f[1] == '\0' && view->itemsize == itemsize)) return 0;
+    return order;
 }
 
 static PyObject *frame_stats(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
@@ -152,13 +285,16 @@ static PyObject *frame_stats(PyObject *self, PyObject *const *args, Py_ssize_t n
         return NULL;
     }
     PyObject *result = NULL;
-    int f32 = is_format(&src, 'f', 4);
+    int f32 = is_format(&src, 'f', 4) == 1;
+    int f64 = is_format(&src, 'd', 8) == 1;
+    int i16 = is_format(&src, 'h', 2); /* 1 host order, 2 swapped */
     Py_ssize_t items = src.itemsize > 0 ? src.len / src.itemsize : 0;
     Py_ssize_t n = items / c;
     Py_ssize_t m = head <= n ? (n - head) / fl : 0;
-    if (!f32 && !is_format(&src, 'd', 8)) {
-        PyErr_SetString(PyExc_TypeError, "frame_stats: samples must be float32 or float64");
-    } else if (!is_format(&sums, 'd', 8) || !is_format(&totals, 'd', 8)) {
+    if (!f32 && !f64 && !i16) {
+        PyErr_SetString(PyExc_TypeError,
+                        "frame_stats: samples must be float32 or float64 (native byte order) or int16");
+    } else if (is_format(&sums, 'd', 8) != 1 || is_format(&totals, 'd', 8) != 1) {
         PyErr_SetString(PyExc_TypeError, "frame_stats: sums and totals must be float64");
     } else if (items % c != 0 || head > n) {
         PyErr_Format(PyExc_ValueError,
@@ -181,6 +317,10 @@ static PyObject *frame_stats(PyObject *self, PyObject *const *args, Py_ssize_t n
             Py_ssize_t b = s == 0 ? head : (s <= m ? head + s * fl : n);
             if (f32)
                 segment_f32((const float *)src.buf + a * c, (b - a) * c, (int)c, out + s * c, pk);
+            else if (i16 == 1)
+                segment_i16((const int16_t *)src.buf + a * c, (b - a) * c, (int)c, out + s * c, pk);
+            else if (i16 == 2)
+                segment_i16_swapped((const int16_t *)src.buf + a * c, (b - a) * c, (int)c, out + s * c, pk);
             else
                 segment_f64((const double *)src.buf + a * c, (b - a) * c, (int)c, out + s * c, pk);
         }

@@ -13,4 +13,8 @@ def frame_stats(
     peaks: NDArray[Any],
     /,
 ) -> None:
-    """Per-segment, per-channel sums of squares (head, whole frames, tail) and per-channel peaks."""
+    """Per-segment, per-channel sums of squares (head, whole frames, tail) and per-channel peaks.
+
+    ``samples``: float32 or float64 (native order), or int16 in either byte order (full
+    scale 32768, read in place: no float32 copy).
+    """
