@@ -164,9 +164,7 @@ def block_levels(samples: Samples, floor_db: float = DB_FLOOR) -> BlockLevels:
     return BlockLevels(rms_dbfs=db[0], peak_dbfs=db[1])
 
 
-def frame_rms_dbfs(
-    samples: Samples, frame_len: int, floor_db: float = DB_FLOOR
-) -> NDArray[np.float64]:
+def frame_rms_dbfs(samples: Samples, frame_len: int, floor_db: float = DB_FLOOR) -> NDArray[np.float64]:
     """RMS dBFS of consecutive frames of ``frame_len`` samples, shape ``(n_frames, channels)``.
 
     A trailing partial frame is ignored.

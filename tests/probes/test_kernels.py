@@ -193,7 +193,10 @@ def test_silence_detector_reads_wire_int16_like_the_decoded_float32() -> None:
         det = SilenceDetector(on_dbfs=-60.0, off_dbfs=-60.0, on_s=2.0, off_s=0.05)
         out = [det.process(x[p : p + 4800], 48_000, p / 48_000) for p in range(0, x.shape[0], 4800)]
         results.append(
-            ([iv for u in out for iv in u.closed], [u.levels.rms_dbfs.tolist() + u.levels.peak_dbfs.tolist() for u in out])
+            (
+                [iv for u in out for iv in u.closed],
+                [u.levels.rms_dbfs.tolist() + u.levels.peak_dbfs.tolist() for u in out],
+            )
         )
     assert results[0] == results[1]
     assert len(results[0][0]) == 1
