@@ -128,6 +128,11 @@ def build_parser() -> argparse.ArgumentParser:
     analyze.add_argument("file", type=Path, metavar="FILE")
     analyze.add_argument("--json", action="store_true", help="print the report as JSON")
     analyze.add_argument(
+        "--silence-only",
+        action="store_true",
+        help="silences and levels only, no loudness or true peak (faster)",
+    )
+    analyze.add_argument(
         "--silence-threshold-db",
         type=_dbfs,
         default=-40.0,
@@ -317,6 +322,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         "min_programme": args.min_programme,
         "channel_weights": args.channel_weights,
         "loudness_target": args.loudness_target,
+        "silence_only": args.silence_only,
         "warn": warn,
     }
     try:
