@@ -337,12 +337,167 @@ static PyObject *frame_stats(PyObject *self, PyObject *const *args, Py_ssize_t n
     return result;
 }
 
+/*
+ * sos_power(samples, sos, zi, weights, power)
+ *
+ *   samples  C-contiguous float32 or float64 (n frames x c channels, interleaved)
+ *   sos      float64 (k, 6) second-order sections [b0 b1 b2 a0 a1 a2], a0 = 1 (scipy's
+ *            layout), 1 <= k <= SOS_MAX
+ *   zi       writable float64 (k, c, 2): each section's state per channel, updated in place
+ *            (scipy.signal.sosfilt's zi layout for a (c, n) input filtered along time)
+ *   weights  float64 (c,)
+ *   power    writable float64 (n,): sum over channels of weight * y^2, y the filtered sample
+ *
+ * BS.1770's K-weighting and channel sum in one pass over the interleaved block: scipy's
+ * sosfilt needs a float64, time-contiguous copy per channel, then numpy a pass to square
+ * and one to weight and sum. Same recurrence and order of operations as sosfilt's (direct
+ * form II transposed, float64), so the same results.
+ */
+#define SOS_MAX 4
+#define SOS_CHANNELS 64
+
+#define DEFINE_SOS(NAME, T)                                                                 \
+    static void NAME(const T *x, Py_ssize_t n, int c, int k, const double *sos, double *zi,  \
+                     const double *w, double *power) {                                     \
+        double z[SOS_MAX][SOS_CHANNELS][2];                                                \
+        for (int s = 0; s < k; s++)                                                        \
+            for (int ch = 0; ch < c; ch++) {                                               \
+                z[s][ch][0] = zi[(s * c + ch) * 2];                                        \
+                z[s][ch][1] = zi[(s * c + ch) * 2 + 1];                                    \
+            }                                                                              \
+        for (Py_ssize_t i = 0; i < n; i++) {                                               \
+            double acc = 0.0;                                                              \
+            for (int ch = 0; ch < c; ch++) {                                               \
+                double v = (double)x[i * c + ch];                                          \
+                for (int s = 0; s < k; s++) {                                              \
+                    const double *q = sos + 6 * s;                                         \
+                    double y = q[0] * v + z[s][ch][0];                                     \
+                    z[s][ch][0] = q[1] * v - q[4] * y + z[s][ch][1];                       \
+                    z[s][ch][1] = q[2] * v - q[5] * y;                                     \
+                    v = y;                                                                 \
+                }                                                                          \
+                acc += w[ch] * (v * v);                                                    \
+            }                                                                              \
+            power[i] = acc;                                                                \
+        }                                                                                  \
+        for (int s = 0; s < k; s++)                                                        \
+            for (int ch = 0; ch < c; ch++) {                                               \
+                zi[(s * c + ch) * 2] = z[s][ch][0];                                        \
+                zi[(s * c + ch) * 2 + 1] = z[s][ch][1];                                    \
+            }                                                                              \
+    }
+
+DEFINE_SOS(sos_f32, float)
+DEFINE_SOS(sos_f64, double)
+
+/* The common case, two sections (K-weighting) on one or two channels, with every state
+ * in a local (the general loop keeps them in an array, and the store-to-load latency
+ * lands on the recurrence's critical path). The same operations in the same order. */
+#define DEFINE_SOS2(NAME, T, C)                                                           \
+    static void NAME(const T *x, Py_ssize_t n, const double *q, double *zi, const double *w, \
+                     double *power) {                                                     \
+        const double b00 = q[0], b01 = q[1], b02 = q[2], a01 = q[4], a02 = q[5];          \
+        const double b10 = q[6], b11 = q[7], b12 = q[8], a11 = q[10], a12 = q[11];        \
+        double z[2][C][2];                                                                \
+        for (int s = 0; s < 2; s++)                                                       \
+            for (int ch = 0; ch < C; ch++) {                                              \
+                z[s][ch][0] = zi[(s * C + ch) * 2];                                       \
+                z[s][ch][1] = zi[(s * C + ch) * 2 + 1];                                   \
+            }                                                                             \
+        for (Py_ssize_t i = 0; i < n; i++) {                                              \
+            double acc = 0.0;                                                             \
+            for (int ch = 0; ch < C; ch++) {                                              \
+                double v = (double)x[i * C + ch];                                         \
+                double y = b00 * v + z[0][ch][0];                                         \
+                z[0][ch][0] = b01 * v - a01 * y + z[0][ch][1];                            \
+                z[0][ch][1] = b02 * v - a02 * y;                                          \
+                v = y;                                                                    \
+                y = b10 * v + z[1][ch][0];                                                \
+                z[1][ch][0] = b11 * v - a11 * y + z[1][ch][1];                            \
+                z[1][ch][1] = b12 * v - a12 * y;                                          \
+                acc += w[ch] * (y * y);                                                   \
+            }                                                                             \
+            power[i] = acc;                                                               \
+        }                                                                                 \
+        for (int s = 0; s < 2; s++)                                                       \
+            for (int ch = 0; ch < C; ch++) {                                              \
+                zi[(s * C + ch) * 2] = z[s][ch][0];                                       \
+                zi[(s * C + ch) * 2 + 1] = z[s][ch][1];                                   \
+            }                                                                             \
+    }
+
+DEFINE_SOS2(sos2_f32_1, float, 1)
+DEFINE_SOS2(sos2_f32_2, float, 2)
+DEFINE_SOS2(sos2_f64_1, double, 1)
+DEFINE_SOS2(sos2_f64_2, double, 2)
+
+static PyObject *sos_power(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    (void)self;
+    if (nargs != 5) {
+        PyErr_SetString(PyExc_TypeError, "sos_power(samples, sos, zi, weights, power)");
+        return NULL;
+    }
+    Py_buffer src, sos, zi, w, out;
+    PyObject *result = NULL;
+    if (get_buffer(args[0], &src, 0, "samples") < 0) return NULL;
+    if (get_buffer(args[1], &sos, 0, "sos") < 0) goto release0;
+    if (get_buffer(args[2], &zi, 1, "zi") < 0) goto release1;
+    if (get_buffer(args[3], &w, 0, "weights") < 0) goto release2;
+    if (get_buffer(args[4], &out, 1, "power") < 0) goto release3;
+    int f32 = is_format(&src, 'f', 4) == 1, f64 = is_format(&src, 'd', 8) == 1;
+    Py_ssize_t c = w.len / 8, k = sos.len / 48, n = out.len / 8;
+    if (!f32 && !f64) {
+        PyErr_SetString(PyExc_TypeError, "sos_power: samples must be float32 or float64 (native order)");
+    } else if (is_format(&sos, 'd', 8) != 1 || is_format(&zi, 'd', 8) != 1 || is_format(&w, 'd', 8) != 1 ||
+               is_format(&out, 'd', 8) != 1) {
+        PyErr_SetString(PyExc_TypeError, "sos_power: sos, zi, weights and power must be float64");
+    } else if (c < 1 || c > SOS_CHANNELS || k < 1 || k > SOS_MAX || sos.len != k * 48 ||
+               zi.len != k * c * 16 || src.len != n * c * src.itemsize) {
+        PyErr_Format(PyExc_ValueError,
+                     "sos_power: need 1..%d channels, 1..%d sections, zi of (sections, channels, 2) and "
+                     "power of one value per frame", SOS_CHANNELS, SOS_MAX);
+    } else {
+        PyThreadState *ts = n * c >= 65536 ? PyEval_SaveThread() : NULL;
+        const double *q = (const double *)sos.buf;
+        double *z = (double *)zi.buf;
+        const double *wt = (const double *)w.buf;
+        double *pw = (double *)out.buf;
+        if (k == 2 && c <= 2 && f32)
+            (c == 1 ? sos2_f32_1 : sos2_f32_2)((const float *)src.buf, n, q, z, wt, pw);
+        else if (k == 2 && c <= 2)
+            (c == 1 ? sos2_f64_1 : sos2_f64_2)((const double *)src.buf, n, q, z, wt, pw);
+        else if (f32)
+            sos_f32((const float *)src.buf, n, (int)c, (int)k, (const double *)sos.buf, (double *)zi.buf,
+                    (const double *)w.buf, (double *)out.buf);
+        else
+            sos_f64((const double *)src.buf, n, (int)c, (int)k, (const double *)sos.buf, (double *)zi.buf,
+                    (const double *)w.buf, (double *)out.buf);
+        if (ts != NULL) PyEval_RestoreThread(ts);
+        result = Py_None;
+        Py_INCREF(result);
+    }
+    PyBuffer_Release(&out);
+release3:
+    PyBuffer_Release(&w);
+release2:
+    PyBuffer_Release(&zi);
+release1:
+    PyBuffer_Release(&sos);
+release0:
+    PyBuffer_Release(&src);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"frame_stats", (PyCFunction)(void (*)(void))frame_stats, METH_FASTCALL,
      "frame_stats(samples, channels, head, frame_len, sums, totals) -> None\n\n"
      "Per-segment and whole-block per-channel sums of squares, and per-channel peak "
      "power, in one pass; "
      "see probes/_kernels.c."},
+    {"sos_power", (PyCFunction)(void (*)(void))sos_power, METH_FASTCALL,
+     "sos_power(samples, sos, zi, weights, power) -> None\n\n"
+     "Second-order sections (K-weighting) over interleaved channels, squared and weighted-summed "
+     "per frame, in one pass; see probes/_kernels.c."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -18,3 +18,14 @@ def frame_stats(
     ``samples``: float32 or float64 (native order), or int16 in either byte order (full
     scale 32768, read in place: no float32 copy).
     """
+
+def sos_power(
+    samples: NDArray[Any],
+    sos: NDArray[Any],
+    zi: NDArray[Any],
+    weights: NDArray[Any],
+    power: NDArray[Any],
+    /,
+) -> None:
+    """Second-order sections over interleaved (frames, channels) samples, squared and
+    weighted-summed over channels per frame; ``zi`` (sections, channels, 2) updated in place."""

@@ -37,8 +37,12 @@ import numpy as np
 import scipy.signal
 from numpy.typing import NDArray
 
+from probes import _kernels
 from probes._util import DB_FLOOR, BlockContinuity, check_block
 from probes.audio import channel_power
+
+#: Most channels the compiled K-weighting pass takes (probes/_kernels.c, SOS_CHANNELS).
+_KERNEL_CHANNELS: Final = 64
 
 __all__ = [
     "ABSOLUTE_GATE_LUFS",
@@ -236,7 +240,7 @@ class LoudnessMeter:
         self._rate = rate
         self._channels = channels
         self._weights = np.asarray(weights, dtype=np.float64)
-        self._sos = k_weighting_sos(rate)
+        self._sos = np.ascontiguousarray(k_weighting_sos(rate))
         # Samples per 100 ms step, rounded as libebur128 does.
         self._step = (rate + 5) // 10
 
@@ -322,11 +326,17 @@ class LoudnessMeter:
                 self._configure(rate, c)
             self._reset_stream()
 
-        # sosfilt filters a float64, time-contiguous copy of its input, which it returns:
-        # handing it the transposed view makes that the only copy, and y is ours to square.
-        y, self._zi = scipy.signal.sosfilt(self._sos, samples.T, axis=-1, zi=self._zi)
-        np.square(y, out=y)
-        power = self._weights @ y  # weighted Σ over channels, per sample
+        if c <= _KERNEL_CHANNELS:
+            # K-weighting, squares and the weighted Σ over channels in one pass of the
+            # compiled kernel over the interleaved block (the same recurrence as sosfilt).
+            power = np.empty(n)
+            _kernels.sos_power(np.ascontiguousarray(samples), self._sos, self._zi, self._weights, power)
+        else:
+            # sosfilt filters a float64, time-contiguous copy of its input, which it
+            # returns: handing it the transposed view makes that the only copy.
+            y, self._zi = scipy.signal.sosfilt(self._sos, samples.T, axis=-1, zi=self._zi)
+            np.square(y, out=y)
+            power = self._weights @ y  # weighted Σ over channels, per sample
 
         step = self._step
         head = min(step - self._partial_len, n) if self._partial_len else 0

@@ -200,3 +200,48 @@ def test_silence_detector_reads_wire_int16_like_the_decoded_float32() -> None:
         )
     assert results[0] == results[1]
     assert len(results[0][0]) == 1
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    dtype=st.sampled_from([np.float32, np.float64]),
+    channels=st.sampled_from([1, 2, 3, 5, 6]),
+    frames=st.integers(1, 3000),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_sos_power_is_sosfilt_squared_and_weighted(
+    dtype: type[np.floating], channels: int, frames: int, seed: int
+) -> None:
+    """The K-weighting pass gives scipy's sosfilt results, and the same filter state."""
+    import scipy.signal
+
+    from probes.loudness import k_weighting_sos
+
+    rng = np.random.default_rng(seed)
+    sos = np.ascontiguousarray(k_weighting_sos(48_000))
+    x = (rng.standard_normal((frames, channels)) * 0.3).astype(dtype)
+    weights = rng.uniform(0.0, 1.5, channels)
+    zi = rng.standard_normal((2, channels, 2)) * 1e-2
+    y, want_zi = scipy.signal.sosfilt(sos, x.T.astype(np.float64), axis=-1, zi=zi)
+    want = weights @ (y * y)
+    got_zi = zi.copy()
+    got = np.empty(frames)
+    _kernels.sos_power(x, sos, got_zi, weights, got)
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-300)
+    np.testing.assert_allclose(got_zi, want_zi, rtol=1e-12, atol=1e-15)
+
+
+def test_sos_power_refuses_bad_arguments() -> None:
+    x = np.zeros((10, 2), dtype=np.float32)
+    sos, zi, w, out = np.zeros((2, 6)), np.zeros((2, 2, 2)), np.ones(2), np.empty(10)
+    _kernels.sos_power(x, sos, zi, w, out)
+    with pytest.raises(ValueError, match="zi of"):
+        _kernels.sos_power(x, sos, np.zeros((2, 1, 2)), w, out)
+    with pytest.raises(ValueError, match="one value per frame"):
+        _kernels.sos_power(x, sos, zi, w, np.empty(9))
+    with pytest.raises(TypeError, match="float32 or float64"):
+        _kernels.sos_power(x.astype(np.int16), sos, zi, w, out)
+    with pytest.raises(TypeError, match="must be float64"):
+        _kernels.sos_power(x, sos.astype(np.float32), zi, w, out)
+    with pytest.raises(TypeError, match=r"sos_power\(samples"):
+        _kernels.sos_power(x, sos)  # type: ignore[call-arg]
