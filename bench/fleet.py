@@ -51,6 +51,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench._machine import cpu_model, proc_cpu_s, proc_rss_mb  # noqa: E402
+
 COUNTIES = 20
 TOWNSHIPS_PER_COUNTY = 10
 OFFLINE_SHARE = 0.02
@@ -109,19 +111,6 @@ kind = "fm"
 service = "News"
 frequency_mhz = 97.5
 """
-
-
-def proc_cpu_s(pid: int) -> float:
-    """utime + stime of a process, from /proc (s)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def proc_rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 # --------------------------------------------------------------------------- the daemon
@@ -364,14 +353,7 @@ def report(
     (m0, s0, _), (m1, s1, rss) = marks["start"], marks["end"]
     sub_share = (s1 - s0) / (m1 - m0)
     rate = published["sent"] / published["seconds"]
-    try:
-        model = next(
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if line.startswith("model name")
-        )
-    except (OSError, StopIteration):
-        model = platform.processor() or platform.machine()
+    model = cpu_model()
     mosq = subprocess.run(["mosquitto", "-h"], capture_output=True, text=True).stdout.split("\n")[0]
 
     def pct(q: float) -> float:

@@ -59,6 +59,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench._machine import cpu_model, proc_cpu_s, proc_rss_mb  # noqa: E402
+
 JSON_TARGETS = 10
 AUDIO_CHANNELS = 300
 RATE = 48_000
@@ -235,18 +237,6 @@ def exporter_python() -> str:
     return str(py)
 
 
-def proc_cpu_s(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def proc_peak_rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
-
-
 class Broker:
     """The private Mosquitto, logging subscriptions (how the bench knows a C or foreign client is ready)."""
 
@@ -313,13 +303,13 @@ def round_sub(broker: Broker, count: int, kind: str) -> tuple[float, float]:
     cpu0 = proc_cpu_s(proc.pid)
     # Peak RSS from /proc while it runs (wait4's ru_maxrss would count the forked Python
     # before the exec).
-    peak = [proc_peak_rss_mb(proc.pid)]
+    peak = [proc_rss_mb(proc.pid, "VmHWM")]
     stop = threading.Event()
 
     def sample() -> None:
         while not stop.wait(0.02):
             with contextlib.suppress(OSError, ValueError):
-                peak.append(proc_peak_rss_mb(proc.pid))
+                peak.append(proc_rss_mb(proc.pid, "VmHWM"))
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
@@ -374,7 +364,7 @@ def round_exporter(broker: Broker, count: int, kind: str) -> tuple[float, float]
             time.sleep(0.2)
         if n != count:
             raise SystemExit(f"mqtt-exporter counted {n} messages, {count} were sent")
-        return (proc_cpu_s(proc.pid) - cpu0) / count * 1e6, proc_peak_rss_mb(proc.pid)
+        return (proc_cpu_s(proc.pid) - cpu0) / count * 1e6, proc_rss_mb(proc.pid, "VmHWM")
     finally:
         proc.terminate()
         proc.wait(10)
@@ -441,14 +431,7 @@ def main() -> None:
         finally:
             broker.mosquitto.stop()
 
-    try:
-        model = next(
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if line.startswith("model name")
-        )
-    except (OSError, StopIteration):
-        model = platform.processor() or platform.machine()
+    model = cpu_model()
     print(f"\nmachine: {model}, {os.cpu_count()} cores; {versions()}")
     print(
         "every receiver: its own process, MQTT 5, QoS 1 subscription (mqtt-exporter raised from its fixed "

@@ -63,6 +63,7 @@ from numpy.typing import NDArray
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench._machine import cpu_model  # noqa: E402
 from monitor.wire import Limits, SampleFormat, _samples  # noqa: E402
 from probes.audio import Samples, SilenceDetector, SilenceInterval  # noqa: E402
 from probes.eb import Fleet  # noqa: E402
@@ -344,17 +345,6 @@ def fleet_row(runs: int) -> None:
     print(f"\nEB fleet, {n} endpoints in {regions} regions (median of {len(eval_times)} ticks)")
     print(f"  {'evaluate(now, offline_after)':40s} {ev:7.2f} ms  (goal < 20 ms)")
     print(f"  {f'heartbeat({n // 60} endpoints)':40s} {hb:7.2f} ms")
-
-
-def cpu_model() -> str:
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-        for line in out.splitlines():
-            if line.startswith("Model name:"):
-                return line.split(":", 1)[1].strip()
-    except (OSError, subprocess.CalledProcessError):
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def main() -> None:
