@@ -19,10 +19,8 @@ import structlog
 
 from anbo.analyze import AnalyzeError, analyze, format_report
 from anbo.contract import ContractError, generated_section, replace_section
-from anbo.demo import run as demo_run
 from anbo.ledger_cmd import add_ledger_arguments, add_report_arguments, run_ledger, run_report
 from monitor import __version__
-from monitor.daemon import Daemon
 from monitor.logs import configure_logging
 from monitor.sdnotify import Notifier
 from monitor.settings import load_settings_or_report, rule_vocabulary
@@ -30,7 +28,6 @@ from rules import RuleFileError, builtin_test_files, load_rules, run_tests
 from rules.catalogue import Vocabulary, markdown_tables
 from rules.durations import positive_duration_argument
 from rules.testing import RuleTestFileError
-from simulator import cli as simulator_cli
 
 DEFAULT_CONFIG = "/etc/anbo/anbo.toml"
 
@@ -45,7 +42,10 @@ def _config_arg(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(*, full: bool = True) -> argparse.ArgumentParser:
+    """The command line; ``full=False`` leaves out the options of ``demo`` and ``simulate``,
+    whose modules (the daemon, the simulator) take a second to import: ``anbo analyze``
+    does not pay for them."""
     parser = argparse.ArgumentParser(
         prog="anbo",
         description="anbo (安播): broadcast safe-transmission monitoring for transmitter stations.",
@@ -106,12 +106,18 @@ def build_parser() -> argparse.ArgumentParser:
     simulate = sub.add_parser(
         "simulate", help="publish a simulated station's telemetry (a scenario of faults)"
     )
-    simulator_cli.add_arguments(simulate)
+    if full:
+        from simulator import cli as simulator_cli
+
+        simulator_cli.add_arguments(simulate)
 
     demo = sub.add_parser(
         "demo", help="the whole system on this machine: embedded broker, simulator, daemon, live view"
     )
-    demo_run.add_arguments(demo)
+    if full:
+        from anbo.demo import run as demo_run
+
+        demo_run.add_arguments(demo)
 
     report = sub.add_parser("report", help="the outage-rate (停播率) report from the outage ledger")
     _config_arg(report)
@@ -255,6 +261,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         brokers=s.mqtt.url,
         metrics=s.metrics.listen,
     )
+    from monitor.daemon import Daemon
+
     notifier = Notifier.from_env()
     try:
         asyncio.run(Daemon(loaded, systemd=notifier).run())
@@ -343,16 +351,29 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_simulate(args: argparse.Namespace) -> int:
+    from simulator import cli as simulator_cli
+
+    return simulator_cli.run(args)
+
+
+def _run_demo(args: argparse.Namespace) -> int:
+    from anbo.demo import run as demo_run
+
+    return demo_run.run(args)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    words = sys.argv[1:] if argv is None else list(argv)
+    args = build_parser(full=bool(words[:1] != ["analyze"])).parse_args(words)
     commands = {
         "run": cmd_run,
         "check": cmd_check,
         "test-rules": cmd_test_rules,
         "catalogue": cmd_catalogue,
         "analyze": cmd_analyze,
-        "simulate": simulator_cli.run,
-        "demo": demo_run.run,
+        "simulate": _run_simulate,
+        "demo": _run_demo,
         "report": run_report,
         "ledger": run_ledger,
     }

@@ -33,7 +33,6 @@ from dataclasses import dataclass
 from typing import Final
 
 import numpy as np
-import scipy.signal
 from numpy.typing import NDArray
 
 from probes import _kernels
@@ -755,6 +754,8 @@ def spectral_features(
     if n < 16:
         raise ValueError(f"block too short for a spectrum: {n} frames")
     seg = min(nperseg, n)
+    import scipy.signal  # here: it takes a second to import, and anbo analyze needs it not
+
     freqs, psd = scipy.signal.welch(x, fs=rate, nperseg=seg, axis=0)
     if sum_channels:
         psd = psd.sum(axis=1, keepdims=True)

@@ -34,7 +34,6 @@ from dataclasses import dataclass
 from typing import Final
 
 import numpy as np
-import scipy.signal
 from numpy.typing import NDArray
 
 from probes import _kernels
@@ -334,6 +333,8 @@ class LoudnessMeter:
         else:
             # sosfilt filters a float64, time-contiguous copy of its input, which it
             # returns: handing it the transposed view makes that the only copy.
+            import scipy.signal  # only here: a second to import
+
             y, self._zi = scipy.signal.sosfilt(self._sos, samples.T, axis=-1, zi=self._zi)
             np.square(y, out=y)
             power = self._weights @ y  # weighted Σ over channels, per sample
@@ -418,6 +419,15 @@ class LoudnessMeter:
 _TP_ROW: Final = 16
 
 
+def _firwin_kaiser(numtaps: int, cutoff: float, beta: float) -> NDArray[np.float64]:
+    """``scipy.signal.firwin(numtaps, cutoff, window=("kaiser", beta))`` (a windowed-sinc
+    low-pass, unit gain at DC) in numpy: scipy.signal takes a second to import."""
+    m = np.arange(numtaps) - (numtaps - 1) / 2.0
+    h = cutoff * np.sinc(cutoff * m) * np.kaiser(numtaps, beta)
+    out: NDArray[np.float64] = h / h.sum()
+    return out
+
+
 def _true_peak_matrix(factor: int, taps: int) -> NDArray[np.float32]:
     """The ``factor − 1`` interpolation sub-filters as one ``(2·B, (factor − 1)·B)`` matrix.
 
@@ -429,7 +439,7 @@ def _true_peak_matrix(factor: int, taps: int) -> NDArray[np.float32]:
     rows times this banded matrix give every interpolated point in one BLAS product
     (column ``p·B + r`` = sub-filter ``p`` at offset ``r``).
     """
-    h = scipy.signal.firwin(factor * taps + 1, 1.0 / factor, window=("kaiser", 8.0)) * factor
+    h = _firwin_kaiser(factor * taps + 1, 1.0 / factor, 8.0) * factor
     b = _TP_ROW
     m = np.zeros((2 * b, (factor - 1) * b), dtype=np.float32)
     for p in range(1, factor):
