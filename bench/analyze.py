@@ -28,6 +28,7 @@ memory under 200 MB for any length.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -44,25 +45,32 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench._machine import cpu_model  # noqa: E402
+from bench._machine import cpu_model, proc_rss_mb  # noqa: E402
 
 RATE = 48_000
 
 
 def measure(cmd: list[str]) -> tuple[float, float, str, str]:
-    """Wall time and peak RSS of ``cmd``, through ``os.wait4`` on the child itself."""
+    """Wall time and peak RSS (MB) of ``cmd``; raises if it fails.
+
+    The peak is the child's ``VmHWM`` sampled from /proc while it runs (``wait4``'s
+    ``ru_maxrss`` would count this process's memory, forked before the exec).
+    """
     t0 = time.perf_counter()
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
         proc = subprocess.Popen(cmd, stdout=out, stderr=err, text=True)
-        _, status, usage = os.wait4(proc.pid, 0)
+        peak = [0.0]
+        while proc.poll() is None:
+            with contextlib.suppress(OSError, ValueError):
+                peak.append(proc_rss_mb(proc.pid, "VmHWM"))
+            time.sleep(0.01)
         wall = time.perf_counter() - t0
-        proc.returncode = os.waitstatus_to_exitcode(status)
         out.seek(0)
         err.seek(0)
         stdout, stderr = out.read(), err.read()
     if proc.returncode != 0:
         raise SystemExit(f"{' '.join(cmd[:3])} failed ({proc.returncode}): {stderr[-2000:]}")
-    return wall, usage.ru_maxrss / 1024, stdout, stderr
+    return wall, max(peak), stdout, stderr
 
 
 def write_files(folder: Path, minutes: int, layouts: list[int], flac: bool) -> list[Path]:
