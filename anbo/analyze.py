@@ -4,8 +4,8 @@ Stations keep off-air recordings; when a listener complains or the bureau asks a
 an incident, the engineer runs the same kernels the daemon runs on live audio:
 silence intervals (level and time hysteresis), levels, EBU R128 loudness (integrated,
 range, momentary and short-term maxima), true peak, clipping.
-WAV (PCM 8/16/24/32-bit, float; plain, extensible or BWF) is read through a memory map
-in blocks, so an hour-long recording needs little memory; everything else station loggers
+WAV (PCM 8/16/24/32-bit, float; plain, extensible or BWF) is read in place, block by
+block, so the memory does not grow with the recording's length; everything else station loggers
 record (MP3, FLAC, Ogg, M4A, RF64...) is decoded by ffmpeg as a subprocess and streamed
 in the same blocks. A progress bar shows on a terminal.
 """
@@ -134,7 +134,7 @@ def read_wav(path: Path) -> tuple[int, NDArray[np.float32]]:
 
 def open_wav(path: Path) -> Audio | None:
     """Open a RIFF WAV file (PCM 8/16/24/32-bit or IEEE float, plain or extensible) read
-    in place through a memory map; None when it is a WAV whose codec ffmpeg must decode.
+    block by block; None when it is a WAV whose codec ffmpeg must decode.
 
     A data chunk longer than the file (a recorder that died, a copy cut short) is read
     up to the cut, with a warning.
@@ -203,19 +203,28 @@ def open_wav(path: Path) -> Audio | None:
 
     def blocks(block: int) -> Iterator[NDArray[np.float32]]:
         cols = channels * (3 if bits == 24 else 1)
-        mm = np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=(frames, cols))
-        for start in range(0, frames, block):
-            raw = np.asarray(mm[start : start + block])
-            if bits == 24:
-                b = raw.reshape(raw.shape[0], channels, 3).astype(np.int32)
-                ints = b[..., 0] | (b[..., 1] << 8) | (b[..., 2] << 16)
-                x = (ints - ((ints & 0x800000) << 1)).astype(np.float32)
-            else:
-                x = raw.astype(np.float32)
-            if shift:
-                x -= shift
-            x /= divisor
-            yield x
+        # Read block by block (not a memory map, whose pages would stay resident: the
+        # memory would grow with the file's length).
+        with path.open("rb") as fh:
+            fh.seek(offset)
+            for start in range(0, frames, block):
+                count = min(block, frames - start)
+                raw = np.fromfile(fh, dtype=dtype, count=count * cols).reshape(-1, cols)
+                if raw.shape[0] < count:
+                    return  # the file shrank while being read
+                yield _convert(raw)
+
+    def _convert(raw: NDArray[Any]) -> NDArray[np.float32]:
+        if bits == 24:
+            b = raw.reshape(raw.shape[0], channels, 3).astype(np.int32)
+            ints = b[..., 0] | (b[..., 1] << 8) | (b[..., 2] << 16)
+            x = (ints - ((ints & 0x800000) << 1)).astype(np.float32)
+        else:
+            x = raw.astype(np.float32)
+        if shift:
+            x -= shift
+        x /= divisor
+        return x
 
     return Audio(rate, channels, name, frames, blocks, warnings, origin)
 
