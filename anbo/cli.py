@@ -19,11 +19,9 @@ import structlog
 
 from anbo.analyze import AnalyzeError, analyze, format_report
 from anbo.contract import ContractError, generated_section, replace_section
-from anbo.ledger_cmd import add_ledger_arguments, add_report_arguments, run_ledger, run_report
 from monitor import __version__
 from monitor.logs import configure_logging
 from monitor.sdnotify import Notifier
-from monitor.settings import load_settings_or_report, rule_vocabulary
 from rules import RuleFileError, builtin_test_files, load_rules, run_tests
 from rules.catalogue import Vocabulary, markdown_tables
 from rules.durations import positive_duration_argument
@@ -43,9 +41,9 @@ def _config_arg(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser(*, full: bool = True) -> argparse.ArgumentParser:
-    """The command line; ``full=False`` leaves out the options of ``demo`` and ``simulate``,
-    whose modules (the daemon, the simulator) take a second to import: ``anbo analyze``
-    does not pay for them."""
+    """The command line; ``full=False`` leaves out the options of ``demo``, ``simulate``,
+    ``report`` and ``ledger``, whose modules (the daemon, the simulator, the ledger) take
+    a second to import: ``anbo analyze`` does not pay for them."""
     parser = argparse.ArgumentParser(
         prog="anbo",
         description="anbo (安播): broadcast safe-transmission monitoring for transmitter stations.",
@@ -121,11 +119,13 @@ def build_parser(*, full: bool = True) -> argparse.ArgumentParser:
 
     report = sub.add_parser("report", help="the outage-rate (停播率) report from the outage ledger")
     _config_arg(report)
-    add_report_arguments(report)
-
     ledger = sub.add_parser("ledger", help="list, show and correct the outage ledger")
     _config_arg(ledger)
-    add_ledger_arguments(ledger)
+    if full:
+        from anbo.ledger_cmd import add_ledger_arguments, add_report_arguments
+
+        add_report_arguments(report)
+        add_ledger_arguments(ledger)
 
     analyze = sub.add_parser(
         "analyze",
@@ -221,6 +221,8 @@ def _weights(text: str) -> tuple[float, ...]:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
+    from monitor.settings import load_settings_or_report, rule_vocabulary
+
     loaded = load_settings_or_report(args.config)
     if args.rules:
         vocabulary = rule_vocabulary(loaded.settings) if loaded is not None else Vocabulary()
@@ -246,6 +248,8 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from monitor.settings import load_settings_or_report
+
     loaded = load_settings_or_report(args.config)
     if loaded is None:
         return 1
@@ -351,6 +355,18 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_report(args: argparse.Namespace) -> int:
+    from anbo.ledger_cmd import run_report
+
+    return run_report(args)
+
+
+def _run_ledger(args: argparse.Namespace) -> int:
+    from anbo.ledger_cmd import run_ledger
+
+    return run_ledger(args)
+
+
 def _run_simulate(args: argparse.Namespace) -> int:
     from simulator import cli as simulator_cli
 
@@ -374,8 +390,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "analyze": cmd_analyze,
         "simulate": _run_simulate,
         "demo": _run_demo,
-        "report": run_report,
-        "ledger": run_ledger,
+        "report": _run_report,
+        "ledger": _run_ledger,
     }
     try:
         code = commands[args.command](args)
