@@ -4,8 +4,8 @@ Stations keep off-air recordings; when a listener complains or the bureau asks a
 an incident, the engineer runs the same kernels the daemon runs on live audio:
 silence intervals (level and time hysteresis), levels, EBU R128 loudness (integrated,
 range, momentary and short-term maxima), true peak, clipping.
-WAV (PCM 8/16/24/32-bit, float; plain, extensible or BWF) is read through a memory map
-in blocks, so an hour-long recording needs little memory; everything else station loggers
+WAV (PCM 8/16/24/32-bit, float; plain, extensible or BWF) is read in place, block by
+block, so the memory does not grow with the recording's length; everything else station loggers
 record (MP3, FLAC, Ogg, M4A, RF64...) is decoded by ffmpeg as a subprocess and streamed
 in the same blocks. A progress bar shows on a terminal.
 """
@@ -27,7 +27,7 @@ from typing import Any, Final
 import numpy as np
 from numpy.typing import NDArray
 
-from probes.audio import SilenceDetector, clipping_ratio
+from probes.audio import SilenceDetector, channel_power, clipping_ratio
 from probes.loudness import LoudnessMeter, TruePeakMeter
 
 BLOCK_SECONDS = 10.0
@@ -57,6 +57,8 @@ class Report:
     #: Wall-clock time of the first sample (BWF ``bext``), if the file gives it.
     origin: datetime | None = None
     loudness_target_lufs: float | None = None
+    #: False with ``--silence-only``: loudness and true peak were not measured.
+    loudness_measured: bool = True
 
     @property
     def loudness_deviation_lu(self) -> float | None:
@@ -77,6 +79,7 @@ class Report:
             "rms_dbfs": self.rms_dbfs,
             "peak_dbfs": self.peak_dbfs,
             "clip_ratio": self.clip_ratio,
+            "loudness_measured": self.loudness_measured,
             "integrated_lufs": self.integrated_lufs,
             "loudness_range_lu": self.loudness_range_lu,
             "max_momentary_lufs": self.max_momentary_lufs,
@@ -131,7 +134,7 @@ def read_wav(path: Path) -> tuple[int, NDArray[np.float32]]:
 
 def open_wav(path: Path) -> Audio | None:
     """Open a RIFF WAV file (PCM 8/16/24/32-bit or IEEE float, plain or extensible) read
-    in place through a memory map; None when it is a WAV whose codec ffmpeg must decode.
+    block by block; None when it is a WAV whose codec ffmpeg must decode.
 
     A data chunk longer than the file (a recorder that died, a copy cut short) is read
     up to the cut, with a warning.
@@ -200,19 +203,28 @@ def open_wav(path: Path) -> Audio | None:
 
     def blocks(block: int) -> Iterator[NDArray[np.float32]]:
         cols = channels * (3 if bits == 24 else 1)
-        mm = np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=(frames, cols))
-        for start in range(0, frames, block):
-            raw = np.asarray(mm[start : start + block])
-            if bits == 24:
-                b = raw.reshape(raw.shape[0], channels, 3).astype(np.int32)
-                ints = b[..., 0] | (b[..., 1] << 8) | (b[..., 2] << 16)
-                x = (ints - ((ints & 0x800000) << 1)).astype(np.float32)
-            else:
-                x = raw.astype(np.float32)
-            if shift:
-                x -= shift
-            x /= divisor
-            yield x
+        # Read block by block (not a memory map, whose pages would stay resident: the
+        # memory would grow with the file's length).
+        with path.open("rb") as fh:
+            fh.seek(offset)
+            for start in range(0, frames, block):
+                count = min(block, frames - start)
+                raw = np.fromfile(fh, dtype=dtype, count=count * cols).reshape(-1, cols)
+                if raw.shape[0] < count:
+                    return  # the file shrank while being read
+                yield _convert(raw)
+
+    def _convert(raw: NDArray[Any]) -> NDArray[np.float32]:
+        if bits == 24:
+            b = raw.reshape(raw.shape[0], channels, 3).astype(np.int32)
+            ints = b[..., 0] | (b[..., 1] << 8) | (b[..., 2] << 16)
+            x = (ints - ((ints & 0x800000) << 1)).astype(np.float32)
+        else:
+            x = raw.astype(np.float32)
+        if shift:
+            x -= shift
+        x /= divisor
+        return x
 
     return Audio(rate, channels, name, frames, blocks, warnings, origin)
 
@@ -355,11 +367,14 @@ def analyze(
     min_programme: float = 1.0,
     channel_weights: Sequence[float] | None = None,
     loudness_target: float | None = None,
+    silence_only: bool = False,
     progress: Callable[[float, float], None] | None = None,
     warn: Callable[[str], None] | None = None,
 ) -> Report:
     """Analyse a recording. ``progress``, if given, is called with (done_s, total_s);
-    ``warn`` with each warning as it is found (they are in the report too)."""
+    ``warn`` with each warning as it is found (they are in the report too).
+    ``silence_only``: silences and levels (RMS, peak, clipping), no loudness or true peak
+    (the common question, "where were the gaps?", answered in one light pass)."""
     audio = open_audio(path)
     rate, channels = audio.rate, audio.channels
     weights = default_weights(channels) if channel_weights is None else tuple(channel_weights)
@@ -390,14 +405,16 @@ def analyze(
         ts = frames / rate  # times are seconds from the start of the file
         update = detector.process(x, rate, ts)
         report.silences.extend(_interval(i.start, i.end) for i in update.closed)
-        loud = meter.process(x, rate, ts)
-        true_peak.process(x, rate, ts)
-        if loud.momentary.size:
+        if silence_only:
+            pass
+        elif (loud := meter.process(x, rate, ts)).momentary.size:
             max_m = max(max_m, float(np.nanmax(loud.momentary, initial=-math.inf)))
             max_s = max(max_s, float(np.nanmax(loud.short_term, initial=-math.inf)))
-        x64 = x.astype(np.float64)
-        energy += np.einsum("ij,ij->j", x64, x64)
-        peak = np.maximum(peak, np.abs(x).max(axis=0))
+        if not silence_only:
+            true_peak.process(x, rate, ts)
+        power = channel_power(x)  # Σx² and max x² per channel, one pass
+        energy += power[0]
+        peak = np.maximum(peak, np.sqrt(power[1]))
         clipped += int(clipping_ratio(x).sum() * x.shape[0])
         frames += x.shape[0]
         if progress is not None:
@@ -421,6 +438,9 @@ def analyze(
     report.rms_dbfs = [_db(10 * math.log10(e / frames)) if e > 0 else -120.0 for e in energy]
     report.peak_dbfs = [_db(20 * math.log10(p)) if p > 0 else -120.0 for p in peak]
     report.clip_ratio = clipped / (frames * channels)
+    if silence_only:
+        report.loudness_measured = False
+        return report
     integrated = meter.integrated_lufs
     report.integrated_lufs = _db(integrated) if math.isfinite(integrated) else None
     lra = meter.loudness_range_lu
@@ -465,6 +485,20 @@ def format_report(report: Report) -> str:
         + " / ".join(f"{v:.1f}" for v in report.peak_dbfs)
         + " dBFS (per channel)",
         f"Clipping:  {100 * report.clip_ratio:.3f} % of samples at full scale",
+    ]
+    if not report.loudness_measured:
+        lines.append("Loudness and true peak: not measured (--silence-only)")
+    else:
+        lines += _loudness_lines(report)
+    if report.origin is not None:
+        lines.insert(
+            1, f"Recorded from {report.origin.isoformat(sep=' ', timespec='milliseconds')} (BWF bext)"
+        )
+    return "\n".join(lines)
+
+
+def _loudness_lines(report: Report) -> list[str]:
+    lines = [
         "Loudness:  integrated "
         + _lufs(report.integrated_lufs)
         + ", range "
@@ -481,11 +515,7 @@ def format_report(report: Report) -> str:
             f"Target:    {report.loudness_target_lufs:.1f} LUFS: "
             + ("n/a" if deviation is None else f"{deviation:+.1f} LU")
         )
-    if report.origin is not None:
-        lines.insert(
-            1, f"Recorded from {report.origin.isoformat(sep=' ', timespec='milliseconds')} (BWF bext)"
-        )
-    return "\n".join(lines)
+    return lines
 
 
 def _lufs(value: float | None) -> str:

@@ -13,31 +13,23 @@ import os
 import sys
 from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
 from anbo.analyze import AnalyzeError, analyze, format_report
 from anbo.bureau_cmd import add_bureau_arguments, run_bureau
 from anbo.contract import ContractError, generated_section, replace_section
-from anbo.demo import run as demo_run
-from anbo.ledger_cmd import add_ledger_arguments, add_report_arguments, run_ledger, run_report
 from monitor import __version__
-from monitor.daemon import Daemon
 from monitor.logs import configure_logging
 from monitor.sdnotify import Notifier
-from monitor.settings import (
-    ConfigError,
-    LoadedSettings,
-    LoggingSettings,
-    load_settings_or_report,
-    rule_vocabulary,
-)
 from rules import RuleFileError, builtin_test_files, load_rules, run_tests
 from rules.catalogue import Vocabulary, markdown_tables
 from rules.durations import positive_duration_argument
 from rules.testing import RuleTestFileError
-from simulator import cli as simulator_cli
+
+if TYPE_CHECKING:  # the settings (pydantic) are imported by the commands that read them
+    from monitor.settings import LoadedSettings, LoggingSettings
 
 DEFAULT_CONFIG = "/etc/anbo/anbo.toml"
 DEFAULT_GATEWAY_CONFIG = "/etc/anbo/gateway.toml"
@@ -64,7 +56,10 @@ def _logging_args(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(*, full: bool = True) -> argparse.ArgumentParser:
+    """The command line; ``full=False`` leaves out the options of ``demo``, ``simulate``,
+    ``report`` and ``ledger``, whose modules (the daemon, the simulator, the ledger) take
+    a second to import: ``anbo analyze`` does not pay for them."""
     parser = argparse.ArgumentParser(
         prog="anbo",
         description="anbo (安播): broadcast safe-transmission monitoring for transmitter stations.",
@@ -162,17 +157,21 @@ def build_parser() -> argparse.ArgumentParser:
     simulate = sub.add_parser(
         "simulate", help="publish a simulated station's telemetry (a scenario of faults)"
     )
-    simulator_cli.add_arguments(simulate)
+    if full:
+        from simulator import cli as simulator_cli
+
+        simulator_cli.add_arguments(simulate)
 
     demo = sub.add_parser(
         "demo", help="the whole system on this machine: embedded broker, simulator, daemon, live view"
     )
-    demo_run.add_arguments(demo)
+    if full:
+        from anbo.demo import run as demo_run
+
+        demo_run.add_arguments(demo)
 
     report = sub.add_parser("report", help="the outage-rate (停播率) report from the outage ledger")
     _config_arg(report)
-    add_report_arguments(report)
-
     bureau = sub.add_parser(
         "bureau", help="the bureau service: stations' events from the bureau broker into PostgreSQL"
     )
@@ -180,7 +179,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     ledger = sub.add_parser("ledger", help="list, show and correct the outage ledger")
     _config_arg(ledger)
-    add_ledger_arguments(ledger)
+    if full:
+        from anbo.ledger_cmd import add_ledger_arguments, add_report_arguments
+
+        add_report_arguments(report)
+        add_ledger_arguments(ledger)
 
     capture = sub.add_parser(
         "capture", help="the audio capture gateway: ffmpeg inputs → PCM blocks over MQTT"
@@ -218,6 +221,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     analyze.add_argument("file", type=Path, metavar="FILE")
     analyze.add_argument("--json", action="store_true", help="print the report as JSON")
+    analyze.add_argument(
+        "--silence-only",
+        action="store_true",
+        help="silences and levels only, no loudness or true peak (faster)",
+    )
     analyze.add_argument(
         "--silence-threshold-db",
         type=_dbfs,
@@ -311,6 +319,7 @@ def _weights(text: str) -> tuple[float, ...]:
 
 def _check_gateways(args: argparse.Namespace, station: LoadedSettings | None) -> bool:
     from gateways.config import load_gateway, station_problems
+    from monitor.settings import ConfigError
 
     ok = True
     for path in args.gateway:
@@ -341,6 +350,8 @@ def cmd_check(args: argparse.Namespace) -> int:
         return 0 if _check_gateways(args, None) else 1
     if args.config is None:
         args.config = Path(os.environ.get("ANBO_CONFIG", DEFAULT_CONFIG))
+    from monitor.settings import load_settings_or_report, rule_vocabulary
+
     loaded = load_settings_or_report(args.config)
     if args.gateway and not _check_gateways(args, loaded):
         return 1
@@ -391,6 +402,8 @@ def _serve(
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from monitor.settings import load_settings_or_report
+
     loaded = load_settings_or_report(args.config)
     if loaded is None:
         return 1
@@ -401,6 +414,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         "brokers": s.mqtt.url,
         "metrics": s.metrics.listen,
     }
+    from monitor.daemon import Daemon
+
     return _serve("anbo", args, s.logging, fields, lambda n: Daemon(loaded, systemd=n).run())
 
 
@@ -408,6 +423,7 @@ def cmd_poll(args: argparse.Namespace) -> int:
     # Imported here: pysnmp and pymodbus take a while to import, and only `anbo poll` needs them.
     from gateways.config import load_gateway
     from gateways.service import Gateway
+    from monitor.settings import ConfigError
 
     try:
         loaded = load_gateway(args.config)
@@ -428,7 +444,7 @@ def cmd_poll(args: argparse.Namespace) -> int:
 
 def cmd_capture(args: argparse.Namespace) -> int:
     from gateways.capture import CaptureGateway, resolve_inputs
-    from monitor.settings import parse_broker_url, parse_listen
+    from monitor.settings import load_settings_or_report, parse_broker_url, parse_listen
 
     loaded = load_settings_or_report(args.config)
     if loaded is None:
@@ -547,6 +563,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         "min_programme": args.min_programme,
         "channel_weights": args.channel_weights,
         "loudness_target": args.loudness_target,
+        "silence_only": args.silence_only,
         "warn": warn,
     }
     try:
@@ -567,8 +584,33 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_report(args: argparse.Namespace) -> int:
+    from anbo.ledger_cmd import run_report
+
+    return run_report(args)
+
+
+def _run_ledger(args: argparse.Namespace) -> int:
+    from anbo.ledger_cmd import run_ledger
+
+    return run_ledger(args)
+
+
+def _run_simulate(args: argparse.Namespace) -> int:
+    from simulator import cli as simulator_cli
+
+    return simulator_cli.run(args)
+
+
+def _run_demo(args: argparse.Namespace) -> int:
+    from anbo.demo import run as demo_run
+
+    return demo_run.run(args)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    words = sys.argv[1:] if argv is None else list(argv)
+    args = build_parser(full=bool(words[:1] != ["analyze"])).parse_args(words)
     commands = {
         "run": cmd_run,
         "check": cmd_check,
@@ -578,10 +620,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         "dashboards": cmd_dashboards,
         "analyze": cmd_analyze,
         "capture": cmd_capture,
-        "simulate": simulator_cli.run,
-        "demo": demo_run.run,
-        "report": run_report,
-        "ledger": run_ledger,
+        "simulate": _run_simulate,
+        "demo": _run_demo,
+        "report": _run_report,
+        "ledger": _run_ledger,
         "bureau": run_bureau,
     }
     try:

@@ -1,48 +1,41 @@
-"""Emergency-broadcast fleet benchmark: 100 000 endpoints heartbeating through a real Mosquitto.
+"""Emergency-broadcast fleet benchmark: the daemon itself, 100 000 endpoints, a real Mosquitto.
 
-Run on demand from the repository root (never from pytest)::
+Run on demand from the repository root (``scripts/bench fleet``; ``tests/test_bench.py``
+runs ``--quick``)::
 
-    .venv/bin/python bench/fleet.py                      # 100 000 endpoints, 60 s measured
-    .venv/bin/python bench/fleet.py --seconds 30 --protocol 3.1.1 --qos 0
-    .venv/bin/python bench/fleet.py --client paho        # bare paho receiver, for comparison
+    .venv/bin/python bench/fleet.py                # 100 000 endpoints, 60 s period, 300 s measured
+    .venv/bin/python bench/fleet.py --quick        # 2 000 endpoints, seconds: a smoke test
 
-What runs, each in its own process, against a private Mosquitto on a free loopback port:
+What runs, against a private Mosquitto and a private Alertmanager on free loopback ports:
 
-- **publisher**: every endpoint sends one heartbeat every ``--period`` s (60 s), spread
-  evenly (100 000 / 60 s ≈ 1 667 messages/s), as the wire contract's JSON reading on
-  ``anbo/eb/<id>/status``::
+- **the daemon**: ``monitor.daemon.Daemon``, built and run exactly as ``anbo run``
+  does (settings loaded from a generated ``anbo.toml``): MQTT ingest with anbo's fast
+  path, the Pipeline, ``monitor/ebfleet.py`` (the endpoint inventory, a generated CSV
+  of 100 000 endpoints in 200 townships), the built-in rule packs evaluated every 1 s
+  tick, the Alertmanager sink and the metrics listener, whose ``/metrics`` (the
+  collector) the bench scrapes every 15 s like Prometheus. Its own process; the only
+  addition is a timer around ``Evaluator.tick`` (the whole tick: workers, EB fleet
+  evaluation, rules, ledger, Alertmanager hand-over);
+- **publisher**: every endpoint sends one heartbeat every ``--period`` s, spread evenly,
+  as the wire contract's JSON reading on ``anbo/eb/<id>/status``; 2 % of the endpoints
+  never report (they go offline, and the region alerts fire), 0.5 % report a fault;
+- **baseline**: ``mosquitto_sub`` (the C client) subscribed to the same topics at the
+  same QoS, to /dev/null, in the same run: the floor of receiving these messages.
 
-      {"ts": …, "seq": …, "values": {"online": 1, "fault_amplifier": 0,
-       "fault_speaker_line": 0}, "info": {"region": "<township>"}}
+Measured after a warm-up of one full heartbeat period plus 10 s (every reporting
+endpoint has been heard from: steady state), over ``--seconds`` (default 300 s = five
+periods, 300 ticks): the daemon's CPU share of one core (utime + stime from /proc over
+the window), the baseline's, their ratio, and the tick's p50/p99/max over every tick in
+the window. Goals: under 25 % of one core and p99 tick under 20 ms.
 
-  2 % of the endpoints never report (offline), so 1 633 messages/s arrive; 0.5 % report
-  a fault.
-- **receiver**: loads the endpoint inventory (a generated CSV, through
-  ``monitor.inventory``), subscribes through the daemon's own ingest
-  (``monitor.ingest.MqttIngest``: aiomqtt with anbo's MQTT fast path ``monitor.mqttio``,
-  the bounded ``IngestQueue``, latency histogram; MQTT v5 and QoS 1 by default, as the
-  daemon does; ``--protocol``/``--qos`` to compare, ``--client aiomqtt`` for a plain
-  aiomqtt loop and ``--client paho`` for bare paho's network thread), and
-  for every message parses the topic and decodes the payload with ``monitor.wire``,
-  then queues the heartbeat. Every 1 s tick it applies the queued heartbeats and
-  faults to a ``probes.eb.Fleet`` in one batch, evaluates the fleet and builds the
-  per-region measurements (online ratio, counts, truncated offline/faulty id lists):
-  what the daemon exports each tick.
-
-Printed: the receiver's CPU share of one core (``process_time / wall`` over the measured
-window, after a warm-up that starts with the first message), split into anbo's per-message
-handler and the rest (the MQTT client, the ticks), and the tick's evaluation time
-(median, p99, max). Goals: under 25 % of one core and under 20 ms per tick.
-
-``ANBO_BENCH_PROFILE=out.prof`` profiles the receiver's measured window with cProfile
-(``anbo`` and ``aiomqtt`` clients; the profiler roughly doubles the CPU figure).
+``BENCH_PROFILE=out.prof`` profiles the daemon over the window with cProfile (which
+slows it down: the CPU and tick figures of such a run are not comparable).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import cProfile
 import json
 import os
 import platform
@@ -51,19 +44,21 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench._machine import cpu_model, proc_cpu_s, proc_rss_mb  # noqa: E402
+
 COUNTIES = 20
 TOWNSHIPS_PER_COUNTY = 10
 OFFLINE_SHARE = 0.02
 FAULT_SHARE = 0.005
 OFFLINE_AFTER_S = 180.0
-MAX_IDS = 20
-TICK_S = 1.0
+SCRAPE_S = 15.0
 
 
 def endpoint_id(i: int) -> str:
@@ -84,301 +79,103 @@ def write_inventory(path: Path, n: int) -> None:
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
-# --------------------------------------------------------------------------- receiver
-def _profiler() -> cProfile.Profile | None:
-    """A running profiler if ``ANBO_BENCH_PROFILE`` names a file to write its stats to."""
-    if not os.environ.get("ANBO_BENCH_PROFILE"):
-        return None
-    prof = cProfile.Profile()
-    prof.enable()
-    return prof
+CONFIG = """
+state_directory = "state"
+
+[station]
+name = "bench"
+
+[mqtt]
+url = "mqtt://127.0.0.1:{port}"
+client_id = "anbo-bench"
+qos = {qos}
+
+[metrics]
+listen = "127.0.0.1:{metrics_port}"
+
+[logging]
+level = "warning"
+format = "json"
+
+[alerting]
+alertmanagers = [{{ url = "{alertmanager}" }}]
+
+[eb]
+inventory = ["endpoints.csv"]
+region_level = "township"
+offline_after = {offline_after}
+
+[[targets]]
+name = "fm-97.5"
+kind = "fm"
+service = "News"
+frequency_mhz = 97.5
+"""
 
 
-def _dump(prof: cProfile.Profile | None) -> None:
-    if prof is not None:
-        prof.disable()
-        prof.dump_stats(os.environ["ANBO_BENCH_PROFILE"])
-
-
-class Receiver:
-    """The fleet side: per message topic → endpoint → decode → queue; per tick batch → Fleet."""
-
-    def __init__(self, inventory: Path) -> None:
-        from monitor.inventory import load_inventory
-        from monitor.wire import TopicParser
-
-        t0 = time.perf_counter()
-        self.inventory = load_inventory([inventory])
-        self.load_s = time.perf_counter() - t0
-        self.fleet = self.inventory.fleet("township")
-        self.names = self.inventory.region_names("township")
-        self.parser = TopicParser("anbo")
-        self.hb_idx: list[int] = []
-        self.hb_ts: list[float] = []
-        self.fault_idx: list[int] = []
-        self.fault_val: list[int] = []
-        self.messages = 0
-        self.decode_errors = 0
-        self.unknown_endpoints = 0
-        self.handle_s = 0.0
-        self.lag = 0.0  # largest publish-to-handle delay since the last tick (s)
-        self.measuring = False
-        self.tick_ms: list[float] = []
-        self.per_tick: list[tuple[int, float]] = []  # (messages, largest delay) per measured tick
-        self._last_count = 0
-        self.online = self.faulty = 0
-
-    def handle(self, topic: str, payload: bytes, ctype: str | None) -> None:
-        from monitor.wire import DecodeError, EndpointTopic, Readings, decode
-
-        t0 = time.perf_counter()
-        self.messages += 1
-        try:
-            parsed = self.parser.parse(topic)
-            if not isinstance(parsed, EndpointTopic):
-                return
-            i = self.inventory.index.get(parsed.endpoint)
-            if i is None:
-                self.unknown_endpoints += 1
-                return
-            now = time.time()
-            reading = decode(payload, content_type=ctype, user_properties=None, now=now)
-            if not isinstance(reading, Readings):
-                self.decode_errors += 1
-                return
-            self.lag = max(self.lag, now - reading.ts)
-            values = reading.values
-            if values.get("online", 0.0) >= 1.0:
-                self.hb_idx.append(i)
-                self.hb_ts.append(reading.ts)
-            self.fault_idx.append(i)
-            self.fault_val.append(
-                (1 if values.get("fault_amplifier", 0.0) else 0)
-                | (2 if values.get("fault_speaker_line", 0.0) else 0)
-            )
-        except DecodeError:
-            self.decode_errors += 1
-        finally:
-            self.handle_s += time.perf_counter() - t0
-
-    def tick(self) -> None:
-        import numpy as np
-
-        from probes.dispatch import ids_by_region
-
-        t0 = time.perf_counter()
-        # Swap the queues out first: with the paho client, handle() runs in another thread.
-        hb_idx, hb_ts, self.hb_idx, self.hb_ts = self.hb_idx, self.hb_ts, [], []
-        f_idx, f_val, self.fault_idx, self.fault_val = self.fault_idx, self.fault_val, [], []
-        n = min(len(hb_idx), len(hb_ts))
-        fleet = self.fleet
-        if n:
-            fleet.heartbeat(np.array(hb_idx[:n], dtype=np.intp), np.array(hb_ts[:n], dtype=np.float64))
-        n = min(len(f_idx), len(f_val))
-        if n:
-            fleet.set_faults(np.array(f_idx[:n], dtype=np.intp), np.array(f_val[:n], dtype=np.int64))
-        status = fleet.evaluate(time.time(), OFFLINE_AFTER_S)
-        ids = self.inventory.ids
-        offline_ids = ids_by_region(
-            np.flatnonzero(~status.online_mask), status.region, fleet.n_regions, ids, MAX_IDS
-        )
-        fault_ids = ids_by_region(
-            np.flatnonzero(status.faulty_mask), status.region, fleet.n_regions, ids, MAX_IDS
-        )
-        ratio = status.online_ratio.tolist()
-        online = status.online.tolist()
-        total = status.total.tolist()
-        faulty = status.faulty.tolist()
-        measurements = {
-            name: {
-                "eb_online_ratio": ratio[r],
-                "eb_online": float(online[r]),
-                "eb_total": float(total[r]),
-                "eb_faults": float(faulty[r]),
-                "eb_offline_ids": offline_ids[r],
-                "eb_fault_ids": fault_ids[r],
-            }
-            for r, name in enumerate(self.names)
-        }
-        assert len(measurements) == fleet.n_regions
-        elapsed = (time.perf_counter() - t0) * 1e3
-        count = self.messages
-        if self.measuring:
-            self.tick_ms.append(elapsed)
-            self.per_tick.append((count - self._last_count, self.lag))
-        self._last_count = count
-        self.lag = 0.0
-        self.online, self.faulty = int(status.online.sum()), int(status.faulty.sum())
-
-    def result(self, cpu: float, wall: float, messages: int, handle_s: float) -> dict[str, object]:
-        return {
-            "cpu_s": cpu,
-            "wall_s": wall,
-            "messages": messages,
-            "handle_s": handle_s,
-            "tick_ms": self.tick_ms,
-            "per_tick": self.per_tick,
-            "inventory_load_s": self.load_s,
-            "decode_errors": self.decode_errors,
-            "unknown_endpoints": self.unknown_endpoints,
-            "online": self.online,
-            "faulty": self.faulty,
-        }
-
-
-async def ticker(rx: Receiver) -> None:
-    nxt = time.monotonic() + TICK_S
-    while True:
-        await asyncio.sleep(max(0.0, nxt - time.monotonic()))
-        nxt += TICK_S
-        rx.tick()
-
-
-async def measure(rx: Receiver, warmup: float, seconds: float) -> tuple[float, float, int, float]:
-    """Wait for the first message and the warm-up, then measure: CPU s, wall s, messages, handler s."""
-    while rx.messages == 0:  # the warm-up starts with the publisher  # noqa: ASYNC110
-        await asyncio.sleep(0.01)
-    await asyncio.sleep(warmup)
-    rx.measuring = True
-    prof = _profiler()
-    m0, c0, w0, h0 = rx.messages, time.process_time(), time.monotonic(), rx.handle_s
-    await asyncio.sleep(seconds)
-    cpu, wall = time.process_time() - c0, time.monotonic() - w0
-    _dump(prof)
-    rx.measuring = False
-    return cpu, wall, rx.messages - m0, rx.handle_s - h0
-
-
-async def receive_anbo(
-    rx: Receiver, port: int, ready: Path, warmup: float, seconds: float, qos: int, v5: bool
-) -> dict[str, object]:
-    """The daemon's ingest: ``monitor.ingest.MqttIngest`` (aiomqtt with anbo's fast path, its
-    bounded queue, latency histogram, persistent session), ticks on the same event loop."""
-    import contextlib
-
-    from monitor.ingest import Credentials, IngestQueue, MqttIngest
-    from monitor.settings import MqttSettings
-    from monitor.stats import Stats
-
-    settings = MqttSettings(url=[f"mqtt://127.0.0.1:{port}"], protocol="5" if v5 else "3.1.1", qos=qos)
-    stats = Stats()
-    queue = IngestQueue(settings.queue_size, stats)
-    handle = rx.handle
-
-    def handler(topic: str, payload: bytes, ctype: str | None, props: object, rx_time: float) -> None:
-        handle(topic, payload, ctype)
-
-    ingest = MqttIngest(
-        settings,
-        client_id=f"bench-fleet-{os.getpid()}",
-        credentials=Credentials(None, None),
-        subscriptions=lambda: ["anbo/eb/+/status"],
-        handler=handler,
-        queue=queue,
-        stats=stats,
-    )
-    task = asyncio.create_task(ingest.run())
-    await ingest.subscribed.wait()
-    await asyncio.to_thread(ready.touch)
-    tick_task = asyncio.create_task(ticker(rx))
-    cpu, wall, messages, handle_s = await measure(rx, warmup, seconds)
-    for t in (tick_task, task):
-        t.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await t
-    if stats.connects != 1:
-        raise SystemExit(f"the receiver connected {stats.connects} times (expected once)")
-    return rx.result(cpu, wall, messages, handle_s)
-
-
-async def receive_aiomqtt(
-    rx: Receiver, port: int, ready: Path, warmup: float, seconds: float, qos: int, v5: bool
-) -> dict[str, object]:
-    """For comparison: plain aiomqtt (``async for message in client.messages``), ticks on the same loop."""
-    import aiomqtt
-
-    async def consume(client: aiomqtt.Client) -> None:
-        async for message in client.messages:
-            props = message.properties
-            ctype = getattr(props, "ContentType", None) if props is not None else None
-            payload = message.payload
-            assert isinstance(payload, bytes)
-            rx.handle(message.topic.value, payload, ctype)
-
-    protocol = aiomqtt.ProtocolVersion.V5 if v5 else aiomqtt.ProtocolVersion.V311
-    async with aiomqtt.Client(
-        "127.0.0.1", port, identifier=f"bench-fleet-{os.getpid()}", protocol=protocol
-    ) as client:
-        await client.subscribe("anbo/eb/+/status", qos=qos)
-        await asyncio.to_thread(ready.touch)
-        tasks = [asyncio.create_task(ticker(rx)), asyncio.create_task(consume(client))]
-        cpu, wall, messages, handle_s = await measure(rx, warmup, seconds)
-        for t in tasks:
-            t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-    return rx.result(cpu, wall, messages, handle_s)
-
-
-def receive_paho(
-    rx: Receiver, port: int, ready: Path, warmup: float, seconds: float, qos: int, v5: bool
-) -> dict[str, object]:
-    """For comparison: paho's own network thread calling the handler, ticks in the main thread."""
-    import paho.mqtt.client as paho
-    from paho.mqtt.enums import CallbackAPIVersion
-
-    def on_message(client: paho.Client, userdata: object, message: paho.MQTTMessage) -> None:
-        props = getattr(message, "properties", None)
-        ctype = getattr(props, "ContentType", None) if props is not None else None
-        rx.handle(message.topic, message.payload, ctype)
-
-    client = paho.Client(
-        CallbackAPIVersion.VERSION2,
-        client_id=f"bench-fleet-{os.getpid()}",
-        protocol=paho.MQTTv5 if v5 else paho.MQTTv311,
-    )
-    client.on_message = on_message
-    client.connect("127.0.0.1", port)
-    client.subscribe("anbo/eb/+/status", qos=qos)
-    client.loop_start()
-    time.sleep(0.5)
-    ready.touch()
-    while rx.messages == 0:
-        time.sleep(0.01)
-
-    def run_ticks(until: float) -> None:
-        nxt = time.monotonic() + TICK_S
-        while nxt <= until:
-            time.sleep(max(0.0, nxt - time.monotonic()))
-            nxt += TICK_S
-            rx.tick()
-
-    run_ticks(time.monotonic() + warmup)
-    rx.measuring = True
-    m0, c0, w0, h0 = rx.messages, time.process_time(), time.monotonic(), rx.handle_s
-    run_ticks(w0 + seconds)
-    cpu, wall = time.process_time() - c0, time.monotonic() - w0
-    messages, handle_s = rx.messages - m0, rx.handle_s - h0
-    rx.measuring = False
-    client.loop_stop()
-    client.disconnect()
-    return rx.result(cpu, wall, messages, handle_s)
-
-
-def receiver_main(
-    client: str, port: int, inventory: str, ready: str, warmup: float, seconds: float, qos: int, protocol: str
-) -> None:
+# --------------------------------------------------------------------------- the daemon
+def daemon_main(config: str, ready: str, result: str, warmup: float, seconds: float) -> None:
+    """``anbo run``'s daemon, with a timer around each tick; the result as JSON in ``result``."""
+    from monitor.daemon import Daemon
+    from monitor.evaluation import Evaluator
     from monitor.logs import configure_logging
+    from monitor.settings import load_settings
 
-    configure_logging("warning", "json", sys.stderr)  # stdout carries the result
-    rx = Receiver(Path(inventory))
-    v5 = protocol == "5"
-    if client == "anbo":
-        result = asyncio.run(receive_anbo(rx, port, Path(ready), warmup, seconds, qos, v5))
-    elif client == "aiomqtt":
-        result = asyncio.run(receive_aiomqtt(rx, port, Path(ready), warmup, seconds, qos, v5))
-    else:
-        result = receive_paho(rx, port, Path(ready), warmup, seconds, qos, v5)
-    print(json.dumps(result))
+    loaded = load_settings(Path(config))
+    configure_logging(loaded.settings.logging.level, loaded.settings.logging.format)
+    ticks: list[tuple[float, float]] = []  # (monotonic end, duration s)
+    tick = Evaluator.tick
+
+    async def timed_tick(self: Evaluator) -> Any:
+        t0 = time.perf_counter()
+        out = await tick(self)
+        ticks.append((time.monotonic(), time.perf_counter() - t0))
+        return out
+
+    Evaluator.tick = timed_tick  # type: ignore[method-assign]
+
+    profile = os.environ.get("BENCH_PROFILE")
+
+    async def main() -> dict[str, Any]:
+        t0 = time.perf_counter()
+        daemon = Daemon(loaded)
+        load_s = time.perf_counter() - t0
+        run = asyncio.create_task(daemon.run())
+        await asyncio.wait_for(daemon.ready.wait(), 60)
+        await asyncio.to_thread(Path(ready).write_text, str(daemon.metrics_port))
+        await asyncio.sleep(warmup)
+        prof = None
+        if profile:
+            import cProfile
+
+            prof = cProfile.Profile()
+            prof.enable()
+        m0, c0 = time.monotonic(), time.process_time()
+        await asyncio.sleep(seconds)
+        m1, c1 = time.monotonic(), time.process_time()
+        if prof is not None:
+            prof.disable()
+            prof.dump_stats(profile)
+        eb = daemon.eb
+        status = eb.status if eb is not None else None
+        out = {
+            "load_s": load_s,
+            "wall_s": m1 - m0,
+            "cpu_s": c1 - c0,
+            "tick_ms": [d * 1e3 for end, d in ticks if m0 < end <= m1],
+            "heartbeats": eb.counters.heartbeats if eb is not None else 0,
+            "online": int(status.online.sum()) if status is not None else 0,
+            "faulty": int(status.faulty.sum()) if status is not None else 0,
+            "total": int(status.total.sum()) if status is not None else 0,
+            "firing": sorted(
+                {a.labels.get("alertname", "") for a in daemon.evaluator.engine.active() if a.notify}
+            ),
+        }
+        daemon.request_stop()
+        await asyncio.wait_for(run, 30)
+        return out
+
+    Path(result).write_text(json.dumps(asyncio.run(main())))
 
 
 # --------------------------------------------------------------------------- publisher
@@ -437,33 +234,34 @@ def publisher_main(port: int, n: int, period: float, duration: float, qos: int) 
 
 
 # --------------------------------------------------------------------------- driver
+def scrape(port: int) -> tuple[float, int]:
+    t0 = time.perf_counter()
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
+        size = len(r.read())
+    return time.perf_counter() - t0, size
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--endpoints", type=int, default=100_000)
     parser.add_argument("--period", type=float, default=60.0, help="heartbeat period of each endpoint (s)")
-    parser.add_argument("--seconds", type=float, default=60.0, help="measured window (s), at least 30")
-    parser.add_argument("--warmup", type=float, default=5.0)
+    parser.add_argument("--seconds", type=float, default=300.0, help="measured window (s)")
     parser.add_argument("--qos", type=int, choices=[0, 1], default=1, help="subscription and publish QoS")
-    parser.add_argument("--protocol", choices=["5", "3.1.1"], default="5")
-    parser.add_argument(
-        "--client",
-        choices=["anbo", "aiomqtt", "paho"],
-        default="anbo",
-        help="receiver's MQTT client: anbo (the daemon's ingest, monitor.ingest.MqttIngest), "
-        "or for comparison plain aiomqtt or bare paho",
-    )
+    parser.add_argument("--quick", action="store_true", help="2 000 endpoints, 2 s period, 6 s measured")
     args = parser.parse_args()
-    if args.seconds < 30:
-        parser.error("--seconds: measure at least 30 s (the heartbeats arrive spread over the period)")
+    if args.quick:
+        args.endpoints, args.period, args.seconds = 2000, 2.0, 6.0
+    elif args.seconds < 2 * args.period:
+        parser.error("--seconds: measure at least two full heartbeat periods")
+    warmup = args.period + (1.0 if args.quick else 10.0)
 
-    from tests.servers import Mosquitto
+    from bench._servers import Alertmanager, Mosquitto, find_binary, free_port
 
     with tempfile.TemporaryDirectory() as tmp:
         tmpdir = Path(tmp)
-        inventory = tmpdir / "endpoints.csv"
-        write_inventory(inventory, args.endpoints)
+        write_inventory(tmpdir / "endpoints.csv", args.endpoints)
         broker_dir = tmpdir / "broker"
         broker_dir.mkdir()
         broker = Mosquitto(broker_dir, extra_conf="max_queued_messages 0\nmax_queued_bytes 0\n")
@@ -472,107 +270,124 @@ def main() -> None:
             .replace("persistence true", "persistence false")
             .replace("max_queued_messages 100000\n", "")
         )
+        # The sink: a real Alertmanager whose webhook goes nowhere (nothing listens there).
+        am = Alertmanager(tmpdir / "am", webhook_url=f"http://127.0.0.1:{free_port()}/")
+        config = tmpdir / "anbo.toml"
+        config.write_text(
+            CONFIG.format(
+                port=broker.port,
+                qos=args.qos,
+                metrics_port=free_port(),
+                alertmanager=am.url,
+                offline_after=max(OFFLINE_AFTER_S, 3 * args.period),
+            )
+        )
         broker.start()
+        am.start()
+        procs: list[subprocess.Popen[bytes]] = []
         try:
-            ready = tmpdir / "ready"
-            recv = subprocess.Popen(
-                [
-                    sys.executable,
-                    __file__,
-                    "_receive",
-                    args.client,
-                    str(broker.port),
-                    str(inventory),
-                    str(ready),
-                    str(args.warmup),
-                    str(args.seconds),
-                    str(args.qos),
-                    args.protocol,
-                ],
-                stdout=subprocess.PIPE,
-            )
-            deadline = time.monotonic() + 60
+            ready, result = tmpdir / "ready", tmpdir / "result.json"
+            argv = [sys.executable, __file__, "_daemon", str(config), str(ready), str(result)]
+            daemon = subprocess.Popen([*argv, str(warmup), str(args.seconds)])
+            procs.append(daemon)
+            deadline = time.monotonic() + 120
             while not ready.exists():
-                if time.monotonic() > deadline or recv.poll() is not None:
-                    raise SystemExit("receiver did not subscribe")
+                if time.monotonic() > deadline or daemon.poll() is not None:
+                    raise SystemExit("the daemon did not start")
                 time.sleep(0.05)
-            duration = args.warmup + args.seconds + 3
+            metrics_port = int(ready.read_text())
+            t_ready = time.monotonic()
+            sub = subprocess.Popen(
+                [find_binary("mosquitto_sub"), "-h", "127.0.0.1", "-p", str(broker.port),
+                 "-q", str(args.qos), "-t", "anbo/eb/+/status", "-V", "mqttv5"],
+                stdout=subprocess.DEVNULL,
+            )  # fmt: skip
+            procs.append(sub)
             pub = subprocess.Popen(
-                [
-                    sys.executable,
-                    __file__,
-                    "_publish",
-                    str(broker.port),
-                    str(args.endpoints),
-                    str(args.period),
-                    str(duration),
-                    str(args.qos),
-                ],
+                [sys.executable, __file__, "_publish", str(broker.port), str(args.endpoints),
+                 str(args.period), str(warmup + args.seconds + 2), str(args.qos)],
                 stdout=subprocess.PIPE,
-            )
-            out, _ = recv.communicate(timeout=args.warmup + args.seconds + 120)
+            )  # fmt: skip
+            procs.append(pub)
+            # Mark the window as the daemon does (it starts warmup s after ready), and
+            # sample the baseline's and the daemon's CPU at both ends.
+            scrapes: list[tuple[float, int]] = []
+            next_scrape = time.monotonic()
+            marks: dict[str, tuple[float, float, float]] = {}
+            while daemon.poll() is None:
+                now = time.monotonic()
+                if now >= next_scrape:
+                    scrapes.append(scrape(metrics_port))
+                    next_scrape += SCRAPE_S
+                for name, at in (("start", warmup), ("end", warmup + args.seconds)):
+                    if name not in marks and now - t_ready >= at:
+                        marks[name] = (now, proc_cpu_s(sub.pid), proc_rss_mb(daemon.pid))
+                time.sleep(0.05)
             pub_out, _ = pub.communicate(timeout=60)
+            if daemon.returncode != 0:
+                raise SystemExit(f"the daemon failed (exit {daemon.returncode})")
+            res = json.loads(result.read_text())
         finally:
+            for proc in procs:
+                if proc.poll() is None:
+                    proc.terminate()
+                    proc.wait(10)
+            am.stop()
             broker.stop()
-    report(args, json.loads(out), json.loads(pub_out))
+    report(args, res, json.loads(pub_out), marks, scrapes, warmup)
 
 
-def report(args: argparse.Namespace, result: dict[str, Any], published: dict[str, Any]) -> None:
+def report(
+    args: argparse.Namespace,
+    res: dict[str, Any],
+    published: dict[str, Any],
+    marks: dict[str, tuple[float, float, float]],
+    scrapes: list[tuple[float, int]],
+    warmup: float,
+) -> None:
     import numpy
 
-    ticks = sorted(result["tick_ms"])
-    p99 = ticks[min(len(ticks) - 1, round(0.99 * (len(ticks) - 1)))]
-    wall = result["wall_s"]
-    cpu_share = result["cpu_s"] / wall
-    n = max(result["messages"], 1)
-    counts = [c for c, _ in result["per_tick"]]
-    delays = [d for _, d in result["per_tick"]]
-    try:
-        model = next(
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if line.startswith("model name")
-        )
-    except (OSError, StopIteration):
-        model = platform.processor() or platform.machine()
+    ticks = sorted(res["tick_ms"])
+    wall = res["wall_s"]
+    share = res["cpu_s"] / wall
+    (m0, s0, _), (m1, s1, rss) = marks["start"], marks["end"]
+    sub_share = (s1 - s0) / (m1 - m0)
+    rate = published["sent"] / published["seconds"]
+    model = cpu_model()
+    mosq = subprocess.run(["mosquitto", "-h"], capture_output=True, text=True).stdout.split("\n")[0]
+
+    def pct(q: float) -> float:
+        return float(numpy.percentile(ticks, q))
+
+    n_tot = COUNTIES * TOWNSHIPS_PER_COUNTY
+    scrape_ms = statistics.median(t for t, _ in scrapes) * 1e3
+    verdict_cpu = "MET" if share < 0.25 else "NOT MET"
+    verdict_tick = "MET" if pct(99) < 20 else "NOT MET"
     lines = [
         f"machine: {model}, {os.cpu_count()} cores, Python {platform.python_version()}, "
-        f"numpy {numpy.__version__}",
-        f"fleet: {args.endpoints} endpoints in {COUNTIES * TOWNSHIPS_PER_COUNTY} townships, heartbeat every "
-        f"{args.period:g} s; receiver: {args.client}, MQTT {args.protocol}, QoS {args.qos}; "
-        f"inventory CSV loaded in {result['inventory_load_s'] * 1e3:.0f} ms",
-        f"publisher: {published['sent']} heartbeats in {published['seconds']:.1f} s "
-        f"({published['sent'] / published['seconds']:.0f}/s)",
-        f"receiver: {result['messages']} messages in {wall:.1f} s measured "
-        f"({result['messages'] / wall:.0f}/s), "
-        f"decode errors {result['decode_errors']}, unknown endpoints {result['unknown_endpoints']}; "
-        f"last tick: {result['online']} online, {result['faulty']} faulty",
-        f"messages per tick: min {min(counts)}, median {statistics.median(counts):.0f}, max {max(counts)}; "
-        f"largest publish-to-handle delay {max(delays) * 1e3:.0f} ms",
-        f"per message: {result['cpu_s'] / n * 1e6:.1f} µs of receiver CPU in all, of which "
-        f"{result['handle_s'] / n * 1e6:.1f} µs in anbo's handler (topic, decode, queue); "
-        "the rest is the MQTT client and the ticks",
-        f"receiver CPU: {cpu_share * 100:.1f} % of one core ({result['cpu_s']:.2f} s CPU / {wall:.1f} s)  "
-        f"goal < 25 %: {'MET' if cpu_share < 0.25 else 'NOT MET'}",
-        f"tick (apply heartbeats + evaluate + per-region measurements), {len(ticks)} ticks: "
-        f"median {statistics.median(ticks):.2f} ms, p99 {p99:.2f} ms, max {ticks[-1]:.2f} ms  "
-        f"goal < 20 ms: {'MET' if p99 < 20 else 'NOT MET'}",
+        f"numpy {numpy.__version__}, {mosq}",
+        f"fleet: {args.endpoints} endpoints in {n_tot} townships, heartbeat every {args.period:g} s, "
+        f"QoS {args.qos}; the daemon built in {res['load_s']:.2f} s",
+        f"publisher: {published['sent']} heartbeats ({rate:.0f}/s); "
+        f"the daemon applied {res['heartbeats']} in all",
+        f"window: {wall:.0f} s after a {warmup:g} s warm-up; last tick: {res['online']} of "
+        f"{res['total']} online, {res['faulty']} faulty",
+        f"firing: {', '.join(res['firing']) or 'none'}",
+        f"/metrics scraped {len(scrapes)} times: median {scrape_ms:.0f} ms, "
+        f"{scrapes[-1][1] / 1e3:.0f} kB; daemon RSS at the end {rss:.0f} MB",
+        f"baseline mosquitto_sub (C, same topics, QoS {args.qos}): {sub_share * 100:.1f} % of one core",
+        f"anbo daemon: {share * 100:.1f} % of one core ({res['cpu_s']:.1f} s CPU / {wall:.0f} s), "
+        f"{res['cpu_s'] / max(rate * wall, 1) * 1e6:.0f} µs per message, "
+        f"{share / max(sub_share, 1e-9):.1f}× the baseline  goal < 25 %: {verdict_cpu}",
+        f"tick (whole Evaluator.tick), {len(ticks)} ticks: p50 {pct(50):.2f} ms, "
+        f"p99 {pct(99):.2f} ms, max {ticks[-1]:.2f} ms  goal p99 < 20 ms: {verdict_tick}",
     ]
     print("\n".join(lines))
 
 
 if __name__ == "__main__":
-    if len(sys.argv) > 1 and sys.argv[1] == "_receive":
-        receiver_main(
-            sys.argv[2],
-            int(sys.argv[3]),
-            sys.argv[4],
-            sys.argv[5],
-            float(sys.argv[6]),
-            float(sys.argv[7]),
-            int(sys.argv[8]),
-            sys.argv[9],
-        )
+    if len(sys.argv) > 1 and sys.argv[1] == "_daemon":
+        daemon_main(sys.argv[2], sys.argv[3], sys.argv[4], float(sys.argv[5]), float(sys.argv[6]))
     elif len(sys.argv) > 1 and sys.argv[1] == "_publish":
         publisher_main(
             int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4]), float(sys.argv[5]), int(sys.argv[6])

@@ -13,4 +13,19 @@ def frame_stats(
     peaks: NDArray[Any],
     /,
 ) -> None:
-    """Per-segment, per-channel sums of squares (head, whole frames, tail) and per-channel peaks."""
+    """Per-segment, per-channel sums of squares (head, whole frames, tail) and per-channel peaks.
+
+    ``samples``: float32 or float64 (native order), or int16 in either byte order (full
+    scale 32768, read in place: no float32 copy).
+    """
+
+def sos_power(
+    samples: NDArray[Any],
+    sos: NDArray[Any],
+    zi: NDArray[Any],
+    weights: NDArray[Any],
+    power: NDArray[Any],
+    /,
+) -> None:
+    """Second-order sections over interleaved (frames, channels) samples, squared and
+    weighted-summed over channels per frame; ``zi`` (sections, channels, 2) updated in place."""

@@ -5,7 +5,12 @@ Units and conventions
 * A block is ``samples``: ``float32`` array of shape ``(frames, channels)``, full scale
   1.0 (int16 / 32768); ``rate`` in Hz; ``ts`` = unix seconds of the first sample.
   ``float64`` blocks are accepted too; other dtypes are converted to ``float32``.
-  C-contiguous input (what the wire decoder produces) is the fast path.
+  C-contiguous input (what the wire decoder produces) is the fast path. The level and
+  silence kernels (:func:`rms_dbfs`, :func:`peak_dbfs`, :func:`block_levels`,
+  :func:`frame_rms_dbfs`, :class:`SilenceDetector`) also take the wire's int16 L16
+  samples as they are (``np.frombuffer(payload, ">i2")`` or ``"<i2"``, reshaped):
+  the compiled kernel reads them in either byte order, full scale 32768, with no
+  float32 copy.
 * **dBFS** is referenced to a full-scale *sample value*: RMS dBFS = ``10·log10(mean(x²))``,
   peak dBFS = ``20·log10(max|x|)``. A full-scale sine therefore reads −3.01 dBFS RMS and
   0 dBFS peak (this is *not* the AES17 convention, which adds 3.01 dB to RMS values).
@@ -28,7 +33,6 @@ from dataclasses import dataclass
 from typing import Final
 
 import numpy as np
-import scipy.signal
 from numpy.typing import NDArray
 
 from probes import _kernels
@@ -70,6 +74,8 @@ __all__ = [
 _WIDE: Final = 4096
 
 Float = np.float32 | np.float64
+#: A block for the level and silence kernels: float, or the wire's int16 in either byte order.
+Samples = NDArray[np.floating] | NDArray[np.int16]
 
 
 # --------------------------------------------------------------------------- block kernels
@@ -85,8 +91,21 @@ def _prepare(samples: NDArray[np.floating]) -> NDArray[Float]:
     return x
 
 
+def _prepare_kernel(samples: Samples) -> NDArray[Float | np.int16]:
+    """Like :func:`_prepare`, but int16 blocks (either byte order) pass as they are.
+
+    Only for the functions whose one use of the samples is :func:`_frame_stats`.
+    """
+    if isinstance(samples, np.ndarray) and samples.dtype.kind == "i" and samples.dtype.itemsize == 2:
+        if samples.ndim != 2 or samples.shape[1] < 1:
+            check_block(samples.astype(np.float32))  # the same errors as for float blocks
+        x: NDArray[np.int16] = np.ascontiguousarray(samples)  # no copy when already contiguous
+        return x
+    return _prepare(samples)  # type: ignore[arg-type]
+
+
 def _frame_stats(
-    x: NDArray[Float], head: int, frame_len: int
+    x: NDArray[Float | np.int16], head: int, frame_len: int
 ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
     """Per-segment ``Σx²`` and the block's ``Σx²`` and peak power, per channel, in one pass.
 
@@ -104,9 +123,19 @@ def _frame_stats(
     return sums, totals
 
 
-def _channel_stats(x: NDArray[Float]) -> NDArray[np.float64]:
+def _channel_stats(x: NDArray[Float | np.int16]) -> NDArray[np.float64]:
     """``[Σx², max x²]`` per channel of a C-contiguous ``(frames, channels)`` block."""
     return _frame_stats(x, x.shape[0], 1)[1]
+
+
+def channel_power(samples: Samples) -> NDArray[np.float64]:
+    """``[Σx², max x²]`` per channel, shape ``(2, channels)``, in one pass of the kernel.
+
+    (numpy's ``abs(x).max(axis=0)`` on a ``(frames, 2)`` block is a strided reduction some
+    20× slower than this whole pass.)
+    """
+    x = _prepare_kernel(samples)
+    return _channel_stats(x)
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,25 +146,25 @@ class BlockLevels:
     peak_dbfs: NDArray[np.float64]
 
 
-def rms_dbfs(samples: NDArray[np.floating], floor_db: float = DB_FLOOR) -> NDArray[np.float64]:
+def rms_dbfs(samples: Samples, floor_db: float = DB_FLOOR) -> NDArray[np.float64]:
     """Per-channel RMS level in dBFS, shape ``(channels,)``; full-scale sine = −3.01 dBFS."""
-    x = _prepare(samples)
+    x = _prepare_kernel(samples)
     if x.shape[0] == 0:
         raise ValueError("empty audio block")
     return power_db(_channel_stats(x)[0] / x.shape[0], floor_db)
 
 
-def peak_dbfs(samples: NDArray[np.floating], floor_db: float = DB_FLOOR) -> NDArray[np.float64]:
+def peak_dbfs(samples: Samples, floor_db: float = DB_FLOOR) -> NDArray[np.float64]:
     """Per-channel sample-peak level in dBFS, shape ``(channels,)`` (not true-peak)."""
-    x = _prepare(samples)
+    x = _prepare_kernel(samples)
     if x.shape[0] == 0:
         raise ValueError("empty audio block")
     return power_db(_channel_stats(x)[1], floor_db)
 
 
-def block_levels(samples: NDArray[np.floating], floor_db: float = DB_FLOOR) -> BlockLevels:
+def block_levels(samples: Samples, floor_db: float = DB_FLOOR) -> BlockLevels:
     """Per-channel RMS and peak dBFS of a block (see :func:`rms_dbfs`, :func:`peak_dbfs`)."""
-    x = _prepare(samples)
+    x = _prepare_kernel(samples)
     if x.shape[0] == 0:
         raise ValueError("empty audio block")
     totals = _channel_stats(x)
@@ -144,14 +173,12 @@ def block_levels(samples: NDArray[np.floating], floor_db: float = DB_FLOOR) -> B
     return BlockLevels(rms_dbfs=db[0], peak_dbfs=db[1])
 
 
-def frame_rms_dbfs(
-    samples: NDArray[np.floating], frame_len: int, floor_db: float = DB_FLOOR
-) -> NDArray[np.float64]:
+def frame_rms_dbfs(samples: Samples, frame_len: int, floor_db: float = DB_FLOOR) -> NDArray[np.float64]:
     """RMS dBFS of consecutive frames of ``frame_len`` samples, shape ``(n_frames, channels)``.
 
     A trailing partial frame is ignored.
     """
-    x = _prepare(samples)
+    x = _prepare_kernel(samples)
     if frame_len < 1:
         raise ValueError(f"frame length must be >= 1 sample, got {frame_len}")
     sums, _ = _frame_stats(x, 0, frame_len)
@@ -459,9 +486,9 @@ class SilenceDetector:
         self._reset_stream()
         return closed
 
-    def process(self, samples: NDArray[np.floating], rate: int, ts: float) -> SilenceUpdate:
+    def process(self, samples: Samples, rate: int, ts: float) -> SilenceUpdate:
         """Feed one block (``(frames, channels)``, full scale 1.0) whose first sample is at ``ts``."""
-        x = _prepare(samples)
+        x = _prepare_kernel(samples)
         if not (isinstance(rate, int | np.integer) and rate > 0):
             raise ValueError(f"sample rate must be a positive integer, got {rate!r}")
         n, c = x.shape
@@ -727,6 +754,8 @@ def spectral_features(
     if n < 16:
         raise ValueError(f"block too short for a spectrum: {n} frames")
     seg = min(nperseg, n)
+    import scipy.signal  # here: it takes a second to import, and anbo analyze needs it not
+
     freqs, psd = scipy.signal.welch(x, fs=rate, nperseg=seg, axis=0)
     if sum_channels:
         psd = psd.sum(axis=1, keepdims=True)

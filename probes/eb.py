@@ -20,7 +20,7 @@ offline.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -51,6 +51,9 @@ class FleetStatus:
     unreported_mask: NDArray[np.bool_]
     #: endpoints per region not yet reported
     unreported: NDArray[np.int64]
+    #: per kind of selection, its indices split by region (built on first use: one pass
+    #: over the fleet for all regions, where a mask per region would be one per region)
+    _by_region: dict[str, list[NDArray[np.intp]]] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def offline(self) -> NDArray[np.int64]:
@@ -60,22 +63,38 @@ class FleetStatus:
 
     def offline_indices(self, region: int | None = None) -> NDArray[np.intp]:
         """Indices of offline endpoints, in ``region`` or in the whole fleet (None)."""
-        return self._select(~self.online_mask & ~self.unreported_mask, region)
+        return self._select("offline", region)
 
     def unreported_indices(self, region: int | None = None) -> NDArray[np.intp]:
         """Indices of endpoints not yet reported, in ``region`` or everywhere."""
-        return self._select(self.unreported_mask, region)
+        return self._select("unreported", region)
 
     def faulty_indices(self, region: int | None = None) -> NDArray[np.intp]:
         """Indices of online endpoints reporting a fault, in ``region`` or everywhere."""
-        return self._select(self.faulty_mask, region)
+        return self._select("faulty", region)
 
-    def _select(self, mask: NDArray[np.bool_], region: int | None) -> NDArray[np.intp]:
+    def _mask(self, kind: str) -> NDArray[np.bool_]:
+        if kind == "offline":
+            out: NDArray[np.bool_] = ~self.online_mask & ~self.unreported_mask
+            return out
+        return self.unreported_mask if kind == "unreported" else self.faulty_mask
+
+    def _select(self, kind: str, region: int | None) -> NDArray[np.intp]:
         if region is None:
-            return np.flatnonzero(mask)
-        if not 0 <= region < self.total.shape[0]:
-            raise ValueError(f"region index {region} out of range 0..{self.total.shape[0] - 1}")
-        return np.flatnonzero(mask & (self.region == region))
+            return np.flatnonzero(self._mask(kind))
+        n_regions = self.total.shape[0]
+        if not 0 <= region < n_regions:
+            raise ValueError(f"region index {region} out of range 0..{n_regions - 1}")
+        groups = self._by_region.get(kind)
+        if groups is None:
+            sel = np.flatnonzero(self._mask(kind))
+            regions = self.region[sel]
+            # A stable sort keeps each region's indices in ascending order.
+            ordered = sel[np.argsort(regions, kind="stable")]
+            counts = np.bincount(regions, minlength=n_regions)
+            groups = np.split(ordered, np.cumsum(counts)[:-1])
+            self._by_region[kind] = groups
+        return groups[region]
 
 
 class Fleet:

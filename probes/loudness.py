@@ -34,10 +34,14 @@ from dataclasses import dataclass
 from typing import Final
 
 import numpy as np
-import scipy.signal
 from numpy.typing import NDArray
 
+from probes import _kernels
 from probes._util import DB_FLOOR, BlockContinuity, check_block
+from probes.audio import channel_power
+
+#: Most channels the compiled K-weighting pass takes (probes/_kernels.c, SOS_CHANNELS).
+_KERNEL_CHANNELS: Final = 64
 
 __all__ = [
     "ABSOLUTE_GATE_LUFS",
@@ -235,7 +239,7 @@ class LoudnessMeter:
         self._rate = rate
         self._channels = channels
         self._weights = np.asarray(weights, dtype=np.float64)
-        self._sos = k_weighting_sos(rate)
+        self._sos = np.ascontiguousarray(k_weighting_sos(rate))
         # Samples per 100 ms step, rounded as libebur128 does.
         self._step = (rate + 5) // 10
 
@@ -321,11 +325,19 @@ class LoudnessMeter:
                 self._configure(rate, c)
             self._reset_stream()
 
-        # sosfilt filters a float64, time-contiguous copy of its input, which it returns:
-        # handing it the transposed view makes that the only copy, and y is ours to square.
-        y, self._zi = scipy.signal.sosfilt(self._sos, samples.T, axis=-1, zi=self._zi)
-        np.square(y, out=y)
-        power = self._weights @ y  # weighted Σ over channels, per sample
+        if c <= _KERNEL_CHANNELS:
+            # K-weighting, squares and the weighted Σ over channels in one pass of the
+            # compiled kernel over the interleaved block (the same recurrence as sosfilt).
+            power = np.empty(n)
+            _kernels.sos_power(np.ascontiguousarray(samples), self._sos, self._zi, self._weights, power)
+        else:
+            # sosfilt filters a float64, time-contiguous copy of its input, which it
+            # returns: handing it the transposed view makes that the only copy.
+            import scipy.signal  # only here: a second to import
+
+            y, self._zi = scipy.signal.sosfilt(self._sos, samples.T, axis=-1, zi=self._zi)
+            np.square(y, out=y)
+            power = self._weights @ y  # weighted Σ over channels, per sample
 
         step = self._step
         head = min(step - self._partial_len, n) if self._partial_len else 0
@@ -407,6 +419,15 @@ class LoudnessMeter:
 _TP_ROW: Final = 16
 
 
+def _firwin_kaiser(numtaps: int, cutoff: float, beta: float) -> NDArray[np.float64]:
+    """``scipy.signal.firwin(numtaps, cutoff, window=("kaiser", beta))`` (a windowed-sinc
+    low-pass, unit gain at DC) in numpy: scipy.signal takes a second to import."""
+    m = np.arange(numtaps) - (numtaps - 1) / 2.0
+    h = cutoff * np.sinc(cutoff * m) * np.kaiser(numtaps, beta)
+    out: NDArray[np.float64] = h / h.sum()
+    return out
+
+
 def _true_peak_matrix(factor: int, taps: int) -> NDArray[np.float32]:
     """The ``factor − 1`` interpolation sub-filters as one ``(2·B, (factor − 1)·B)`` matrix.
 
@@ -418,7 +439,7 @@ def _true_peak_matrix(factor: int, taps: int) -> NDArray[np.float32]:
     rows times this banded matrix give every interpolated point in one BLAS product
     (column ``p·B + r`` = sub-filter ``p`` at offset ``r``).
     """
-    h = scipy.signal.firwin(factor * taps + 1, 1.0 / factor, window=("kaiser", 8.0)) * factor
+    h = _firwin_kaiser(factor * taps + 1, 1.0 / factor, 8.0) * factor
     b = _TP_ROW
     m = np.zeros((2 * b, (factor - 1) * b), dtype=np.float32)
     for p in range(1, factor):
@@ -450,6 +471,7 @@ class TruePeakMeter:
         self._rate = 0
         self._channels = 0
         self._matrix: NDArray[np.float32] | None = None
+        self._gain = 0.0
         self._tail = np.zeros((0, 0), dtype=np.float32)
         self._peak = np.zeros(0)
 
@@ -475,9 +497,16 @@ class TruePeakMeter:
                 self._rate, self._channels = rate, c
                 factor = 4 if rate < 96_000 else 2 if rate < 192_000 else 1
                 self._matrix = _true_peak_matrix(factor, self.TAPS_PER_PHASE) if factor > 1 else None
+                # the most any interpolated point can exceed its samples' peak by (Σ|h|
+                # of the largest sub-filter), rounded up to cover float32 rounding
+                self._gain = (
+                    float(np.abs(self._matrix).sum(axis=0).max()) * (1 + 1e-5)
+                    if self._matrix is not None
+                    else 0.0
+                )
                 self._peak = np.zeros(c)
             self._tail = np.zeros((0, c), dtype=np.float32)
-        block = np.abs(samples).max(axis=0).astype(np.float64)
+        block = np.sqrt(channel_power(samples)[1])  # the sample peak, per channel
         if self._matrix is not None:
             # Channels as rows: (c, frames), the carried frames first.
             x = np.concatenate([self._tail.T, samples.T.astype(np.float32)], axis=1)
@@ -485,9 +514,21 @@ class TruePeakMeter:
             rows = x.shape[1] // b
             if rows >= 2:
                 grid = x[:, : rows * b].reshape(c, rows, b)
-                pairs = np.concatenate([grid[:, :-1], grid[:, 1:]], axis=2)
-                between = np.abs(pairs @ self._matrix).max(axis=(1, 2))
-                block = np.maximum(block, between)
+                # An interpolated point is a weighted sum of the samples of a pair of
+                # rows: it is at most the pair's sample peak times the sub-filter's
+                # Σ|h|. Only the pairs where that bound exceeds the block's sample peak
+                # can raise its peak; the others are not computed (exact, not an
+                # approximation: on programme audio, most of them).
+                # (numpy reduces a short last axis slowly: a transposed copy reduces fast)
+                row_peak = np.abs(grid).transpose(0, 2, 1).copy().max(axis=1)
+                pair_peak = np.maximum(row_peak[:, :-1], row_peak[:, 1:])
+                gain = self._gain
+                for ch in range(c):
+                    rows_ch = np.flatnonzero(pair_peak[ch] * gain > block[ch])
+                    if rows_ch.size:
+                        pairs = np.concatenate([grid[ch, rows_ch], grid[ch, rows_ch + 1]], axis=1)
+                        points = pairs @ self._matrix
+                        block[ch] = max(block[ch], float(points.max()), -float(points.min()))
                 x = x[:, (rows - 1) * b :]
             self._tail = np.ascontiguousarray(x.T)
         self._peak = np.maximum(self._peak, block)

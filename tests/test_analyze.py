@@ -77,6 +77,23 @@ def test_text_output(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None
     assert "LUFS" in out and "LU," in out and "dBTP (per channel)" in out
 
 
+def test_silence_only_gives_the_same_silences_and_levels_without_loudness(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = recording(tmp_path)
+    full = analyze(path)
+    assert main(["analyze", str(path), "--json", "--silence-only"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["silences"] == full.silences
+    assert out["rms_dbfs"] == full.rms_dbfs and out["peak_dbfs"] == full.peak_dbfs
+    assert out["clip_ratio"] == full.clip_ratio
+    assert out["loudness_measured"] is False and out["integrated_lufs"] is None
+    assert out["true_peak_dbtp"] == []
+    assert main(["analyze", str(path), "--silence-only"]) == 0
+    text = capsys.readouterr().out
+    assert "Silences (2," in text and "not measured (--silence-only)" in text and "dBTP" not in text
+
+
 def test_loudness_of_a_calibrated_tone(tmp_path: Path) -> None:
     # A 1 kHz sine at -20 dBFS peak, mono... EBU Tech 3341: -23 dBFS stereo sine reads -23 LUFS.
     t = np.arange(20 * RATE) / RATE

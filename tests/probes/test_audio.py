@@ -120,7 +120,7 @@ def test_non_contiguous_and_float64_blocks_are_accepted() -> None:
     ("block", "message"),
     [
         (np.zeros(100, dtype=np.float32), "shape"),
-        (np.zeros((100, 2), dtype=np.int16), "floating point"),
+        (np.zeros((100, 2), dtype=np.int32), "floating point"),
         (np.zeros((0, 2), dtype=np.float32), "empty"),
         (np.zeros((100, 0), dtype=np.float32), "no channels"),
     ],

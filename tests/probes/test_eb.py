@@ -6,6 +6,8 @@ import math
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from probes.eb import Fleet
 
@@ -112,3 +114,32 @@ def test_never_heard_is_not_yet_reported_until_due() -> None:
     due = fleet.evaluate(NOW, 60.0, started=NOW - 61)
     assert list(due.unreported) == [0, 0] and list(due.offline_indices()) == [1, 2]
     assert list(fleet.evaluate(NOW, 60.0).offline_indices()) == [1, 2]  # no start given: long ago
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    n=st.integers(1, 400),
+    regions=st.integers(1, 12),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_indices_per_region_match_the_mask_of_each_region(n: int, regions: int, seed: int) -> None:
+    """The indices are grouped by region in one pass; the same as masking region by region."""
+    rng = np.random.default_rng(seed)
+    region = rng.integers(0, regions, n)
+    fleet = Fleet(region, n_regions=regions)
+    heard = rng.random(n) < 0.7
+    fleet.heartbeat(np.flatnonzero(heard), NOW - rng.uniform(0.0, 600.0, int(heard.sum())))
+    faulty = np.flatnonzero(rng.random(n) < 0.2)
+    fleet.set_faults(faulty, rng.integers(1, 4, faulty.shape[0]))
+    status = fleet.evaluate(NOW, offline_after=300.0, started=NOW - rng.choice([10.0, 1000.0]))
+    masks = {
+        "offline": ~status.online_mask & ~status.unreported_mask,
+        "unreported": status.unreported_mask,
+        "faulty": status.faulty_mask,
+    }
+    for r in rng.permutation(regions):  # any order of asking
+        for kind, mask in masks.items():
+            got = getattr(status, f"{kind}_indices")(int(r))
+            np.testing.assert_array_equal(got, np.flatnonzero(mask & (region == r)))
+    for kind, mask in masks.items():
+        np.testing.assert_array_equal(getattr(status, f"{kind}_indices")(), np.flatnonzero(mask))

@@ -108,7 +108,9 @@ def test_bad_arguments_are_refused_with_clear_errors() -> None:
     with pytest.raises(ValueError, match="whole frames"):
         _kernels.frame_stats(x, 3, 0, 4, sums, totals)
     with pytest.raises(TypeError, match="float32 or float64"):
-        _kernels.frame_stats(x.astype(np.int16), 2, 2, 4, sums, totals)
+        _kernels.frame_stats(x.astype(np.int32), 2, 2, 4, sums, totals)
+    with pytest.raises(TypeError, match="float32 or float64"):
+        _kernels.frame_stats(x.astype(">f4"), 2, 2, 4, sums, totals)
     with pytest.raises(TypeError, match="float64"):
         _kernels.frame_stats(x, 2, 2, 4, sums.astype(np.float32), totals)
     with pytest.raises(TypeError, match="C-contiguous"):
@@ -136,10 +138,14 @@ def test_portable_build_matches_the_sse2_build(tmp_path: Path) -> None:
     portable = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(portable)
     rng = np.random.default_rng(11)
-    for dtype in (np.float32, np.float64):
+    for dtype in (np.float32, np.float64, np.dtype("<i2"), np.dtype(">i2")):
         for channels in (1, 2, 3, 4):
-            x = (rng.standard_normal((5000, channels)) * 0.3).astype(dtype)
-            x[17, 0] = np.nan  # ignored by the peak in both builds
+            x = (rng.standard_normal((5000, channels)) * 0.3).astype(np.float32)
+            if np.dtype(dtype).kind == "i":
+                x = np.rint(x * 32767).clip(-32768, 32767).astype(dtype)
+            else:
+                x = x.astype(dtype)
+                x[17, 0] = np.nan  # ignored by the peak in both builds
             out = []
             for module in (_kernels, portable):
                 sums, totals = np.empty((2 + 4990 // 480, channels)), np.empty((2, channels))
@@ -147,3 +153,95 @@ def test_portable_build_matches_the_sse2_build(tmp_path: Path) -> None:
                 out.append((sums, totals))
             np.testing.assert_array_equal(out[0][0], out[1][0])
             np.testing.assert_array_equal(out[0][1], out[1][1])
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    order=st.sampled_from(["<i2", ">i2"]),
+    channels=st.sampled_from([1, 2, 3, 4, 6, 8, 16, 17]),
+    frames=st.integers(0, 3000),
+    head_share=st.floats(0.0, 1.0),
+    fl=st.integers(1, 700),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_int16_in_either_byte_order_gives_the_float32_results_exactly(
+    order: str, channels: int, frames: int, head_share: float, fl: int, seed: int
+) -> None:
+    """The wire's L16 samples are read as they are, scaled by 1/32768, with no float32 copy."""
+    rng = np.random.default_rng(seed)
+    codes = rng.integers(-32768, 32768, (frames, channels)).astype(order)
+    if frames:
+        codes[rng.integers(0, frames), 0] = -32768  # the one code whose magnitude is 2^15
+    as_float = codes.astype(np.float32) * np.float32(1 / 32768)
+    head = round(head_share * frames)
+    got = _frame_stats(codes, head, fl)
+    want = _frame_stats(as_float, head, fl)
+    np.testing.assert_array_equal(got[0], want[0])
+    np.testing.assert_array_equal(got[1], want[1])
+    assert_close(as_float, head, fl)  # and those are right
+
+
+def test_silence_detector_reads_wire_int16_like_the_decoded_float32() -> None:
+    from probes.audio import SilenceDetector
+
+    rng = np.random.default_rng(5)
+    codes = (rng.standard_normal((48_000 * 8, 2)) * 3000).astype(">i2")
+    codes[48_000 * 2 : 48_000 * 5] = rng.integers(-3, 4, (48_000 * 3, 2))  # 3 s of dither
+    as_float = codes.astype(np.float32) * np.float32(1 / 32768)
+    results = []
+    for x in (codes, as_float):
+        det = SilenceDetector(on_dbfs=-60.0, off_dbfs=-60.0, on_s=2.0, off_s=0.05)
+        out = [det.process(x[p : p + 4800], 48_000, p / 48_000) for p in range(0, x.shape[0], 4800)]
+        results.append(
+            (
+                [iv for u in out for iv in u.closed],
+                [u.levels.rms_dbfs.tolist() + u.levels.peak_dbfs.tolist() for u in out],
+            )
+        )
+    assert results[0] == results[1]
+    assert len(results[0][0]) == 1
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    dtype=st.sampled_from([np.float32, np.float64]),
+    channels=st.sampled_from([1, 2, 3, 5, 6]),
+    frames=st.integers(1, 3000),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_sos_power_is_sosfilt_squared_and_weighted(
+    dtype: type[np.floating], channels: int, frames: int, seed: int
+) -> None:
+    """The K-weighting pass gives scipy's sosfilt results, and the same filter state."""
+    import scipy.signal
+
+    from probes.loudness import k_weighting_sos
+
+    rng = np.random.default_rng(seed)
+    sos = np.ascontiguousarray(k_weighting_sos(48_000))
+    x = (rng.standard_normal((frames, channels)) * 0.3).astype(dtype)
+    weights = rng.uniform(0.0, 1.5, channels)
+    zi = rng.standard_normal((2, channels, 2)) * 1e-2
+    y, want_zi = scipy.signal.sosfilt(sos, x.T.astype(np.float64), axis=-1, zi=zi)
+    want = weights @ (y * y)
+    got_zi = zi.copy()
+    got = np.empty(frames)
+    _kernels.sos_power(x, sos, got_zi, weights, got)
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-300)
+    np.testing.assert_allclose(got_zi, want_zi, rtol=1e-12, atol=1e-15)
+
+
+def test_sos_power_refuses_bad_arguments() -> None:
+    x = np.zeros((10, 2), dtype=np.float32)
+    sos, zi, w, out = np.zeros((2, 6)), np.zeros((2, 2, 2)), np.ones(2), np.empty(10)
+    _kernels.sos_power(x, sos, zi, w, out)
+    with pytest.raises(ValueError, match="zi of"):
+        _kernels.sos_power(x, sos, np.zeros((2, 1, 2)), w, out)
+    with pytest.raises(ValueError, match="one value per frame"):
+        _kernels.sos_power(x, sos, zi, w, np.empty(9))
+    with pytest.raises(TypeError, match="float32 or float64"):
+        _kernels.sos_power(x.astype(np.int16), sos, zi, w, out)
+    with pytest.raises(TypeError, match="must be float64"):
+        _kernels.sos_power(x, sos.astype(np.float32), zi, w, out)
+    with pytest.raises(TypeError, match=r"sos_power\(samples"):
+        _kernels.sos_power(x, sos)  # type: ignore[call-arg]

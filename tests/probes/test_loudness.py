@@ -339,3 +339,40 @@ def test_true_peak_restarts_after_a_gap_and_reset() -> None:
     meter.reset()
     meter.process(quiet, RATE, TS0 + 5.0)  # after a gap: no carried frames from the loud tone
     assert meter.true_peak_dbtp[0] == pytest.approx(-20.0, abs=0.05)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    channels=st.sampled_from([1, 2, 3]),
+    seconds=st.floats(0.01, 1.5),
+    block_s=st.sampled_from([0.01, 0.1, 0.37, 1.0, 10.0]),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_true_peak_computes_only_the_points_that_can_matter_and_misses_none(
+    channels: int, seconds: float, block_s: float, seed: int
+) -> None:
+    """Pairs of rows whose samples bound every interpolated point below the block's sample
+    peak are skipped: the result equals interpolating every point."""
+    from probes.loudness import _TP_ROW, _true_peak_matrix
+
+    rng = np.random.default_rng(seed)
+    n = max(1, round(seconds * RATE))
+    # Bursts of near-Nyquist tones (inter-sample peaks) at levels that vary by 40 dB.
+    t = np.arange(n) / RATE
+    level = 10 ** (rng.uniform(-40, 0, (n // 4800 + 1, channels)) / 20).repeat(4800, axis=0)[:n]
+    x = np.sin(2 * np.pi * rng.uniform(11_000, 23_000, channels) * t[:, None] + rng.uniform(0, 6, channels))
+    x = (x * level * rng.uniform(0.5, 1.0, (n, channels))).astype(np.float32)
+    meter = TruePeakMeter()
+    block = max(1, round(block_s * RATE))
+    got = np.zeros(channels)
+    for pos in range(0, n, block):
+        got = np.maximum(got, meter.process(x[pos : pos + block], RATE, pos / RATE))
+    m = _true_peak_matrix(4, TruePeakMeter.TAPS_PER_PHASE)
+    rows = n // _TP_ROW
+    want = np.abs(x).max(axis=0).astype(np.float64)
+    if rows >= 2:
+        grid = x[: rows * _TP_ROW].T.reshape(channels, rows, _TP_ROW)
+        pairs = np.concatenate([grid[:, :-1], grid[:, 1:]], axis=2)
+        want = np.maximum(want, np.abs(pairs @ m).max(axis=(1, 2)))
+    np.testing.assert_allclose(got, want, rtol=1e-6)
+    np.testing.assert_allclose(10 ** (meter.true_peak_dbtp / 20), np.maximum(want, 1e-6), rtol=1e-6)
