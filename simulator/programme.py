@@ -482,13 +482,13 @@ class WavProgramme:
     MAX_RESAMPLE_S: Final = 900.0
 
     def __init__(self, path: Path, rate: int = 48_000, channels: int = 2) -> None:
-        from anbo.analyze import AnalyzeError, read_wav
+        from monitor.audiofile import AudioFileError, read_wav
 
         self.rate = rate
         self.channels = channels
         try:
             file_rate, data = read_wav(path)
-        except AnalyzeError as exc:
+        except AudioFileError as exc:
             raise WavError(f"{path}: {exc}") from None
         if data.ndim == 1:
             data = data[:, None]

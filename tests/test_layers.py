@@ -28,10 +28,7 @@ ALLOWED: dict[str, set[str]] = {
 
 
 #: Known upward imports still to be moved down (module → package); empty is the goal.
-KNOWN: dict[str, set[str]] = {
-    # The WAV reader lives in anbo/analyze.py; the simulator's WavProgramme reads files with it.
-    "simulator/programme.py": {"anbo"},
-}
+KNOWN: dict[str, set[str]] = {}
 
 
 def imports_of(path: Path) -> set[str]:
