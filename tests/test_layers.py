@@ -67,3 +67,68 @@ def test_known_exceptions_are_still_needed() -> None:
     """An entry in KNOWN that no longer imports upward must be removed."""
     stale = [m for m, pkgs in KNOWN.items() if not pkgs & imports_of(ROOT / m)]
     assert stale == []
+
+
+def module_name(path: Path) -> str:
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def load_time_imports(path: Path) -> set[str]:
+    """Project modules imported when ``path`` is imported: module level only (imports inside
+    functions and under ``if TYPE_CHECKING:`` run later or never, and cannot make a circle
+    at import time)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
+    out: set[str] = set()
+    for node in tree.body:
+        if isinstance(node, ast.Import):
+            out.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            out.add(node.module)
+            out.update(f"{node.module}.{a.name}" for a in node.names)
+    return {m for m in out if m.split(".")[0] in PROJECT}
+
+
+def find_circles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Every back edge of a depth-first search, as the circle it closes."""
+    circles: list[list[str]] = []
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(node: str) -> None:
+        state[node] = 1
+        stack.append(node)
+        for nxt in sorted(graph.get(node, ())):
+            if state.get(nxt) == 1:
+                circles.append([*stack[stack.index(nxt) :], nxt])
+            elif nxt not in state:
+                visit(nxt)
+        stack.pop()
+        state[node] = 2
+
+    for name in sorted(graph):
+        if name not in state:
+            visit(name)
+    return circles
+
+
+def test_the_circle_finder_finds_circles() -> None:
+    assert find_circles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c", "a"]]
+    assert find_circles({"a": {"b"}, "b": set(), "c": {"a", "b"}}) == []
+
+
+def test_no_import_circles() -> None:
+    modules = {
+        module_name(p): p for pkg in PROJECT if (ROOT / pkg).is_dir() for p in (ROOT / pkg).rglob("*.py")
+    }
+    # An edge to one's own parent package is no circle: Python imports the parents first
+    # anyway (``from simulator import programme`` inside simulator/station.py).
+    graph = {
+        name: {
+            m for m in load_time_imports(path) if m in modules and m != name and not name.startswith(m + ".")
+        }
+        for name, path in modules.items()
+    }
+    assert find_circles(graph) == []
