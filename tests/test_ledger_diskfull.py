@@ -1,4 +1,4 @@
-"""The disk holding the ledger fills up during an outage, then is freed: nothing is lost.
+"""The disk holding the ledger fills up during an outage, or is read-only: nothing is lost.
 
 A real `anbo run` keeps its state directory on a small tmpfs mounted by the test (so the
 disk really is full: SQLite gets ENOSPC, not a simulated error), fed through a real
@@ -183,4 +183,85 @@ async def scenario(mosquitto: Mosquitto, state: Path, tmp_path: Path, feeder: Fe
     print(
         f"disk full: LedgerUnavailable at Alertmanager {detected_s:.1f} s after the disk filled; "
         f"rows written and the alert resolved {recovered_s:.1f} s after space was freed"
+    )
+
+
+@pytest.fixture
+def read_only_disk(tmp_path: Path) -> Iterator[Path]:
+    """A state directory on a tmpfs seen through a read-only bind mount (as a file system
+    remounted read-only after a disk error looks to anbo); ``remount,rw`` heals it."""
+    base, state = tmp_path / "base", tmp_path / "state"
+    base.mkdir()
+    state.mkdir()
+    steps = [
+        ["mount", "-t", "tmpfs", "-o", "size=8m,mode=0700", "tmpfs", str(base)],
+        ["mount", "--bind", str(base), str(state)],
+        ["mount", "-o", "remount,bind,ro", str(state)],
+    ]
+    for step in steps:
+        out = subprocess.run(step, capture_output=True, text=True)
+        assert out.returncode == 0, f"this test mounts file systems and needs root: {out.stderr.strip()}"
+    try:
+        yield state
+    finally:
+        subprocess.run(["umount", "-l", str(state)], check=False)
+        subprocess.run(["umount", "-l", str(base)], check=False)
+
+
+def test_read_only_state_directory_loses_nothing(
+    mosquitto: Mosquitto, read_only_disk: Path, tmp_path: Path
+) -> None:
+    feeder = Feeder(mosquitto.port)
+    feeder.level = 60.0
+    feeder.start()
+    try:
+        asyncio.run(read_only_scenario(mosquitto, read_only_disk, tmp_path, feeder))
+    finally:
+        feeder.stop()
+
+
+async def read_only_scenario(mosquitto: Mosquitto, state: Path, tmp_path: Path, feeder: Feeder) -> None:
+    async with WebhookReceiver() as hook:
+        am = Alertmanager(tmp_path / "am", webhook_url=hook.url)
+        am.start()
+        port = free_port()
+        config = tmp_path / "anbo.toml"
+        config.write_text(CONFIG.format(state=state, url=mosquitto.url, port=port, am=am.url))
+        log = (tmp_path / "anbo.log").open("wb")
+        cmd = [sys.executable, "-m", "anbo", "run", "--config", str(config), "--log-format", "json"]
+        daemon = await asyncio.to_thread(subprocess.Popen, cmd, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            # It starts and monitors on a read-only state directory, and says so.
+            unavailable = await hook.wait_seen("LedgerUnavailable", "firing", [am], limit=40)
+            assert "ledger.sqlite3" in unavailable.annotations["description"]
+            code, text = ready(port)
+            assert code == 503 and "outage ledger unavailable" in text, (code, text)
+            feeder.level = 10.0
+            t_lost = time.time()
+            await hook.wait_seen("CarrierLoss", "firing", [am], limit=30)
+            await asyncio.sleep(2.0)
+            feeder.level = 60.0
+            t_back = time.time()
+            await hook.wait_seen("CarrierLoss", "resolved", [am], limit=30)
+
+            out = await asyncio.to_thread(
+                subprocess.run, ["mount", "-o", "remount,bind,rw", str(state)], capture_output=True, text=True
+            )
+            assert out.returncode == 0, out.stderr
+            t_healed = time.monotonic()
+            await hook.wait_seen("LedgerUnavailable", "resolved", [am], limit=30)
+            recovered_s = time.monotonic() - t_healed
+            await hook.wait_for(lambda: ready(port)[0] == 200, 20, "ready again", [am])
+        finally:
+            daemon.terminate()
+            daemon.wait(30)
+            log.close()
+            am.stop()
+
+    (outage,) = outages(state / "ledger.sqlite3")
+    assert outage.causes == ("CarrierLoss",) and outage.end is not None
+    assert t_lost - 0.5 <= outage.start <= t_lost + 1.5, outage.start - t_lost
+    assert t_back - 0.5 <= outage.end <= t_back + 1.5, outage.end - t_back
+    print(
+        f"read-only state directory: rows written and LedgerUnavailable resolved {recovered_s:.1f} s after rw"
     )
