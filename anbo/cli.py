@@ -389,12 +389,12 @@ def _serve(
     """Run a service (the daemon, the gateway) under systemd's notifier until it ends."""
     configure_logging(args.log_level or logging.level, args.log_format or logging.format)
     log = structlog.get_logger("anbo")
-    log.info(f"{what} starting", version=__version__, config=str(args.config), **fields)
+    log.info("service starting", service=what, version=__version__, config=str(args.config), **fields)
     notifier = Notifier.from_env()
     try:
         asyncio.run(main(notifier))
     except OSError as exc:
-        log.error(f"{what} cannot start", error=str(exc))
+        log.error("service cannot start", service=what, error=str(exc))
         return 1
     finally:
         notifier.close()
