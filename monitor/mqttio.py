@@ -314,9 +314,19 @@ def retrieve_disconnect_error(client: aiomqtt.Client) -> BaseException | None:
     The loss itself is already handled (logged, counted) by the caller.
     """
     future = getattr(client, "_disconnected", None)
-    if isinstance(future, asyncio.Future) and future.done() and not future.cancelled():
-        return future.exception()
-    return None
+    if not isinstance(future, asyncio.Future):
+        return None
+    if not future.done():
+        # Cancelled mid-connection (a shutdown): paho may still report the disconnection
+        # after we are gone; take that exception when it comes, so nothing is printed.
+        future.add_done_callback(_consume)
+        return None
+    return None if future.cancelled() else future.exception()
+
+
+def _consume(future: asyncio.Future[None]) -> None:
+    if not future.cancelled():
+        future.exception()
 
 
 class SessionFlag:

@@ -42,3 +42,34 @@ def test_demo_fires_and_resolves_within_the_first_minute(tmp_path: Path) -> None
     assert any("FIRING   VswrHigh on tx-fm-a" in line for line in lines), out_text
     assert lines[-1].startswith("anbo demo ended after")
     assert '"event": "anbo stopped"' in log.read_text(encoding="utf-8")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("duration", ["1", "2", "3"])
+def test_a_very_short_demo_ends_cleanly(tmp_path: Path, duration: str) -> None:
+    """Seen once: a very short demo printed "Future exception was never retrieved ...
+    MqttCodeError('Unexpected disconnection')" at the end. A short run says nothing
+    like it, whatever the moment it stops at."""
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-X",
+            "dev",
+            "-m",
+            "anbo",
+            "demo",
+            "--duration",
+            duration,
+            "--no-view",
+            "--log-file",
+            str(tmp_path / "demo.log"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=90,
+    )
+    text = out.stdout + out.stderr
+    assert out.returncode == 0, text[-3000:]
+    for bad in ("Future exception was never retrieved", "Traceback", "Task was destroyed", "never awaited"):
+        assert bad not in text, text[-3000:]
+    assert out.stdout.splitlines()[-1].startswith("anbo demo ended after")
