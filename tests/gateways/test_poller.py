@@ -14,7 +14,7 @@ from structlog.testing import capture_logs
 
 from gateways.mapping import PointError
 from gateways.poller import DeviceError, GatewayCollector, Poller, ReadResult
-from monitor.publisher import MqttPublisher, Outgoing, PublisherCollector
+from monitor.publisher import MqttPublisher, PublisherCollector
 from monitor.settings import MqttSettings
 from monitor.wire import Readings, decode
 from tests.servers import find_binary
@@ -207,14 +207,6 @@ def test_metrics() -> None:
     )
     assert registry.get_sample_value("anbo_gateway_dropped_messages_total", {**base, "target": "tx-a"}) == 0.0
     assert json.loads(outbox._queue[1].payload)["values"] == {"device_reachable": False}
-
-
-def test_a_full_queue_drops_the_oldest_and_counts_per_target() -> None:
-    outbox = MqttPublisher.from_settings(MqttSettings(), client_id="t", capacity=3)
-    for i in range(5):
-        outbox.offer(Outgoing("t", str(i).encode(), key="tx-a"))
-    assert [m.payload for m in outbox._queue] == [b"2", b"3", b"4"]
-    assert outbox.stats.dropped == {"tx-a": 2}
 
 
 def test_the_exposition_passes_promtool() -> None:

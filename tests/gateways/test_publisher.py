@@ -23,7 +23,7 @@ def test_the_publisher_survives_a_broker_restart_and_drops_only_what_overflows(m
     async def main() -> None:
         outbox = MqttPublisher.from_settings(settings, client_id="gw-outbox-test", capacity=40)
         got: list[int] = []
-        all_in = asyncio.Event()
+        first_in, all_in = asyncio.Event(), asyncio.Event()
         sub = aiomqtt.Client(
             "127.0.0.1",
             mosquitto.port,
@@ -39,6 +39,8 @@ def test_the_publisher_survives_a_broker_restart_and_drops_only_what_overflows(m
                         await sub.subscribe("t/#", qos=1)
                         async for m in sub.messages:
                             got.append(int(bytes(m.payload)))  # type: ignore[arg-type]
+                            if len(got) >= 20:
+                                first_in.set()
                             if len(got) >= 60:
                                 all_in.set()
                 except aiomqtt.MqttError:
@@ -54,9 +56,7 @@ def test_the_publisher_survives_a_broker_restart_and_drops_only_what_overflows(m
             await asyncio.wait_for(outbox.wait_drained(), 10)
             # Up to max_inflight publishes are confirmed at once: wait for the subscriber
             # too, or the broker's redelivery of what it had not acked yet (QoS 1) repeats some.
-            async with asyncio.timeout(10):
-                while len(got) < 20:
-                    await asyncio.sleep(0.02)
+            await asyncio.wait_for(first_in.wait(), 10)
             await asyncio.sleep(0.3)  # and for its acks to reach the broker
             mosquitto.stop()
             await asyncio.sleep(0.5)
