@@ -59,7 +59,7 @@ WANTED = (
     "anbo_gateway_latency_seconds_sum",
     "anbo_gateway_latency_seconds_count",
     "anbo_capture_blocks_total",
-    "anbo_capture_dropped_messages_total",
+    "anbo_gateway_dropped_messages_total",
 )
 
 
@@ -122,7 +122,7 @@ def run(n: int, seconds: float, icecast: Icecast, broker: Mosquitto, work: Path)
         "ffmpeg_cores": (f1 - f0) / wall,
         "per_input_cores": ((g1 - g0) + (f1 - f0)) / wall / n,
         "blocks_per_s": (m1["anbo_capture_blocks_total"] - m0["anbo_capture_blocks_total"]) / wall,
-        "dropped": m1.get("anbo_capture_dropped_messages_total", 0.0),
+        "dropped": m1.get("anbo_gateway_dropped_messages_total", 0.0),
         "latency_ms": 1000 * lat_s / lat_n if lat_n else float("nan"),
     }
 

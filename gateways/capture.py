@@ -46,7 +46,7 @@ from prometheus_client.registry import Collector
 from gateways.ffmpeg import OUTPUT_FORMATS, Cause, detail_text, ffmpeg_command, loss_cause
 from monitor.http import MetricsServer
 from monitor.ingest import backoff_delay
-from monitor.publisher import MqttPublisher, Outgoing
+from monitor.publisher import MqttPublisher, Outgoing, PublisherCollector
 from monitor.sdnotify import Notifier
 from monitor.settings import (
     CaptureInput,
@@ -539,7 +539,8 @@ class InputRunner:
 
 
 class CaptureCollector(Collector):
-    """The gateway's metrics, read at scrape time."""
+    """The capture gateway's metrics per input, read at scrape time (the publisher's
+    families: :class:`monitor.publisher.PublisherCollector`)."""
 
     def __init__(self, gateway: CaptureGateway) -> None:
         self.gateway = gateway
@@ -567,16 +568,6 @@ class CaptureCollector(Collector):
             labels=labels,
         )
         blocks = CounterMetricFamily("anbo_capture_blocks", "Audio blocks read", labels=labels)
-        published = CounterMetricFamily(
-            "anbo_capture_published_messages",
-            "Messages confirmed by the broker (blocks and status)",
-            labels=labels,
-        )
-        dropped = CounterMetricFamily(
-            "anbo_capture_dropped_messages",
-            "Messages dropped because the publish queue was full",
-            labels=labels,
-        )
         restarts = CounterMetricFamily(
             "anbo_capture_ffmpeg_starts", "ffmpeg processes started", labels=labels
         )
@@ -595,33 +586,9 @@ class CaptureCollector(Collector):
                     errors.add_metric([*lv, cause.value], float(st.errors.get(cause.value, 0)))
             latency.add_metric(lv, count_value=st.latency_count, sum_value=st.latency_sum)
             blocks.add_metric(lv, float(st.blocks))
-            published.add_metric(lv, float(st.published))
-            dropped.add_metric(lv, float(g.publisher.stats.dropped.get(r.name, 0)))
             restarts.add_metric(lv, float(st.restarts))
             resyncs.add_metric(lv, float(r.clock.resyncs))
-        yield from (up, last, errors, latency, blocks, published, dropped, restarts, resyncs)
-        conn = GaugeMetricFamily(
-            "anbo_gateway_mqtt_connected",
-            "1 while connected to that broker",
-            labels=["station", "gateway", "broker"],
-        )
-        for url, ok in g.publisher.connected.items():
-            conn.add_metric([station, "capture", url], 1.0 if ok else 0.0)
-        yield conn
-        queue = GaugeMetricFamily(
-            "anbo_gateway_publish_queue_messages",
-            "Messages waiting for the broker",
-            labels=["station", "gateway"],
-        )
-        queue.add_metric([station, "capture"], float(g.publisher.queued + g.publisher.inflight))
-        yield queue
-        cap = GaugeMetricFamily(
-            "anbo_gateway_publish_queue_capacity",
-            "Most messages held for the broker",
-            labels=["station", "gateway"],
-        )
-        cap.add_metric([station, "capture"], float(g.publisher.capacity))
-        yield cap
+        yield from (up, last, errors, latency, blocks, restarts, resyncs)
 
 
 # --------------------------------------------------------------------------- the gateway
@@ -668,6 +635,14 @@ class CaptureGateway:
         self.listen = listen or cap.listen
         self.registry = CollectorRegistry(auto_describe=True)
         self.registry.register(CaptureCollector(self))
+        self.registry.register(
+            PublisherCollector(
+                self.publisher,
+                station=lambda: self.station,
+                gateway="capture",
+                targets=lambda: [r.name for r in self.runners],
+            )
+        )
         self.http = MetricsServer(
             self.registry,
             station=lambda: self.station,

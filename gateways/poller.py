@@ -35,8 +35,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.registry import Collector
 
 from gateways.mapping import PointError
-from gateways.publish import Outbox
 from monitor.ingest import backoff_delay
+from monitor.publisher import MqttPublisher, Outgoing
 from monitor.wire import encode_readings
 
 __all__ = [
@@ -133,7 +133,7 @@ class Poller:
     def __init__(
         self,
         reader: Reader,
-        outbox: Outbox,
+        publisher: MqttPublisher,
         *,
         source: str,
         target: str,
@@ -145,7 +145,7 @@ class Poller:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.reader = reader
-        self.outbox = outbox
+        self.publisher = publisher
         self.topic = topic
         self.interval = interval
         #: a guard around the whole read: the protocol's own timeouts come first
@@ -282,7 +282,7 @@ class Poller:
         )
         self.seq += 1
         self.state.messages += 1
-        self.outbox.put(self.topic, payload)
+        self.publisher.offer(Outgoing(self.topic, payload, key=self.state.target))
 
 
 def _short(text: str) -> str:
@@ -294,14 +294,18 @@ def _printable(text: str) -> str:
 
 
 class GatewayCollector(Collector):
-    """``anbo_gateway_*``: per source and of the outbox, read at scrape time."""
+    """``anbo_gateway_*`` per source, read at scrape time (the publisher's families:
+    :class:`monitor.publisher.PublisherCollector`)."""
 
-    def __init__(self, states: Callable[[], Iterable[SourceState]], outbox: Outbox) -> None:
+    def __init__(self, states: Callable[[], Iterable[SourceState]], *, station: Callable[[], str]) -> None:
         self._states = states
-        self._outbox = outbox
+        self._station = station
 
     def collect(self) -> Iterable[Metric]:
-        labels = ["source", "protocol", "target"]
+        # {station, gateway, target} as on every anbo_gateway_* family; a poll also names
+        # its source and protocol.
+        labels = ["station", "gateway", "target", "source", "protocol"]
+        station = self._station()
         up = GaugeMetricFamily("anbo_gateway_up", "1 while the last poll reached the device", labels=labels)
         last = GaugeMetricFamily(
             "anbo_gateway_last_success_timestamp_seconds",
@@ -328,10 +332,10 @@ class GatewayCollector(Collector):
             labels=labels,
         )
         messages = CounterMetricFamily(
-            "anbo_gateway_messages", "Messages handed to the outbox per source", labels=labels
+            "anbo_gateway_messages", "Messages handed to the publisher per source", labels=labels
         )
         for st in self._states():
-            lv = [st.source, st.protocol, st.target]
+            lv = [station, "poll", st.target, st.source, st.protocol]
             up.add_metric(lv, 1.0 if st.up else 0.0)
             if st.last_success is not None:
                 last.add_metric(lv, st.last_success)
@@ -348,27 +352,3 @@ class GatewayCollector(Collector):
             latency.add_metric(lv, [*cumulative, ("+Inf", float(st.latency_count))], st.latency_sum)
             messages.add_metric(lv, st.messages)
         yield from (up, last, polls, errors, points, failing, latency, messages)
-        ob = self._outbox
-        yield GaugeMetricFamily(
-            "anbo_gateway_mqtt_connected",
-            "1 while connected to the broker",
-            value=1.0 if ob.connected.is_set() else 0.0,
-        )
-        yield CounterMetricFamily(
-            "anbo_gateway_published_messages", "Messages the broker accepted", value=ob.stats.published
-        )
-        yield CounterMetricFamily(
-            "anbo_gateway_dropped_messages",
-            "Messages dropped because the outbox was full while the broker was away",
-            value=ob.stats.dropped,
-        )
-        conn = CounterMetricFamily(
-            "anbo_gateway_mqtt_connection_errors", "Broker connection failures by reason", labels=["reason"]
-        )
-        for reason, n in sorted((ob.stats.errors or {}).items()):
-            conn.add_metric([reason], n)
-        yield conn
-        yield GaugeMetricFamily(
-            "anbo_gateway_outbox_messages", "Messages waiting for the broker", value=len(ob)
-        )
-        yield GaugeMetricFamily("anbo_gateway_outbox_capacity", "Outbox size limit", value=ob.capacity)

@@ -1,6 +1,7 @@
 """``anbo poll``: the transmitter gateway process (SNMP and Modbus TCP pollers → MQTT).
 
-One :class:`Gateway` per station: the outbox (one MQTT client), one poller per
+One :class:`Gateway` per station: the shared :class:`monitor.publisher.MqttPublisher`
+(one bounded, reconnecting MQTT client, as ``anbo capture`` uses), one poller per
 configured source, and an HTTP endpoint with ``/metrics`` (``anbo_gateway_*``),
 ``/-/healthy`` and ``/-/ready`` (200 once connected to the broker). Under systemd
 (``Type=notify``) it sends ``READY=1`` once connected and serving, ``WATCHDOG=1`` from
@@ -21,9 +22,9 @@ from prometheus_client import CollectorRegistry
 from gateways.config import LoadedGateway, ModbusSource, SnmpSource
 from gateways.modbus import ModbusReader
 from gateways.poller import GatewayCollector, Poller, Reader
-from gateways.publish import Outbox
 from gateways.snmp import MAX_VARBINDS, SnmpReader
 from monitor.http import MetricsServer
+from monitor.publisher import MqttPublisher, PublisherCollector
 from monitor.sdnotify import Notifier
 
 __all__ = ["Gateway"]
@@ -32,10 +33,12 @@ log = structlog.get_logger(__name__)
 
 #: How long queued messages may take to leave at shutdown.
 FLUSH_TIMEOUT = 5.0
+#: Messages held while the broker is away (the oldest go first, counted).
+QUEUE_CAPACITY = 10_000
 
 
 class Gateway:
-    """The pollers of one gateway config, their outbox and their HTTP endpoint."""
+    """The pollers of one gateway config, their publisher and their HTTP endpoint."""
 
     def __init__(
         self,
@@ -47,7 +50,9 @@ class Gateway:
         self.loaded = loaded
         cfg = loaded.config
         self.systemd = systemd or Notifier(None)
-        self.outbox = Outbox(cfg.mqtt, client_id=cfg.client_id, password=loaded.mqtt_password)
+        self.publisher = MqttPublisher.from_settings(
+            cfg.mqtt, client_id=cfg.client_id, password=loaded.mqtt_password, capacity=QUEUE_CAPACITY
+        )
         self.pollers: list[Poller] = []
         prefix = cfg.mqtt.topic_prefix
         sources: list[SnmpSource | ModbusSource] = [*cfg.snmp, *cfg.modbus]
@@ -63,7 +68,7 @@ class Gateway:
             self.pollers.append(
                 Poller(
                     reader,
-                    self.outbox,
+                    self.publisher,
                     source=src.source,
                     target=src.target,
                     topic=f"{prefix}/{cfg.station.name}/{src.target}/status",
@@ -73,11 +78,21 @@ class Gateway:
                 )
             )
         self.registry = registry or CollectorRegistry()
-        self.registry.register(GatewayCollector(lambda: [p.state for p in self.pollers], self.outbox))
+        self.registry.register(
+            GatewayCollector(lambda: [p.state for p in self.pollers], station=lambda: cfg.station.name)
+        )
+        self.registry.register(
+            PublisherCollector(
+                self.publisher,
+                station=lambda: cfg.station.name,
+                gateway="poll",
+                targets=lambda: [p.state.target for p in self.pollers],
+            )
+        )
         self.http = MetricsServer(
             self.registry,
             station=lambda: cfg.station.name,
-            ready=self.outbox.connected.is_set,
+            ready=self.publisher.up.is_set,
             index=False,
         )
         self._stop = asyncio.Event()
@@ -95,7 +110,7 @@ class Gateway:
             loop.add_signal_handler(signal.SIGINT, self.request_stop)
         host, port = self.loaded.config.metrics.address
         await self.http.start(host, port)
-        tasks = [asyncio.create_task(self.outbox.run(), name="gateway-mqtt")]
+        tasks = [asyncio.create_task(self.publisher.run(), name="gateway-mqtt")]
         tasks += [asyncio.create_task(p.run(), name=f"poll-{p.state.source}") for p in self.pollers]
         tasks.append(asyncio.create_task(self._supervise(), name="gateway-systemd"))
         log.info(
@@ -115,10 +130,10 @@ class Gateway:
             for task in tasks[1:]:  # pollers first: nothing new is queued
                 task.cancel()
             await asyncio.gather(*tasks[1:], return_exceptions=True)
-            if self.outbox.connected.is_set() and len(self.outbox):
+            if self.publisher.up.is_set() and self.publisher.queued + self.publisher.inflight:
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(FLUSH_TIMEOUT):
-                        await self.outbox.flush()
+                        await self.publisher.wait_drained()
             tasks[0].cancel()
             await asyncio.gather(tasks[0], return_exceptions=True)
             stop.cancel()
@@ -126,7 +141,7 @@ class Gateway:
             if install_signal_handlers:
                 for sig in (signal.SIGTERM, signal.SIGINT):
                     loop.remove_signal_handler(sig)
-            log.info("gateway stopped", queued_unsent=len(self.outbox))
+            log.info("gateway stopped", queued_unsent=self.publisher.queued + self.publisher.inflight)
 
     async def _supervise(self) -> None:
         """READY=1 once connected; WATCHDOG=1 while the loop runs; STATUS= per change."""
@@ -135,7 +150,7 @@ class Gateway:
         ready = False
         last_status = ""
         while True:
-            if not ready and self.outbox.connected.is_set():
+            if not ready and self.publisher.up.is_set():
                 ready = True
                 self.systemd.ready(self._status())
             status = self._status()
@@ -147,5 +162,5 @@ class Gateway:
 
     def _status(self) -> str:
         up = sum(1 for p in self.pollers if p.state.up)
-        broker = "connected" if self.outbox.connected.is_set() else "not connected"
+        broker = "connected" if self.publisher.up.is_set() else "not connected"
         return f"{up}/{len(self.pollers)} devices answer; broker {broker}"

@@ -13,7 +13,11 @@ jittered exponential backoff (``[mqtt] backoff_min``/``backoff_max``). Up to
 ``max_inflight`` messages are in flight at once; what was in flight unconfirmed when a
 connection broke is queued again at the head, in order (QoS 1: the broker may have it
 already, and the daemon drops the duplicate), so the sequence numbers the daemon sees
-have no gaps from a broker outage that the queue could bridge.
+have no gaps from a broker outage that the queue could bridge. A publish that failed
+goes back the same way, and is counted in ``resent``.
+
+:class:`PublisherCollector` exposes the publisher's ``anbo_gateway_*`` families, the same
+for every gateway (``anbo capture``, ``anbo poll``): one collector for this concern.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ import random
 import ssl
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -31,13 +35,15 @@ import aiomqtt
 import structlog
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from monitor.ingest import backoff_delay, classify_connect_error, mqtt_tls_context
 from monitor.mqttio import disconnected, retrieve_disconnect_error
 from monitor.settings import BrokerAddress, MqttSettings, parse_broker_url
 from monitor.stats import ConnectError
 
-__all__ = ["MqttPublisher", "Outgoing", "PublisherStats"]
+__all__ = ["MqttPublisher", "Outgoing", "PublisherCollector", "PublisherStats"]
 
 log = structlog.get_logger(__name__)
 
@@ -61,6 +67,8 @@ class Outgoing:
 class PublisherStats:
     offered: int = 0
     published: int = 0
+    #: Confirmed by the broker, per key.
+    published_by: dict[str, int] = field(default_factory=dict)
     #: Dropped because the queue was full (the oldest go first), per key.
     dropped: dict[str, int] = field(default_factory=dict)
     #: Queued again after a broken connection (the broker had not confirmed them).
@@ -142,6 +150,7 @@ class MqttPublisher:
             tls_context=mqtt_tls_context(settings) if tls else None,
             keepalive=settings.keepalive,
             backoff=(settings.backoff_min, settings.backoff_max),
+            qos=settings.qos,
             capacity=capacity,
             max_inflight=max_inflight,
         )
@@ -269,6 +278,7 @@ class MqttPublisher:
                 props.UserProperty = msg.user_properties
         await client.publish(msg.topic, msg.payload, qos=self.qos, properties=props)
         self.stats.published += 1
+        self.stats.published_by[msg.key] = self.stats.published_by.get(msg.key, 0) + 1
         if msg.on_done is not None:
             msg.on_done(msg)
 
@@ -320,3 +330,79 @@ class MqttPublisher:
         while len(self._queue) > n:
             self._progress.clear()
             await self._progress.wait()
+
+
+class PublisherCollector(Collector):
+    """The publisher's ``anbo_gateway_*`` families, read at scrape time.
+
+    Labels: ``station`` and ``gateway`` (``capture``, ``poll``) on every family; per
+    message counts add ``target`` (the key of :class:`Outgoing`: every target in
+    ``targets`` has a series from the start, 0 until something happens), the connection
+    ``broker`` or ``reason``.
+    """
+
+    def __init__(
+        self,
+        publisher: MqttPublisher,
+        *,
+        station: Callable[[], str],
+        gateway: str,
+        targets: Callable[[], Iterable[str]] = lambda: (),
+    ) -> None:
+        self.publisher = publisher
+        self.station = station
+        self.gateway = gateway
+        self.targets = targets
+
+    def collect(self) -> Iterator[Metric]:
+        p, st = self.publisher, self.publisher.stats
+        base = [self.station(), self.gateway]
+        labels = ["station", "gateway"]
+        targets = sorted({*self.targets(), *st.published_by, *st.dropped} - {""})
+        published = CounterMetricFamily(
+            "anbo_gateway_published_messages",
+            "Messages the broker confirmed (QoS 1: PUBACK), per target",
+            labels=[*labels, "target"],
+        )
+        dropped = CounterMetricFamily(
+            "anbo_gateway_dropped_messages",
+            "Messages dropped because the publish queue was full (the oldest go first), per target",
+            labels=[*labels, "target"],
+        )
+        for t in targets:
+            published.add_metric([*base, t], float(st.published_by.get(t, 0)))
+            dropped.add_metric([*base, t], float(st.dropped.get(t, 0)))
+        yield from (published, dropped)
+        resent = CounterMetricFamily(
+            "anbo_gateway_resent_messages",
+            "Messages queued again because the broker had not confirmed them when the connection broke",
+            labels=labels,
+        )
+        resent.add_metric(base, float(st.resent))
+        yield resent
+        conn = GaugeMetricFamily(
+            "anbo_gateway_mqtt_connected", "1 while connected to that broker", labels=[*labels, "broker"]
+        )
+        for url, ok in p.connected.items():
+            conn.add_metric([*base, url], 1.0 if ok else 0.0)
+        yield conn
+        errors = CounterMetricFamily(
+            "anbo_gateway_mqtt_connection_errors",
+            "Failed broker connection attempts and lost connections, by reason",
+            labels=[*labels, "reason"],
+        )
+        for reason in ConnectError:
+            errors.add_metric([*base, reason.value], float(st.connection_errors.get(reason.value, 0)))
+        yield errors
+        queue = GaugeMetricFamily(
+            "anbo_gateway_publish_queue_messages",
+            "Messages waiting for the broker (queued or in flight)",
+            labels=labels,
+        )
+        queue.add_metric(base, float(p.queued + p.inflight))
+        yield queue
+        cap = GaugeMetricFamily(
+            "anbo_gateway_publish_queue_capacity", "Most messages held for the broker", labels=labels
+        )
+        cap.add_metric(base, float(p.capacity))
+        yield cap

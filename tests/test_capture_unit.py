@@ -12,7 +12,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateways.capture import CaptureClock, InputRunner, parse_input_arg, redact, resolve_inputs
+from gateways.capture import (
+    CaptureClock,
+    CaptureGateway,
+    InputRunner,
+    parse_input_arg,
+    redact,
+    resolve_inputs,
+)
 from gateways.ffmpeg import Cause, detail_text, ffmpeg_command, loss_cause
 from monitor.pipeline import Pipeline
 from monitor.publisher import MqttPublisher, Outgoing
@@ -378,6 +385,22 @@ def test_a_full_queue_drops_the_oldest_and_counts_per_target() -> None:
     assert pub.queued == 3
     assert [m.payload for m in pub._queue] == [bytes([7]), bytes([8]), bytes([9])]
     assert pub.stats.dropped == {"fm-2": 4, "fm-1": 3} and pub.stats.offered == 10
+
+
+def test_the_publisher_families_are_the_shared_ones_with_station_gateway_target(tmp_path: Path) -> None:
+    loaded = load_settings(_config(tmp_path, ""))
+    gw = CaptureGateway(loaded, resolve_inputs(loaded, [("fm-1", "http://h:8000/x")]))
+    gw.publisher.offer(Outgoing("a/b/fm-1/audio", b"x", key="fm-1"))
+    base = {"station": loaded.settings.station.name, "gateway": "capture"}
+    get = gw.registry.get_sample_value
+    assert get("anbo_gateway_published_messages_total", {**base, "target": "fm-1"}) == 0.0
+    assert get("anbo_gateway_dropped_messages_total", {**base, "target": "fm-1"}) == 0.0
+    assert get("anbo_gateway_publish_queue_messages", base) == 1.0
+    assert get("anbo_gateway_mqtt_connection_errors_total", {**base, "reason": "refused"}) == 0.0
+    assert get("anbo_gateway_up", {**base, "target": "fm-1"}) == 0.0
+    assert (
+        get("anbo_capture_dropped_messages_total", {**base, "target": "fm-1"}) is None
+    )  # one name, one place
 
 
 # --------------------------------------------------------------------------- what the daemon sees

@@ -14,7 +14,7 @@ from structlog.testing import capture_logs
 
 from gateways.mapping import PointError
 from gateways.poller import DeviceError, GatewayCollector, Poller, ReadResult
-from gateways.publish import Outbox
+from monitor.publisher import MqttPublisher, PublisherCollector
 from monitor.settings import MqttSettings
 from monitor.wire import Readings, decode
 from tests.servers import find_binary
@@ -44,8 +44,8 @@ def ok(**values: float | bool) -> ReadResult:
     return ReadResult(values=dict(values))
 
 
-def poller(reader: ScriptedReader, wall: list[float]) -> tuple[Poller, Outbox]:
-    outbox = Outbox(MqttSettings(), client_id="t", capacity=100)
+def poller(reader: ScriptedReader, wall: list[float]) -> tuple[Poller, MqttPublisher]:
+    outbox = MqttPublisher.from_settings(MqttSettings(), client_id="t", capacity=100)
     clock = [0.0]
     p = Poller(
         reader,
@@ -62,7 +62,7 @@ def poller(reader: ScriptedReader, wall: list[float]) -> tuple[Poller, Outbox]:
     return p, outbox
 
 
-def messages(outbox: Outbox) -> list[Readings]:
+def messages(outbox: MqttPublisher) -> list[Readings]:
     out = []
     for m in outbox._queue:
         assert m.topic == "anbo/st/tx-a/status"
@@ -180,8 +180,12 @@ def test_metrics() -> None:
     p, outbox = poller(reader, wall)
     asyncio.run(p.poll_once())
     registry = CollectorRegistry()
-    registry.register(GatewayCollector(lambda: [p.state], outbox))
-    labels = {"source": "tx-a", "protocol": "snmp", "target": "tx-a"}
+    registry.register(GatewayCollector(lambda: [p.state], station=lambda: "st"))
+    registry.register(
+        PublisherCollector(outbox, station=lambda: "st", gateway="poll", targets=lambda: ["tx-a"])
+    )
+    base = {"station": "st", "gateway": "poll"}
+    labels = {**base, "target": "tx-a", "source": "tx-a", "protocol": "snmp"}
     assert registry.get_sample_value("anbo_gateway_up", labels) == 1.0
     assert registry.get_sample_value("anbo_gateway_last_success_timestamp_seconds", labels) == 1.75e9
     assert registry.get_sample_value("anbo_gateway_points_failing", labels) == 1.0
@@ -196,17 +200,13 @@ def test_metrics() -> None:
     assert registry.get_sample_value("anbo_gateway_errors_total", {**labels, "reason": "timeout"}) == 1.0
     assert registry.get_sample_value("anbo_gateway_polls_total", {**labels, "result": "error"}) == 1.0
     assert registry.get_sample_value("anbo_gateway_poll_latency_seconds_count", labels) == 1.0
-    assert registry.get_sample_value("anbo_gateway_outbox_messages") == 2.0
-    assert registry.get_sample_value("anbo_gateway_mqtt_connected") == 0.0
+    assert registry.get_sample_value("anbo_gateway_publish_queue_messages", base) == 2.0
+    assert (
+        registry.get_sample_value("anbo_gateway_mqtt_connected", {**base, "broker": "mqtt://127.0.0.1:1883"})
+        == 0.0
+    )
+    assert registry.get_sample_value("anbo_gateway_dropped_messages_total", {**base, "target": "tx-a"}) == 0.0
     assert json.loads(outbox._queue[1].payload)["values"] == {"device_reachable": False}
-
-
-def test_a_full_outbox_drops_the_oldest_and_counts() -> None:
-    outbox = Outbox(MqttSettings(), client_id="t", capacity=3)
-    for i in range(5):
-        outbox.put("t", str(i).encode())
-    assert [m.payload for m in outbox._queue] == [b"2", b"3", b"4"]
-    assert outbox.stats.dropped == 2
 
 
 def test_the_exposition_passes_promtool() -> None:
@@ -217,10 +217,12 @@ def test_the_exposition_passes_promtool() -> None:
     p, outbox = poller(reader, [1.75e9])
     asyncio.run(p.poll_once())
     asyncio.run(p.poll_once())
-    assert outbox.stats.errors is not None
-    outbox.stats.errors["refused"] = 2
+    outbox.stats.connection_errors["refused"] = 2
     registry = CollectorRegistry()
-    registry.register(GatewayCollector(lambda: [p.state], outbox))
+    registry.register(GatewayCollector(lambda: [p.state], station=lambda: "st"))
+    registry.register(
+        PublisherCollector(outbox, station=lambda: "st", gateway="poll", targets=lambda: ["tx-a"])
+    )
     exposition = generate_latest(registry)
     result = subprocess.run(
         [find_binary("promtool"), "check", "metrics"], input=exposition, capture_output=True, timeout=30
