@@ -507,7 +507,9 @@ class InputRunner:
         """Stop ffmpeg (and reap it). ``ended``: its output ended, so it is exiting on its
         own: wait for that first. (Signalling an exited child makes subprocess reap it
         behind asyncio's child watcher, which then reports a false exit status 255.)"""
-        if ended and proc.returncode is None:
+        task = asyncio.current_task()
+        stopping = task is not None and task.cancelling() > 0  # SIGTERM: no waiting for a self-exit
+        if ended and not stopping and proc.returncode is None:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(proc.wait(), STOP_GRACE_S)
         if proc.returncode is None:
@@ -518,7 +520,12 @@ class InputRunner:
             except TimeoutError:
                 with contextlib.suppress(ProcessLookupError):
                     proc.kill()
-                await proc.wait()
+                # Bounded even so: a child the watcher never reports must not hold a
+                # shutdown (systemd would kill us after TimeoutStopSec).
+                try:
+                    await asyncio.wait_for(proc.wait(), STOP_GRACE_S)
+                except TimeoutError:
+                    log.error("ffmpeg not reaped after SIGKILL", target=self.name, pid=proc.pid)
 
     async def _read_stderr(self, stream: asyncio.StreamReader) -> None:
         while True:
