@@ -22,13 +22,13 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 
 from monitor.ledger import IntervalClass, LedgerStore
-from tests.alertmanager_server import Alertmanager, WebhookReceiver
+from tests.alertmanager_server import Alertmanager, Notification, WebhookReceiver
 from tests.servers import Mosquitto, free_port
 from tests.test_ledger_crash import Feeder
 
@@ -113,19 +113,21 @@ def outages(path: Path) -> list:  # type: ignore[type-arg]
         store.close()
 
 
-def test_disk_full_during_an_outage_loses_nothing(
-    mosquitto: Mosquitto, small_disk: Path, tmp_path: Path
-) -> None:
-    feeder = Feeder(mosquitto.port)
-    feeder.level = 60.0  # on air
-    feeder.start()
-    try:
-        asyncio.run(scenario(mosquitto, small_disk, tmp_path, feeder))
-    finally:
-        feeder.stop()
+@pytest.fixture
+def feeder(mosquitto: Mosquitto) -> Iterator[Feeder]:
+    f = Feeder(mosquitto.port)
+    f.level = 60.0  # on air
+    f.start()
+    yield f
+    f.stop()
 
 
-async def scenario(mosquitto: Mosquitto, state: Path, tmp_path: Path, feeder: Feeder) -> None:
+@contextlib.asynccontextmanager
+async def station(
+    mosquitto: Mosquitto, state: Path, tmp_path: Path
+) -> AsyncIterator[tuple[WebhookReceiver, Alertmanager, int]]:
+    """A real Alertmanager with its webhook receiver and `anbo run` keeping its state in
+    ``state``: (the receiver, the Alertmanager, the daemon's HTTP port)."""
     async with WebhookReceiver() as hook:
         am = Alertmanager(tmp_path / "am", webhook_url=hook.url)
         am.start()
@@ -136,43 +138,75 @@ async def scenario(mosquitto: Mosquitto, state: Path, tmp_path: Path, feeder: Fe
         cmd = [sys.executable, "-m", "anbo", "run", "--config", str(config), "--log-format", "json"]
         daemon = await asyncio.to_thread(subprocess.Popen, cmd, stdout=log, stderr=subprocess.STDOUT)
         try:
-            await hook.wait_for(lambda: ready(port)[0] == 200, 40, "anbo ready", [am])
-            await asyncio.sleep(2.0)  # a few heartbeats written
-
-            filler = await asyncio.to_thread(fill, state)
-            t_full = time.monotonic()
-            feeder.level = 10.0  # carrier lost, on a full disk
-            t_lost = time.time()
-            unavailable = await hook.wait_seen("LedgerUnavailable", "firing", [am], limit=30)
-            detected_s = time.monotonic() - t_full
-            assert unavailable.labels["station"] == "crash"
-            assert "ledger.sqlite3" in unavailable.annotations["description"]
-            code, text = ready(port)
-            assert code == 503 and "outage ledger unavailable" in text, (code, text)
-            # Monitoring and alerting go on with the ledger down.
-            await hook.wait_seen("CarrierLoss", "firing", [am], limit=30)
-            await asyncio.sleep(2.0)
-            feeder.level = 60.0
-            t_back = time.time()
-            await hook.wait_seen("CarrierLoss", "resolved", [am], limit=30)
-
-            filler.unlink()  # space again
-            t_freed = time.monotonic()
-            await hook.wait_seen("LedgerUnavailable", "resolved", [am], limit=30)
-            recovered_s = time.monotonic() - t_freed
-            await hook.wait_for(lambda: ready(port)[0] == 200, 20, "ready again", [am])
+            yield hook, am, port
         finally:
             daemon.terminate()
             daemon.wait(30)
             log.close()
             am.stop()
 
+
+async def ledger_unavailable(
+    hook: WebhookReceiver, am: Alertmanager, port: int, limit: float
+) -> Notification:
+    """LedgerUnavailable reaches Alertmanager and /-/ready says so (503)."""
+    unavailable = await hook.wait_seen("LedgerUnavailable", "firing", [am], limit=limit)
+    assert "ledger.sqlite3" in unavailable.annotations["description"]
+    code, text = ready(port)
+    assert code == 503 and "outage ledger unavailable" in text, (code, text)
+    return unavailable
+
+
+async def carrier_loss(hook: WebhookReceiver, am: Alertmanager, feeder: Feeder) -> tuple[float, float]:
+    """A carrier loss that comes and goes, alerted as usual: (its onset, its clear)."""
+    feeder.level = 10.0
+    t_lost = time.time()
+    await hook.wait_seen("CarrierLoss", "firing", [am], limit=30)
+    await asyncio.sleep(2.0)
+    feeder.level = 60.0
+    t_back = time.time()
+    await hook.wait_seen("CarrierLoss", "resolved", [am], limit=30)
+    return t_lost, t_back
+
+
+async def recovered(hook: WebhookReceiver, am: Alertmanager, port: int) -> float:
+    """Seconds until LedgerUnavailable resolves; then /-/ready is 200 again."""
+    t0 = time.monotonic()
+    await hook.wait_seen("LedgerUnavailable", "resolved", [am], limit=30)
+    took = time.monotonic() - t0
+    await hook.wait_for(lambda: ready(port)[0] == 200, 20, "ready again", [am])
+    return took
+
+
+def assert_the_outage(state: Path, t_lost: float, t_back: float) -> None:
+    """The ledger holds the one outage, with the true onset and clear (first low / first
+    good reading, 0.5 s apart), not when `for` elapsed nor when the ledger healed."""
     (outage,) = outages(state / "ledger.sqlite3")
     assert outage.causes == ("CarrierLoss",) and outage.end is not None
-    # the true onset and clear (first low / first good reading, 0.5 s apart), not when
-    # `for` elapsed nor when the disk was freed
     assert t_lost - 0.5 <= outage.start <= t_lost + 1.5, outage.start - t_lost
     assert t_back - 0.5 <= outage.end <= t_back + 1.5, outage.end - t_back
+
+
+def test_disk_full_during_an_outage_loses_nothing(
+    mosquitto: Mosquitto, small_disk: Path, tmp_path: Path, feeder: Feeder
+) -> None:
+    async def scenario() -> tuple[float, float, float, float]:
+        async with station(mosquitto, small_disk, tmp_path) as (hook, am, port):
+            await hook.wait_for(lambda: ready(port)[0] == 200, 40, "anbo ready", [am])
+            await asyncio.sleep(2.0)  # a few heartbeats written
+            filler = await asyncio.to_thread(fill, small_disk)
+            t_full = time.monotonic()
+            # Monitoring and alerting go on with the ledger down: a carrier loss on a full disk.
+            lost = asyncio.create_task(carrier_loss(hook, am, feeder))
+            unavailable = await ledger_unavailable(hook, am, port, limit=30)
+            detected_s = time.monotonic() - t_full
+            assert unavailable.labels["station"] == "crash"
+            t_lost, t_back = await lost
+            filler.unlink()  # space again
+            return t_lost, t_back, detected_s, await recovered(hook, am, port)
+
+    t_lost, t_back, detected_s, recovered_s = asyncio.run(scenario())
+    assert_the_outage(small_disk, t_lost, t_back)
     events = [
         json.loads(line) for line in (tmp_path / "anbo.log").read_text().splitlines() if line.startswith("{")
     ]
@@ -209,59 +243,24 @@ def read_only_disk(tmp_path: Path) -> Iterator[Path]:
 
 
 def test_read_only_state_directory_loses_nothing(
-    mosquitto: Mosquitto, read_only_disk: Path, tmp_path: Path
+    mosquitto: Mosquitto, read_only_disk: Path, tmp_path: Path, feeder: Feeder
 ) -> None:
-    feeder = Feeder(mosquitto.port)
-    feeder.level = 60.0
-    feeder.start()
-    try:
-        asyncio.run(read_only_scenario(mosquitto, read_only_disk, tmp_path, feeder))
-    finally:
-        feeder.stop()
-
-
-async def read_only_scenario(mosquitto: Mosquitto, state: Path, tmp_path: Path, feeder: Feeder) -> None:
-    async with WebhookReceiver() as hook:
-        am = Alertmanager(tmp_path / "am", webhook_url=hook.url)
-        am.start()
-        port = free_port()
-        config = tmp_path / "anbo.toml"
-        config.write_text(CONFIG.format(state=state, url=mosquitto.url, port=port, am=am.url))
-        log = (tmp_path / "anbo.log").open("wb")
-        cmd = [sys.executable, "-m", "anbo", "run", "--config", str(config), "--log-format", "json"]
-        daemon = await asyncio.to_thread(subprocess.Popen, cmd, stdout=log, stderr=subprocess.STDOUT)
-        try:
+    async def scenario() -> tuple[float, float, float]:
+        async with station(mosquitto, read_only_disk, tmp_path) as (hook, am, port):
             # It starts and monitors on a read-only state directory, and says so.
-            unavailable = await hook.wait_seen("LedgerUnavailable", "firing", [am], limit=40)
-            assert "ledger.sqlite3" in unavailable.annotations["description"]
-            code, text = ready(port)
-            assert code == 503 and "outage ledger unavailable" in text, (code, text)
-            feeder.level = 10.0
-            t_lost = time.time()
-            await hook.wait_seen("CarrierLoss", "firing", [am], limit=30)
-            await asyncio.sleep(2.0)
-            feeder.level = 60.0
-            t_back = time.time()
-            await hook.wait_seen("CarrierLoss", "resolved", [am], limit=30)
-
+            await ledger_unavailable(hook, am, port, limit=40)
+            t_lost, t_back = await carrier_loss(hook, am, feeder)
             out = await asyncio.to_thread(
-                subprocess.run, ["mount", "-o", "remount,bind,rw", str(state)], capture_output=True, text=True
+                subprocess.run,
+                ["mount", "-o", "remount,bind,rw", str(read_only_disk)],
+                capture_output=True,
+                text=True,
             )
             assert out.returncode == 0, out.stderr
-            t_healed = time.monotonic()
-            await hook.wait_seen("LedgerUnavailable", "resolved", [am], limit=30)
-            recovered_s = time.monotonic() - t_healed
-            await hook.wait_for(lambda: ready(port)[0] == 200, 20, "ready again", [am])
-        finally:
-            daemon.terminate()
-            daemon.wait(30)
-            log.close()
-            am.stop()
+            return t_lost, t_back, await recovered(hook, am, port)
 
-    (outage,) = outages(state / "ledger.sqlite3")
-    assert outage.causes == ("CarrierLoss",) and outage.end is not None
-    assert t_lost - 0.5 <= outage.start <= t_lost + 1.5, outage.start - t_lost
-    assert t_back - 0.5 <= outage.end <= t_back + 1.5, outage.end - t_back
+    t_lost, t_back, recovered_s = asyncio.run(scenario())
+    assert_the_outage(read_only_disk, t_lost, t_back)
     print(
         f"read-only state directory: rows written and LedgerUnavailable resolved {recovered_s:.1f} s after rw"
     )
