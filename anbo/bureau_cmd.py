@@ -9,7 +9,6 @@ import sys
 import time
 from pathlib import Path
 
-import psycopg
 import structlog
 
 from anbo.report import BureauStation, CountingRules, compute_bureau, render, write
@@ -88,6 +87,10 @@ def run_bureau(args: argparse.Namespace) -> int:
 
 
 def run_bureau_report(args: argparse.Namespace) -> int:
+    # Imported here, as BureauReader is: every anbo command loads this module, and the
+    # PostgreSQL driver is only the bureau's (tests/test_daemon_imports.py).
+    import psycopg
+
     from anbo.ledger_cmd import report_period
     from bureau.store import BureauReader
 

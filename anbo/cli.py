@@ -56,10 +56,11 @@ def _logging_args(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def build_parser(*, full: bool = True) -> argparse.ArgumentParser:
+def build_parser(*, full: bool = True, command: str | None = None) -> argparse.ArgumentParser:
     """The command line; ``full=False`` leaves out the options of ``demo``, ``simulate``,
-    ``report`` and ``ledger``, whose modules (the daemon, the simulator, the ledger) take
-    a second to import: ``anbo analyze`` does not pay for them."""
+    ``report`` and ``ledger`` but for ``command``'s own: their modules (the daemon, the
+    simulator and scipy.signal, the ledger) take a second and tens of MB to import, which
+    ``anbo analyze`` and ``anbo run`` need not pay (tests/test_daemon_imports.py)."""
     parser = argparse.ArgumentParser(
         prog="anbo",
         description="anbo (安播): broadcast safe-transmission monitoring for transmitter stations.",
@@ -157,7 +158,7 @@ def build_parser(*, full: bool = True) -> argparse.ArgumentParser:
     simulate = sub.add_parser(
         "simulate", help="publish a simulated station's telemetry (a scenario of faults)"
     )
-    if full:
+    if full or command == "simulate":
         from simulator import cli as simulator_cli
 
         simulator_cli.add_arguments(simulate)
@@ -165,7 +166,7 @@ def build_parser(*, full: bool = True) -> argparse.ArgumentParser:
     demo = sub.add_parser(
         "demo", help="the whole system on this machine: embedded broker, simulator, daemon, live view"
     )
-    if full:
+    if full or command == "demo":
         from anbo.demo import run as demo_run
 
         demo_run.add_arguments(demo)
@@ -179,7 +180,7 @@ def build_parser(*, full: bool = True) -> argparse.ArgumentParser:
 
     ledger = sub.add_parser("ledger", help="list, show and correct the outage ledger")
     _config_arg(ledger)
-    if full:
+    if full or command in ("report", "ledger"):
         from anbo.ledger_cmd import add_ledger_arguments, add_report_arguments
 
         add_report_arguments(report)
@@ -610,7 +611,7 @@ def _run_demo(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     words = sys.argv[1:] if argv is None else list(argv)
-    args = build_parser(full=bool(words[:1] != ["analyze"])).parse_args(words)
+    args = build_parser(full=False, command=words[0] if words else None).parse_args(words)
     commands = {
         "run": cmd_run,
         "check": cmd_check,

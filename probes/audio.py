@@ -730,6 +730,35 @@ class SpectralFeatures:
     peak_dominance: NDArray[np.float64]
 
 
+def welch(
+    x: NDArray[np.float64], rate: float, nperseg: int
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """Welch's PSD of each column of ``x`` (frames × channels): ``scipy.signal.welch``'s
+    defaults (periodic Hann window, half overlap, each segment's mean removed, one-sided
+    density, mean over segments), in numpy.
+
+    scipy.signal is not imported for it: its import takes a second and about 75 MB of the
+    daemon's memory, for this one function (``tests/probes/test_audio.py`` checks the two
+    agree).
+    """
+    n = x.shape[0]
+    if not 1 <= nperseg <= n:
+        raise ValueError(f"nperseg {nperseg} for {n} frames")
+    step = nperseg - nperseg // 2
+    segments = (n - nperseg) // step + 1
+    window = 0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(nperseg) / nperseg) if nperseg > 1 else np.ones(1)
+    scale = 1.0 / (rate * float(window @ window))
+    freqs = np.fft.rfftfreq(nperseg, 1.0 / rate).astype(np.float64)
+    # segments × channels × nperseg, a strided view of x, then one FFT over all of them.
+    segs = np.lib.stride_tricks.sliding_window_view(x, nperseg, axis=0)[: segments * step : step]
+    spectrum = np.fft.rfft((segs - segs.mean(axis=-1, keepdims=True)) * window, axis=-1)
+    power = spectrum.real**2 + spectrum.imag**2
+    psd: NDArray[np.float64] = power.mean(axis=0).T * scale
+    # One-sided: every bin but DC (and Nyquist, for an even length) holds both halves.
+    psd[1 : None if nperseg % 2 else -1] *= 2.0
+    return freqs, psd
+
+
 def spectral_features(
     samples: NDArray[np.floating],
     rate: int,
@@ -754,9 +783,7 @@ def spectral_features(
     if n < 16:
         raise ValueError(f"block too short for a spectrum: {n} frames")
     seg = min(nperseg, n)
-    import scipy.signal  # here: it takes a second to import, and anbo analyze needs it not
-
-    freqs, psd = scipy.signal.welch(x, fs=rate, nperseg=seg, axis=0)
+    freqs, psd = welch(x, rate, seg)
     if sum_channels:
         psd = psd.sum(axis=1, keepdims=True)
     if deemphasis_us is not None:

@@ -32,7 +32,6 @@ from dataclasses import dataclass
 from typing import Final
 
 import numpy as np
-import scipy.signal
 from numpy.typing import ArrayLike, NDArray
 
 from probes._util import check_block
@@ -128,10 +127,12 @@ def envelope_similarity(
 
     def corr(in1: NDArray[np.float64], in2: NDArray[np.float64]) -> NDArray[np.float64]:
         # z[lag] = Σ_n in1[n + lag] · in2[n]: b (in1) late by `lag` steps against a (in2).
-        out: NDArray[np.float64] = scipy.signal.correlate(in1, in2, mode="full")
+        # numpy's direct sum (scipy.signal's is the same for 1-D; these series are a few
+        # hundred steps, and scipy.signal would cost the daemon 75 MB to import).
+        out: NDArray[np.float64] = np.correlate(in1, in2, mode="full")
         return out
 
-    lags = scipy.signal.correlation_lags(eb.size, ea.size, mode="full")
+    lags = np.arange(-ea.size + 1, eb.size)
     max_lag = math.floor(max_lag_s / step_s + 1e-9)
     window = np.abs(lags) <= max_lag
     lags = lags[window]

@@ -622,3 +622,26 @@ def test_a_gap_resets_the_stuck_tone_run() -> None:
     assert all(u.state is DetectionState.UNKNOWN for u in updates)  # 4 s + 4 s, not 8 s
     det.interrupt()
     assert det.current.state is DetectionState.UNKNOWN
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    frames=st.integers(16, 6000),
+    nperseg=st.integers(1, 4096),
+    channels=st.integers(1, 3),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_welch_is_scipys_welch(frames: int, nperseg: int, channels: int, seed: int) -> None:
+    import scipy.signal
+
+    x = np.random.default_rng(seed).normal(size=(frames, channels)) + 0.3
+    seg = min(nperseg, frames)
+    f_ref, p_ref = scipy.signal.welch(x, fs=48_000, nperseg=seg, axis=0)
+    f, p = audio.welch(x, 48_000, seg)
+    np.testing.assert_allclose(f, f_ref, rtol=1e-12)
+    np.testing.assert_allclose(p, p_ref, rtol=1e-9, atol=1e-18 * float(p_ref.max()))
+
+
+def test_welch_rejects_a_segment_longer_than_the_block() -> None:
+    with pytest.raises(ValueError, match="nperseg 20 for 10 frames"):
+        audio.welch(np.zeros((10, 1)), 48_000, 20)
