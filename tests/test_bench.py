@@ -65,3 +65,12 @@ def test_fleet_bench_runs_the_daemon_through_a_real_broker() -> None:
     assert "anbo daemon:" in out and "baseline mosquitto_sub" in out
     assert "tick (whole Evaluator.tick)" in out
     assert " 0 of " not in out  # endpoints came online through the broker
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+def test_memory_bench_reads_the_daemons_rss_and_where_it_goes() -> None:
+    out = run_bench("memory")
+    assert "anbo run RSS:" in out and "goal ≤ 250 MB" in out
+    assert "top 10 lines" in out and "top 10 files" in out
+    assert "the daemon took 0 " not in out  # the simulator's messages reached the daemon
