@@ -65,3 +65,15 @@ def test_fleet_bench_runs_the_daemon_through_a_real_broker() -> None:
     assert "anbo daemon:" in out and "baseline mosquitto_sub" in out
     assert "tick (whole Evaluator.tick)" in out
     assert " 0 of " not in out  # endpoints came online through the broker
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+def test_latency_bench_times_both_rules_from_the_wire_to_alertmanager() -> None:
+    out = run_bench("latency", timeout=150)
+    assert "machine:" in out and "anbo daemon:" in out
+    assert "agree with the schedule" in out
+    for rule in ("VswrHigh (warning", "DeadAir (silence_on_s"):
+        row = next(line for line in out.splitlines() if line.startswith(rule))
+        assert ", missed 0;" in row and "latency p50" in row and "goal p99 ≤" in row
+    assert "missed: 0; alerts without a fault: 0;" in out
