@@ -74,3 +74,15 @@ def test_memory_bench_reads_the_daemons_rss_and_where_it_goes() -> None:
     assert "anbo run RSS:" in out and "goal ≤ 250 MB" in out
     assert "top 10 lines" in out and "top 10 files" in out
     assert "the daemon took 0 " not in out  # the simulator's messages reached the daemon
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+def test_latency_bench_times_both_rules_from_the_wire_to_alertmanager() -> None:
+    out = run_bench("latency", timeout=150)
+    assert "machine:" in out and "anbo daemon:" in out
+    assert "agree with the schedule" in out
+    for rule in ("VswrHigh (warning", "DeadAir (silence_on_s"):
+        row = next(line for line in out.splitlines() if line.startswith(rule))
+        assert ", missed 0;" in row and "latency p50" in row and "goal p99 ≤" in row
+    assert "missed: 0; alerts without a fault: 0;" in out
