@@ -271,10 +271,10 @@ def build_parser(*, full: bool = True, command: str | None = None) -> argparse.A
         metavar="LUFS",
         help="report the integrated loudness's deviation from this target (e.g. -23, EBU R128)",
     )
-    for name, command in sub.choices.items():
+    for name, sub_parser in sub.choices.items():
         # `anbo COMMAND --help` opens with the same one line as `anbo --help` lists.
-        if command.description is None:
-            command.description = next(a.help for a in sub._choices_actions if a.dest == name)
+        if sub_parser.description is None:
+            sub_parser.description = next(a.help for a in sub._choices_actions if a.dest == name)
     return parser
 
 
