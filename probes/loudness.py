@@ -130,9 +130,10 @@ class _GatedHistogram:
     """
 
     def __init__(self) -> None:
-        n_bins = round((_HIST_TOP - ABSOLUTE_GATE_LUFS) / _HIST_STEP)
-        self.count = np.zeros(n_bins, dtype=np.int64)
-        self.energy = np.zeros(n_bins, dtype=np.float64)
+        # Allocated with the first window above the gate (53 kB): a station's meters
+        # for services whose audio never comes (RF-only receivers) hold nothing.
+        self.count: NDArray[np.int64] = np.zeros(0, dtype=np.int64)
+        self.energy: NDArray[np.float64] = np.zeros(0, dtype=np.float64)
         #: whether any complete window was added (gated or not)
         self.seen = False
 
@@ -140,6 +141,11 @@ class _GatedHistogram:
         self.count[:] = 0
         self.energy[:] = 0.0
         self.seen = False
+
+    def _allocate(self) -> None:
+        n_bins = round((_HIST_TOP - ABSOLUTE_GATE_LUFS) / _HIST_STEP)
+        self.count = np.zeros(n_bins, dtype=np.int64)
+        self.energy = np.zeros(n_bins, dtype=np.float64)
 
     def add(self, ms: NDArray[np.float64]) -> None:
         """Add windows by their (weighted) mean squares; NaN = window not complete."""
@@ -152,6 +158,8 @@ class _GatedHistogram:
         keep = lk > ABSOLUTE_GATE_LUFS
         if not keep.any():
             return
+        if self.count.shape[0] == 0:
+            self._allocate()
         bins = ((lk[keep] - ABSOLUTE_GATE_LUFS) / _HIST_STEP).astype(np.int64)
         idx = np.minimum(bins, self.count.shape[0] - 1)
         np.add.at(self.count, idx, 1)

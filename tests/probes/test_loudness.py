@@ -376,3 +376,12 @@ def test_true_peak_computes_only_the_points_that_can_matter_and_misses_none(
         want = np.maximum(want, np.abs(pairs @ m).max(axis=(1, 2)))
     np.testing.assert_allclose(got, want, rtol=1e-6)
     np.testing.assert_allclose(10 ** (meter.true_peak_dbtp / 20), np.maximum(want, 1e-6), rtol=1e-6)
+
+
+def test_a_meter_that_never_had_audio_holds_no_histogram() -> None:
+    # 700 RF-only services at one station once held 225 MB of empty histograms.
+    meter = LoudnessMeter()
+    assert meter._blocks.count.nbytes == 0 and meter._short_terms.energy.nbytes == 0
+    assert math.isnan(meter.integrated_lufs) and math.isnan(meter.loudness_range_lu)
+    meter.reset_integrated()
+    assert meter._blocks.count.nbytes == 0
