@@ -66,7 +66,9 @@ MEASUREMENTS: Final[dict[str, str]] = {
     "vswr": "Voltage standing wave ratio from forward and reflected power (ratio).",
 }
 
-AUDIO_MEASUREMENTS: Final = tuple(k for k in MEASUREMENTS if k not in ("modulation_percent", "vswr"))
+#: Those computed from a target's readings (the rest from its audio).
+READINGS_MEASUREMENTS: Final = ("modulation_percent", "vswr")
+AUDIO_MEASUREMENTS: Final = tuple(k for k in MEASUREMENTS if k not in READINGS_MEASUREMENTS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +92,8 @@ class _Block:
     samples: NDArray[np.float32]
     rate: int
     ts: float
+    #: arrival (monotonic)
+    rx: float = math.nan
 
 
 @dataclass(slots=True)
@@ -107,6 +111,8 @@ class AudioProbe:
     tone: StuckToneDetector = field(init=False)
     loudness: LoudnessMeter = field(init=False)
     latest: Measurements = field(default_factory=dict)
+    #: Arrival of the block in which ``silence`` last became 1 (monotonic), None until then.
+    silence_rx: float | None = None
     #: Silences closed since the last :meth:`take_closed`, as (start, end, ended_by).
     closed: list[tuple[float, float, str]] = field(default_factory=list)
 
@@ -120,7 +126,7 @@ class AudioProbe:
         self.loudness = LoudnessMeter()
 
     def push(self, samples: NDArray[np.float32], rate: int, ts: float, rx: float) -> None:
-        self.pending.append(_Block(samples, rate, ts))
+        self.pending.append(_Block(samples, rate, ts, rx))
         self.last_rx = rx
 
     def take(self) -> list[_Block]:
@@ -153,6 +159,13 @@ class AudioProbe:
                 imbalance = float(level_imbalance_db(samples)[0])
                 correlation = float(channel_correlation(samples)[0])
         open_silence = sil.open
+        if sil.state is DetectionState.ACTIVE and self.latest.get("silence") != 1.0 and open_silence:
+            # It turned silent in this batch: when the block holding the moment the
+            # silence reached silence_on_s arrived (the data said so from then on).
+            flip = open_silence.start + self.settings.silence_on_s
+            self.silence_rx = next(
+                (b.rx for b in blocks if b.ts + b.samples.shape[0] / b.rate > flip), blocks[-1].rx
+            )
         self.latest = {
             "audio_rms_dbfs": rms,
             "audio_peak_dbfs": peak,
@@ -280,6 +293,21 @@ class ProbeWorkers:
         probe = self.readings.get(target)
         if probe is not None:
             probe.push(values, info, rx)
+
+    def data_times(self, target: str) -> dict[str, float]:
+        """When the data behind each of ``target``'s measurements arrived (monotonic): the
+        newest audio block for the audio measurements, the newest readings for those
+        derived from readings (``TargetView.data_times``)."""
+        out: dict[str, float] = {}
+        audio = self.audio.get(target)
+        if audio is not None and audio.last_rx is not None:
+            out.update(dict.fromkeys(AUDIO_MEASUREMENTS, audio.last_rx))
+            if audio.silence_rx is not None and audio.latest.get("silence") == 1.0:
+                out["silence"] = audio.silence_rx
+        readings = self.readings.get(target)
+        if readings is not None and readings.last_rx is not None:
+            out.update(dict.fromkeys(READINGS_MEASUREMENTS, readings.last_rx))
+        return out
 
     def pending_samples(self) -> int:
         """Samples queued for the next evaluation (to decide whether to leave the loop)."""

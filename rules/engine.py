@@ -65,7 +65,7 @@ from numpy.typing import NDArray
 from pydantic import BaseModel, ConfigDict, Field
 
 from rules.durations import format_duration
-from rules.expr import Column, evaluate, numeric, window_lengths
+from rules.expr import Column, evaluate, measurement_names, numeric, window_lengths
 from rules.history import History
 from rules.maintenance import MaintenanceWindow
 from rules.model import (
@@ -211,6 +211,9 @@ class _Spec:
     for_seconds: float = 0.0
     clear_for_seconds: float = 0.0
     keep_firing_for_seconds: float = 0.0
+    #: the measurements the condition reads, when they are data alone (no window
+    #: function): its ``for`` may count from their arrival (``TargetView.data_times``)
+    inputs: frozenset[str] = frozenset()
 
 
 @dataclass(slots=True)
@@ -412,6 +415,8 @@ class Engine:
         #: when data could first arrive (see set_listening); "start": the first tick
         self._listening: float | str | None = "start"
         self._now: float | None = None
+        #: the previous tick's ``now``: a condition seen true now turned true after it
+        self._prev_now: float | None = None
         self._wall: float | None = None
 
     def _rule_spec(self, rule: Rule) -> _Spec:
@@ -428,6 +433,7 @@ class Engine:
             for_seconds=rule.for_seconds,
             clear_for_seconds=rule.clear_for_seconds,
             keep_firing_for_seconds=rule.keep_firing_for_seconds,
+            inputs=frozenset() if window_lengths(rule.expr) else frozenset(measurement_names(rule.expr)),
         )
 
     # ------------------------------------------------------------------ public API
@@ -451,6 +457,7 @@ class Engine:
         """
         if self._started is None:
             self._started = now
+        self._prev_now = self._now
         self._now, self._wall = now, wall
         tick = _Tick(targets)
         self._views = {v.name: v for v in tick.views}
@@ -571,8 +578,43 @@ class Engine:
                 )
             if value is not None:
                 inst.value = value
-            self._advance(inst, insts, float(cond[j]), float(clear[j]), now, wall, events)
+            since = None
+            if inst.state is AlertState.INACTIVE and cond[j] == 1.0:
+                since = self._data_since(spec, tick.views[i], now)
+            self._advance(inst, insts, float(cond[j]), float(clear[j]), now, wall, events, since)
         self._drop_unmatched(insts, handled, wall, events)
+
+    def _data_since(self, spec: _Spec, view: TargetView, now: float) -> float | None:
+        """When a condition first seen true at ``now`` turned true, if the data says: the
+        arrival of the newest of its inputs, when that came after the previous tick (the
+        condition was not true then). None (count from ``now``) when an input has no
+        arrival time (it changes with time itself) or none arrived since that tick."""
+        prev = self._prev_now
+        if prev is None or not spec.inputs:
+            return None
+        times = view.data_times
+        newest = -math.inf
+        for name in spec.inputs:
+            t = times.get(name)
+            if t is None or not math.isfinite(t):
+                return None
+            newest = max(newest, t)
+        if newest <= prev:
+            return None
+        return min(newest, now)
+
+    def next_deadline(self) -> float | None:
+        """The monotonic time the earliest pending alert's ``for`` runs out (None: none
+        pending). The evaluator ticks then, so that an alert whose ``for`` counts from
+        its data's arrival fires on time rather than at the next regular tick."""
+        best: float | None = None
+        for insts in self._instances.values():
+            for inst in insts.values():
+                if inst.state is AlertState.PENDING and inst.frozen_since is None:
+                    due = inst.active_since + inst.spec.for_seconds
+                    if best is None or due < best:
+                        best = due
+        return best
 
     def _step_telemetry(
         self,
@@ -619,15 +661,20 @@ class Engine:
         now: float,
         wall: float,
         events: list[_Event],
+        since: float | None = None,
     ) -> None:
-        """One step of the state machine; ``cond``/``clear`` are 1.0, 0.0 or NaN (unknown)."""
+        """One step of the state machine; ``cond``/``clear`` are 1.0, 0.0 or NaN (unknown).
+
+        ``since``: when a condition seen true for the first time turned true (monotonic,
+        at most ``now``), if the data says; else ``now``."""
         spec = inst.spec
         if inst.state is AlertState.INACTIVE:
             if cond != 1.0:
                 return
             insts[inst.target] = inst
-            inst.active_since, inst.active_wall = now, wall
-            if spec.for_seconds <= _EPS:
+            start = now if since is None else since
+            inst.active_since, inst.active_wall = start, wall - (now - start)
+            if spec.for_seconds <= _EPS or now - start + _EPS >= spec.for_seconds:
                 self._fire(inst, wall, AlertState.INACTIVE, events)
             else:
                 inst.state = AlertState.PENDING

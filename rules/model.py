@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 __all__ = [
     "Alert",
@@ -91,7 +91,11 @@ class TargetView:
     ``rf_reference_dbuv`` that expressions read with ``param("…")``.
     ``measurements`` are the latest values (units in the name's suffix; a missing key,
     None or NaN is *unknown*). ``last_seen`` is the monotonic time of the target's last
-    telemetry, None if never.
+    telemetry, None if never. ``data_times`` gives, for measurements that come straight
+    from received data, the monotonic time that data arrived (the message, or the newest
+    audio block evaluated): a rule over such measurements alone counts its ``for`` from
+    there rather than from the tick that first saw the condition. Measurements that
+    change with time itself (ages, staleness) have none.
     """
 
     name: str
@@ -100,6 +104,7 @@ class TargetView:
     params: Mapping[str, float | str]
     measurements: Mapping[str, MeasurementValue]
     last_seen: float | None
+    data_times: Mapping[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

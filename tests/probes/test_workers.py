@@ -113,3 +113,21 @@ def test_reconfigure_keeps_state_of_remaining_targets() -> None:
     probe = w.audio["fm-a"]
     w.reconfigure([TargetSpec("fm-a", "fm"), TargetSpec("fm-b", "fm")])
     assert w.audio["fm-a"] is probe and "fm-b" in w.audio and "tx-a" not in w.readings
+
+
+def test_data_times_say_when_the_block_that_made_it_silent_arrived() -> None:
+    w = workers()
+    # Silent from 3.05 s of audio (mid-block): silence_on_s 2 s is reached at 5.05 s,
+    # in the block of 5.0–5.1 s, received at 5.1 s; the tick that sees it is at 6 s.
+    blocks = [tone_block(i) for i in range(30)]
+    half = tone_block(30)
+    half[BLOCK // 2 :] = 0.0
+    blocks += [half] + [silent_block() for _ in range(39)]
+    ticks = run_ticks(w, blocks)
+    assert [t["silence"] for t in ticks] == [0.0, 0.0, 0.0, 0.0, 0.0, 1.0, 1.0]
+    times = w.data_times("fm-a")
+    assert times["silence"] == pytest.approx(5.1)
+    assert times["audio_rms_dbfs"] == pytest.approx(7.0)  # the newest block
+    assert "vswr" not in times  # fm-a has no readings
+    w.push_readings("tx-a", {"forward_power_w": 1000.0, "reflected_power_w": 10.0}, {}, rx=7.3)
+    assert w.data_times("tx-a") == {"modulation_percent": 7.3, "vswr": 7.3}

@@ -845,3 +845,70 @@ def test_snapshot_is_json_with_wall_clock_ages() -> None:
     assert inst["state"] == "pending" and inst["active_age"] == 3.0 and inst["active_wall"] == WALL0
     assert snap["wall"] == WALL0 + 3
     assert not math.isnan(inst["active_age"])
+
+
+# --------------------------------------------------------------------------- `for` from the data's arrival
+
+
+def timed(t: float, arrived: float | None, **m: float | str | None) -> TargetView:
+    """fm1 at tick t whose measurements arrived at ``arrived`` (None: no arrival times)."""
+    times = {} if arrived is None else dict.fromkeys(m, arrived)
+    return dataclasses.replace(view("fm1", last_seen=t), measurements=m, data_times=times)
+
+
+def test_for_counts_from_the_arrival_of_the_data_that_made_the_condition_true() -> None:
+    d = high("5s")
+    d.tick(0.0, timed(0.0, -0.2, x=0.0))
+    assert d.engine.next_deadline() is None
+    # The reading arrived 0.6 s before the tick that saw it: the 5 s run from its arrival.
+    pending = d.tick(1.0, timed(1.0, 0.4, x=20.0))
+    assert states([(1, t) for t in pending]) == [(1, "inactive", "pending")]
+    assert pending[0].starts_at == pytest.approx(WALL0 + 0.4)
+    assert d.engine.next_deadline() == pytest.approx(5.4)
+    assert d.tick(5.0, timed(5.0, 4.4, x=20.0)) == []  # 4.6 s: not yet
+    fired = d.tick(5.4, timed(5.4, 4.4, x=20.0))  # the evaluator's extra tick, on time
+    assert states([(5.4, t) for t in fired]) == [(5.4, "pending", "firing")]
+    assert fired[0].starts_at == pytest.approx(WALL0 + 5.4)
+    assert d.engine.next_deadline() is None
+
+
+def test_for_counts_from_the_tick_when_the_data_came_before_the_previous_tick() -> None:
+    # The condition turned true by time alone (e.g. an age), or with no news since the
+    # last tick: the data's arrival says nothing of when.
+    d = high("5s")
+    d.tick(0.0, timed(0.0, -0.5, x=0.0))
+    d.tick(1.0, timed(1.0, -0.5, x=20.0))
+    assert d.engine.next_deadline() == pytest.approx(6.0)
+
+
+def test_for_counts_from_the_tick_without_arrival_times_or_on_the_first_tick() -> None:
+    d = high("5s")
+    d.tick(0.0, timed(0.0, None, x=0.0))
+    d.tick(1.0, timed(1.0, None, x=20.0))
+    assert d.engine.next_deadline() == pytest.approx(6.0)
+    first = high("5s")  # a first tick has no previous one to bound the onset
+    first.tick(3.0, timed(3.0, 2.5, x=20.0))
+    assert first.engine.next_deadline() == pytest.approx(8.0)
+
+
+def test_a_condition_reading_a_time_driven_input_counts_from_the_tick() -> None:
+    d = Driver(one_rule("alert: Old\nexpr: x > 10 and age_seconds > 3\nfor: 5s\nseverity: warning"))
+    v0 = dataclasses.replace(timed(0.0, -0.2, x=0.0), measurements={"x": 0.0, "age_seconds": 0.0})
+    d.tick(0.0, v0)
+    v1 = dataclasses.replace(timed(1.0, 0.4, x=20.0), measurements={"x": 20.0, "age_seconds": 4.0})
+    d.tick(1.0, v1)  # age_seconds has no arrival time: from the tick
+    assert d.engine.next_deadline() == pytest.approx(6.0)
+
+
+def test_a_windowed_condition_counts_from_the_tick() -> None:
+    d = Driver(one_rule("alert: Avg\nexpr: avg_over(x, 10s) > 10\nfor: 5s\nseverity: warning"))
+    d.tick(0.0, timed(0.0, -0.2, x=0.0))
+    d.tick(1.0, timed(1.0, 0.9, x=100.0))
+    assert d.engine.next_deadline() == pytest.approx(6.0)
+
+
+def test_a_for_shorter_than_the_gap_since_the_data_fires_at_once() -> None:
+    d = high("0.5s")
+    d.tick(0.0, timed(0.0, -0.2, x=0.0))
+    fired = d.tick(1.0, timed(1.0, 0.3, x=20.0))
+    assert states([(1, t) for t in fired]) == [(1, "inactive", "firing")]
