@@ -589,6 +589,7 @@ def report(
         ),
     ):
         lat: list[float] = []
+        slowest: list[tuple[float, str, float]] = []  # (latency, target, onset since start)
         fired: list[float] = []
         delivered: list[float] = []
         missed: list[str] = []
@@ -598,6 +599,7 @@ def report(
             )
             for on, a in pairs:
                 lat.append(a.mono - on.mono)
+                slowest.append((a.mono - on.mono, target, on.ts - start))
                 fired.append(a.starts_at - on.wall)
                 delivered.append(a.wall - a.starts_at)
             missed += [f"{target} at {on.ts - start:.1f} s" for on in miss]
@@ -620,6 +622,10 @@ def report(
             f"p99 {p(over, 99):+.2f} s; anbo fired (startsAt − onset) p50 {p(fired, 50):.2f} s, "
             f"p99 {p(fired, 99):.2f} s; in Alertmanager − startsAt p50 {p(delivered, 50):.2f} s, "
             f"p99 {p(delivered, 99):.2f} s  goal p99 ≤ {goal:g} s: {verdict}"
+        )
+        lines.append(
+            "  slowest: "
+            + ", ".join(f"{t} at {at:.0f} s: {x:.2f} s" for x, t, at in sorted(slowest, reverse=True)[:5])
         )
         if missed:
             lines.append(f"  missed: {', '.join(missed[:10])}")

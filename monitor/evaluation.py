@@ -284,10 +284,16 @@ class Evaluator:
     async def tick(self) -> list[Transition]:
         now, wall = self._mono(), self._wall()
         taken = self.workers.take()
+        # Readings-derived measurements here, on the loop: what arrives while the audio is
+        # evaluated in a thread waits for the next tick, so each value's arrival time
+        # (TargetView.data_times) is that of the data it was computed from.
+        measurements = self.workers.derived(now)
         if sum(b.samples.size for blocks in taken.values() for b in blocks) > OFFLOAD_SAMPLES:
-            measurements = await asyncio.to_thread(self.workers.evaluate, taken, now)
+            audio = await asyncio.to_thread(self.workers.evaluate_audio, taken, now)
         else:
-            measurements = self.workers.evaluate(taken, now)
+            audio = self.workers.evaluate_audio(taken, now)
+        for name, m in audio.items():
+            measurements[name].update(m)
         self.measurements = measurements
         self._log_closed_silences()
         views = self._views(measurements, now)

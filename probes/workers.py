@@ -241,6 +241,8 @@ class ReadingsProbe:
     values: dict[str, float] = field(default_factory=dict)
     info: dict[str, str] = field(default_factory=dict)
     last_rx: float | None = None
+    #: ``last_rx`` when the derived measurements were last computed (their data's arrival)
+    used_rx: float | None = None
 
     def push(self, values: Mapping[str, float], info: Mapping[str, str], rx: float) -> None:
         self.values.update(values)
@@ -305,8 +307,8 @@ class ProbeWorkers:
             if audio.silence_rx is not None and audio.latest.get("silence") == 1.0:
                 out["silence"] = audio.silence_rx
         readings = self.readings.get(target)
-        if readings is not None and readings.last_rx is not None:
-            out.update(dict.fromkeys(READINGS_MEASUREMENTS, readings.last_rx))
+        if readings is not None and readings.used_rx is not None:
+            out.update(dict.fromkeys(READINGS_MEASUREMENTS, readings.used_rx))
         return out
 
     def pending_samples(self) -> int:
@@ -320,9 +322,21 @@ class ProbeWorkers:
     # -- evaluation (may run in a worker thread) ------------------------------------------
     def evaluate(self, taken: dict[str, list[_Block]], now: float) -> dict[str, Measurements]:
         """Measurements of every target at monotonic time ``now``."""
+        out = self.derived(now)
+        for name, m in self.evaluate_audio(taken, now).items():
+            out[name].update(m)
+        return out
+
+    def evaluate_audio(self, taken: dict[str, list[_Block]], now: float) -> dict[str, Measurements]:
+        """The audio measurements alone (the heavy part: may run in a worker thread)."""
+        return {name: probe.evaluate(taken.get(name, []), now) for name, probe in self.audio.items()}
+
+    def derived(self, now: float) -> dict[str, Measurements]:
+        """The readings-derived measurements of every target (call on the event loop, at
+        the tick's start: the readings they use, and their arrival, are those of ``now``)."""
         out: dict[str, Measurements] = {name: {} for name in self.specs}
-        for name, probe in self.audio.items():
-            out[name].update(probe.evaluate(taken.get(name, []), now))
+        for probe in self.readings.values():
+            probe.used_rx = probe.last_rx
         self._derived(out, now)
         return out
 

@@ -130,4 +130,8 @@ def test_data_times_say_when_the_block_that_made_it_silent_arrived() -> None:
     assert times["audio_rms_dbfs"] == pytest.approx(7.0)  # the newest block
     assert "vswr" not in times  # fm-a has no readings
     w.push_readings("tx-a", {"forward_power_w": 1000.0, "reflected_power_w": 10.0}, {}, rx=7.3)
+    assert w.data_times("tx-a") == {}  # not yet used for the derived measurements
+    assert w.derived(7.5)["tx-a"]["vswr"] == pytest.approx(1.222, abs=1e-3)
+    # A reading that comes while the audio is evaluated waits for the next tick's values.
+    w.push_readings("tx-a", {"forward_power_w": 1000.0, "reflected_power_w": 90.0}, {}, rx=7.6)
     assert w.data_times("tx-a") == {"modulation_percent": 7.3, "vswr": 7.3}
