@@ -152,6 +152,11 @@ async def ledger_unavailable(
     """LedgerUnavailable reaches Alertmanager and /-/ready says so (503)."""
     unavailable = await hook.wait_seen("LedgerUnavailable", "firing", [am], limit=limit)
     assert "ledger.sqlite3" in unavailable.annotations["description"]
+    # /-/ready names the first thing missing: on a loaded machine the alert can come
+    # before the broker subscription, and "no broker subscription yet" is said first.
+    await hook.wait_for(
+        lambda: "outage ledger unavailable" in ready(port)[1], 20, "ready says the ledger", [am]
+    )
     code, text = ready(port)
     assert code == 503 and "outage ledger unavailable" in text, (code, text)
     return unavailable
