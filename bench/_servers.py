@@ -90,9 +90,11 @@ class Mosquitto(ServerProcess):
         *,
         persistence: bool = True,
         listener: bool = True,
+        max_queued_messages: int = 100_000,
     ) -> None:
         """``listener=False``: ``extra_conf`` is the whole configuration (its listeners, their
-        security, persistence; e.g. config/mosquitto/bureau.conf with paths substituted)."""
+        security, persistence; e.g. config/mosquitto/bureau.conf with paths substituted).
+        ``max_queued_messages=0``: no bound (the benchmarks' floods)."""
         self.binary = find_binary("mosquitto")
         self.workdir = workdir
         self.port = port or free_port()
@@ -113,7 +115,7 @@ class Mosquitto(ServerProcess):
             f"persistence {'true' if persistence else 'false'}\n"
             f"persistence_location {workdir / 'data'}/\n"
             "autosave_interval 1\n"
-            "max_queued_messages 100000\n"
+            f"max_queued_messages {max_queued_messages}\n"
             "max_inflight_messages 100\n"
             "log_dest stderr\n"
             f"{extra_conf}"

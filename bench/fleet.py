@@ -264,11 +264,8 @@ def main() -> None:
         write_inventory(tmpdir / "endpoints.csv", args.endpoints)
         broker_dir = tmpdir / "broker"
         broker_dir.mkdir()
-        broker = Mosquitto(broker_dir, extra_conf="max_queued_messages 0\nmax_queued_bytes 0\n")
-        broker.conf.write_text(
-            broker.conf.read_text()
-            .replace("persistence true", "persistence false")
-            .replace("max_queued_messages 100000\n", "")
+        broker = Mosquitto(
+            broker_dir, persistence=False, max_queued_messages=0, extra_conf="max_queued_bytes 0\n"
         )
         # The sink: a real Alertmanager whose webhook goes nowhere (nothing listens there).
         am = Alertmanager(tmpdir / "am", webhook_url=f"http://127.0.0.1:{free_port()}/")

@@ -245,16 +245,12 @@ class Broker:
 
         self.mosquitto = Mosquitto(
             workdir,
-            extra_conf="max_queued_messages 0\nmax_queued_bytes 0\nmessage_size_limit 0\n"
+            persistence=False,
+            max_queued_messages=0,
+            extra_conf="max_queued_bytes 0\nmessage_size_limit 0\n"
             + "".join(f"log_type {t}\n" for t in ("error", "warning", "notice", "information", "subscribe")),
         )
-        m = self.mosquitto
-        m.conf.write_text(
-            m.conf.read_text()
-            .replace("persistence true", "persistence false")
-            .replace("max_queued_messages 100000\n", "")
-        )
-        self.port = m.port
+        self.port = self.mosquitto.port
 
     def wait_subscribed(self, client_id: str, proc: subprocess.Popen[bytes], timeout: float = 30) -> None:
         deadline = time.monotonic() + timeout

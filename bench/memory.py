@@ -234,11 +234,8 @@ def main() -> None:
         tmp = Path(tmp_name)
         broker_dir = tmp / "broker"
         broker_dir.mkdir()
-        broker = Mosquitto(broker_dir, extra_conf="max_queued_messages 0\nmax_queued_bytes 0\n")
-        broker.conf.write_text(
-            broker.conf.read_text()
-            .replace("persistence true", "persistence false")
-            .replace("max_queued_messages 100000\n", "")
+        broker = Mosquitto(
+            broker_dir, persistence=False, max_queued_messages=0, extra_conf="max_queued_bytes 0\n"
         )
         am = Alertmanager(tmp / "am", webhook_url=f"http://127.0.0.1:{free_port()}/")
         metrics_port = free_port()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -26,6 +27,18 @@ from tests.simulator.helpers import station
 
 class StopLoopError(Exception):
     pass
+
+
+def run_until_stopped(ev: Evaluator, fake_sleep: Callable[[float], Awaitable[None]]) -> None:
+    """``Evaluator.run`` with ``asyncio.sleep`` replaced, until ``fake_sleep`` raises
+    :class:`StopLoopError`."""
+    original = evaluation.asyncio.sleep
+    evaluation.asyncio.sleep = fake_sleep  # type: ignore[assignment]
+    try:
+        with pytest.raises(StopLoopError):
+            asyncio.run(ev.run())
+    finally:
+        evaluation.asyncio.sleep = original
 
 
 def run_loop(
@@ -70,13 +83,7 @@ def run_loop(
             raise StopLoopError
 
     ev.tick = timed_tick  # type: ignore[method-assign]
-    original = evaluation.asyncio.sleep
-    evaluation.asyncio.sleep = fake_sleep  # type: ignore[assignment]
-    try:
-        with pytest.raises(StopLoopError):
-            asyncio.run(ev.run())
-    finally:
-        evaluation.asyncio.sleep = original
+    run_until_stopped(ev, fake_sleep)
     return ticks, seen
 
 
@@ -127,11 +134,5 @@ def test_a_storm_of_deadlines_costs_at_most_three_extra_ticks_a_period(tmp_path:
         if t[0] >= 3.0:
             raise StopLoopError
 
-    original = evaluation.asyncio.sleep
-    evaluation.asyncio.sleep = fake_sleep  # type: ignore[assignment]
-    try:
-        with pytest.raises(StopLoopError):
-            asyncio.run(ev.run())
-    finally:
-        evaluation.asyncio.sleep = original
+    run_until_stopped(ev, fake_sleep)
     assert wakes[:9] == [0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 2.0, 3.0]
