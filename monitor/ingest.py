@@ -68,7 +68,12 @@ FAST_RETRY_S = 0.1
 FAST_RETRY_WINDOW_S = 5.0
 
 
-class IngestQueue(asyncio.Queue[aiomqtt.Message]):
+#: A queued message: aiomqtt's own (its plain receive path) or the fast path's
+#: ``(topic, payload, properties)`` (:func:`monitor.mqttio.receive_into`).
+Queued = aiomqtt.Message | mqttio.Received
+
+
+class IngestQueue(asyncio.Queue[Queued]):
     """Bounded FIFO between paho's callbacks and the pipeline.
 
     Overrides the hooks asyncio documents for subclasses (``_init``/``_put``/``_get``)
@@ -76,6 +81,10 @@ class IngestQueue(asyncio.Queue[aiomqtt.Message]):
     the receive time of the message just taken (there is one consumer). ``put_nowait``
     on a full queue counts the drop and returns instead of raising, because the
     caller is paho's callback, which can do nothing better.
+
+    :meth:`push` and :meth:`pop` are the fast path's put and get: the same bound, the
+    same drop accounting and receive times, without asyncio.Queue's bookkeeping for
+    ``get()`` waiters and ``join()`` (its consumer waits with :meth:`wait`).
     """
 
     def __init__(self, maxsize: int, stats: Stats, clock: Callable[[], float] = time.monotonic) -> None:
@@ -86,13 +95,35 @@ class IngestQueue(asyncio.Queue[aiomqtt.Message]):
         super().__init__(maxsize)
 
     def _init(self, maxsize: int) -> None:
-        self._queue: collections.deque[tuple[float, aiomqtt.Message]] = collections.deque()
+        self._queue: collections.deque[tuple[float, Queued]] = collections.deque()
+        #: what is queued, oldest first (the consumer's view; take with :meth:`pop`)
+        self.items = self._queue
         self._waiter: asyncio.Future[None] | None = None
+        self._limit = maxsize if maxsize > 0 else 1 << 62
 
-    def _put(self, item: aiomqtt.Message) -> None:
+    def _put(self, item: Queued) -> None:
         self._queue.append((self._clock(), item))
         if self._waiter is not None:
             self.wake()
+
+    def push(self, item: Queued) -> None:
+        """``put_nowait`` for the fast path's consumer (which waits with :meth:`wait`)."""
+        queue = self._queue
+        if len(queue) >= self._limit:
+            self._overflow()
+            return
+        queue.append((self._clock(), item))
+        if self._waiter is not None:
+            self.wake()
+        getters = self._getters  # type: ignore[attr-defined]  # asyncio.Queue's, untyped
+        if getters:  # a get() waiting all the same (not anbo's consumer): wake it
+            self._wakeup_next(getters)  # type: ignore[attr-defined]
+
+    def pop(self) -> tuple[float, Queued]:
+        """The oldest message and its receive time (the queue must not be empty)."""
+        rx_item = self._queue.popleft()
+        self.last_rx = rx_item[0]
+        return rx_item
 
     def wake(self) -> None:
         """Wake :meth:`wait` (a message was queued, or the connection ended)."""
@@ -106,7 +137,7 @@ class IngestQueue(asyncio.Queue[aiomqtt.Message]):
         """Return once something is queued, or :meth:`wake` is called (single consumer).
 
         Cheaper than ``get()`` per message: one future per wake-up, however many
-        messages arrived meanwhile; the consumer then takes them with ``get_nowait``.
+        messages arrived meanwhile; the consumer then takes them with :meth:`pop`.
         """
         if self._queue:
             return
@@ -118,23 +149,26 @@ class IngestQueue(asyncio.Queue[aiomqtt.Message]):
             if self._waiter is waiter:
                 self._waiter = None
 
-    def _get(self) -> aiomqtt.Message:
+    def _get(self) -> Queued:
         self.last_rx, item = self._queue.popleft()
         return item
 
-    def put_nowait(self, item: aiomqtt.Message) -> None:
+    def put_nowait(self, item: Queued) -> None:
         if self.full():
-            self._stats.dropped(DropReason.QUEUE_FULL)
-            now = self._clock()
-            if now - self.overflow_logged_at >= 10.0:
-                self.overflow_logged_at = now
-                log.error(
-                    "ingest queue full: messages dropped",
-                    capacity=self.maxsize,
-                    dropped_total=self._stats.count(Result.DROPPED, DropReason.QUEUE_FULL),
-                )
+            self._overflow()
             return
         super().put_nowait(item)
+
+    def _overflow(self) -> None:
+        self._stats.dropped(DropReason.QUEUE_FULL)
+        now = self._clock()
+        if now - self.overflow_logged_at >= 10.0:
+            self.overflow_logged_at = now
+            log.error(
+                "ingest queue full: messages dropped",
+                capacity=self.maxsize,
+                dropped_total=self._stats.count(Result.DROPPED, DropReason.QUEUE_FULL),
+            )
 
 
 #: What the ingest hands each message to: topic, payload, content type, user
@@ -326,6 +360,8 @@ class MqttIngest:
                 "MQTT receive fast path unavailable, using plain aiomqtt", broker=broker.url, error=str(exc)
             )
         else:
+            # The consumer is ours (_consume): messages straight into the shared queue.
+            mqttio.receive_into(client, queue.push)
             self._fast.add(broker.url)
         try:
             self._sessions[broker.url] = mqttio.watch_session(client)
@@ -363,7 +399,7 @@ class MqttIngest:
                         await self._consume(client)
                     else:
                         async for message in client.messages:
-                            self._handle(message)
+                            self._handle(self.queue.last_rx, message)
             except SubscriptionRefusedError as exc:
                 reason = ConnectError.AUTH
                 self._on_failure(broker, reason, exc)
@@ -398,25 +434,29 @@ class MqttIngest:
             attempt += 1
             await self._sleep_idle(delay)
 
-    def _handle(self, message: aiomqtt.Message) -> None:
-        props = message.properties
+    def _handle(self, rx: float, item: Queued) -> None:
+        """Hand one queued message (received at monotonic ``rx``) to the handler."""
+        if type(item) is tuple:
+            topic, payload, props = item
+        else:  # aiomqtt's own Message (its plain receive path)
+            message = cast("aiomqtt.Message", item)
+            topic, props = message.topic.value, message.properties
+            payload = message.payload
+            if not isinstance(payload, bytes):  # paho always gives bytes; keep mypy honest
+                payload = str(payload).encode()
         content_type, user_props = (
             (None, None)
             if props is None
             else (getattr(props, "ContentType", None), getattr(props, "UserProperty", None))
         )
-        payload = message.payload
-        if not isinstance(payload, bytes):  # paho always gives bytes; keep mypy honest
-            payload = str(payload).encode()
-        rx = self.queue.last_rx
         try:
-            self.handler(message.topic.value, payload, content_type, user_props, rx)
+            self.handler(topic, payload, content_type, user_props, rx)
         except Exception:
             # A bug must not take the station's monitoring down with it: count, log, go on.
             self.stats.dropped(DropReason.INTERNAL_ERROR)
             log.exception(
                 "internal error while processing a message; message dropped",
-                topic=message.topic.value,
+                topic=topic,
                 rate_key="internal_error",
             )
         self.progress = now = time.monotonic()
@@ -426,6 +466,10 @@ class MqttIngest:
         """Handle messages as they arrive, every queued one per wake-up, until the
         connection ends (raised as aiomqtt's ``MqttError``, like ``client.messages`` does)."""
         queue = self.queue
+        items = queue.items
+        pop = queue.pop
+        handle = self._handle
+        batch = self.BATCH
         lost = mqttio.disconnected(client)
         wake = queue.wake
 
@@ -436,10 +480,10 @@ class MqttIngest:
         try:
             while True:
                 n = 0
-                while not queue.empty():
-                    self._handle(queue.get_nowait())
+                while items:
+                    handle(*pop())
                     n += 1
-                    if n == self.BATCH:  # let the reader and the ticks run
+                    if n == batch:  # let the reader and the ticks run
                         n = 0
                         await asyncio.sleep(0)
                 if lost.done():
@@ -452,8 +496,8 @@ class MqttIngest:
         """Handle what is already queued without waiting (used between connections and
         at shutdown). Returns how many messages were handled."""
         n = 0
-        while not self.queue.empty() and (limit is None or n < limit):
-            self._handle(self.queue.get_nowait())
+        while self.queue.items and (limit is None or n < limit):
+            self._handle(*self.queue.pop())
             n += 1
         self.progress = time.monotonic()
         return n

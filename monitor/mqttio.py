@@ -27,6 +27,16 @@ message:
 3. (process-wide, once) paho's packet decoder builds v5 properties with
    :class:`LeanProperties`: paho's own class, sharing its constant lookup tables
    instead of rebuilding them per packet. Parsing itself is paho's, unchanged.
+4. paho's two debug lines per message ("Received PUBLISH", "Sending PUBACK") are
+   skipped before they reach :mod:`logging` unless its logger is enabled for DEBUG
+   (or an ``on_log`` callback is set); every other level goes through paho's own
+   ``_easy_log`` as before.
+
+:func:`receive_into` (optional, for a consumer of its own such as anbo's ingest) then
+replaces aiomqtt's per-message callback, which wraps every paho message in an
+``aiomqtt.Message`` and a validated ``aiomqtt.Topic`` for ``client.messages``, with a
+call ``put((topic, payload, properties))``: the same three facts, without the two
+objects. ``client.messages`` is then no longer fed.
 
 All of this touches private attributes of aiomqtt (``_client``, ``_loop``,
 ``_disconnected``) and of paho (``Client._create_socket``, ``_packet.Properties``).
@@ -42,6 +52,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import logging
 import ssl
 import threading
 from collections.abc import Callable
@@ -258,6 +269,8 @@ def check_supported(client: aiomqtt.Client | None = None) -> None:
         problems.append(f"aiomqtt {aiomqtt_v} (supported: 2.x)")
     for owner, name in (
         (mqtt.Client, "_create_socket"),
+        (mqtt.Client, "_easy_log"),
+        (mqtt.Client, "on_message"),
         (mqtt.Client, "loop_write"),
         (mqtt.Client, "want_write"),
         (mqtt.Client, "on_socket_register_write"),
@@ -433,9 +446,46 @@ def speed_up(client: aiomqtt.Client) -> None:
         if on_socket_close is not None:
             on_socket_close(c, userdata, sock)
 
+    easy_log = paho._easy_log
+
+    def lean_easy_log(level: int, fmt: str, *args: Any) -> None:
+        if level == mqtt.MQTT_LOG_DEBUG and paho.on_log is None:
+            logger = paho.logger
+            if logger is None or not logger.isEnabledFor(logging.DEBUG):
+                return
+        easy_log(level, fmt, *args)  # type: ignore[arg-type]
+
+    paho._easy_log = lean_easy_log  # type: ignore[method-assign]
     paho._create_socket = buffered_socket  # type: ignore[method-assign]
     paho.on_socket_register_write = on_register_write
     # The writer is flush's alone: aiomqtt's "unregister" would remove it while bytes
     # are still unsent in the cork.
     paho.on_socket_unregister_write = None
     paho.on_socket_close = on_close
+
+
+#: What :func:`receive_into` hands on per message: topic, payload, v5 properties (or None).
+Received = tuple[str, bytes, "Properties | None"]
+
+
+def receive_into(client: aiomqtt.Client, put: Callable[[Received], None]) -> None:
+    """Hand every message ``client`` receives to ``put`` as ``(topic, payload, properties)``.
+
+    Replaces aiomqtt's ``on_message`` callback on paho (set by aiomqtt's constructor), so
+    ``client.messages`` is no longer fed: for a consumer that reads ``put``'s queue. A
+    topic that is not valid UTF-8 (which aiomqtt's callback would raise on, inside paho)
+    is passed on with the invalid bytes replaced, for the consumer to reject and count.
+    Call before connecting, after :func:`speed_up` (it checks the same assumptions).
+    """
+    check_supported(client)
+    paho: mqtt.Client = client._client
+
+    def on_message(_c: mqtt.Client, _userdata: object, message: mqtt.MQTTMessage) -> None:
+        try:
+            topic = message.topic
+        except UnicodeDecodeError:
+            topic = bytes(message._topic).decode("utf-8", "replace")
+        # paho's decoder always gives bytes (its type says bytes | bytearray)
+        put((topic, cast("bytes", message.payload), getattr(message, "properties", None)))
+
+    paho.on_message = on_message

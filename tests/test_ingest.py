@@ -187,3 +187,32 @@ def test_queue_wait_wakes_on_put_and_on_wake() -> None:
         assert queue._waiter is None
 
     asyncio.run(main())
+
+
+def test_fast_push_and_pop_keep_the_bound_the_order_and_the_receive_times() -> None:
+    stats = Stats()
+    clock = iter(range(100))
+    q = IngestQueue(2, stats, clock=lambda: float(next(clock)))
+    for i in range(4):
+        q.push((f"a/{i}", b"", None))
+    assert q.qsize() == 2 and len(q.items) == 2
+    assert stats.count(Result.DROPPED, DropReason.QUEUE_FULL.value) == 2
+    assert q.pop() == (0.0, ("a/0", b"", None)) and q.last_rx == 0.0
+    assert q.pop() == (1.0, ("a/1", b"", None)) and q.last_rx == 1.0
+    assert q.empty()
+
+
+def test_both_kinds_of_queued_message_reach_the_handler_alike() -> None:
+    seen: list[tuple[str, bytes, str | None, float]] = []
+
+    def handler(topic: str, payload: bytes, ctype: str | None, props: object, rx: float) -> None:
+        seen.append((topic, payload, ctype, rx))
+
+    clock = iter(range(100))
+    q = IngestQueue(10, Stats(), clock=lambda: float(next(clock)))
+    ingest = _ingest(q, [])
+    ingest.handler = handler
+    q.put_nowait(message("anbo/s/t/rf", b"1"))  # aiomqtt's plain path
+    q.push(("anbo/s/t/audio", b"2", None))  # the fast path's (topic, payload, properties)
+    assert ingest.drain() == 2
+    assert seen == [("anbo/s/t/rf", b"1", None, 0.0), ("anbo/s/t/audio", b"2", None, 1.0)]

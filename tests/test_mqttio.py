@@ -594,3 +594,51 @@ def test_what_the_kernel_refuses_goes_out_when_the_socket_is_writable() -> None:
         peer.close()
 
     asyncio.run(main())
+
+
+def _fast_client() -> aiomqtt.Client:
+    async def main() -> aiomqtt.Client:
+        client = aiomqtt.Client("127.0.0.1", 1, protocol=aiomqtt.ProtocolVersion.V5)
+        mqttio.speed_up(client)
+        return client
+
+    return asyncio.run(main())
+
+
+def test_receive_into_hands_on_topic_payload_and_properties() -> None:
+    client = _fast_client()
+    got: list[mqttio.Received] = []
+    mqttio.receive_into(client, got.append)
+    inner = client._client
+    props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+    props.ContentType = "application/json"
+    message = paho.MQTTMessage(mid=7, topic=b"anbo/s/t/rf")
+    message.payload = b'{"ts": 1}'
+    message.properties = props
+    inner._handle_on_message(message)  # what paho calls for every PUBLISH it decodes
+    # A topic that is not UTF-8 (aiomqtt's own callback raised inside paho) is passed on
+    # with the bad bytes replaced, for the pipeline to reject and count.
+    bad = paho.MQTTMessage(mid=8, topic=b"anbo/s/\xff/rf")
+    bad.payload = b"x"
+    inner._handle_on_message(bad)
+    assert got[0] == ("anbo/s/t/rf", b'{"ts": 1}', props)
+    assert got[1][0] == "anbo/s/\ufffd/rf" and got[1][1] == b"x"
+    assert client._queue.empty()  # aiomqtt's own queue is no longer fed
+
+
+def test_paho_debug_lines_are_skipped_unless_debug_is_on(caplog: pytest.LogCaptureFixture) -> None:
+    inner = _fast_client()._client
+    assert inner.logger is not None  # aiomqtt's
+    name = inner.logger.name
+    with caplog.at_level("INFO", logger=name):
+        inner._easy_log(paho.MQTT_LOG_DEBUG, "Received PUBLISH %s", "x")
+        inner._easy_log(paho.MQTT_LOG_WARNING, "something %s", "odd")
+    assert [r.getMessage() for r in caplog.records] == ["something odd"]
+    caplog.clear()
+    with caplog.at_level("DEBUG", logger=name):
+        inner._easy_log(paho.MQTT_LOG_DEBUG, "Received PUBLISH %s", "y")
+    assert [r.getMessage() for r in caplog.records] == ["Received PUBLISH y"]
+    seen: list[str] = []
+    inner.on_log = lambda _c, _u, _level, buf: seen.append(buf)
+    inner._easy_log(paho.MQTT_LOG_DEBUG, "Sending PUBACK %s", "z")  # an on_log callback sees all
+    assert seen == ["Sending PUBACK z"]
