@@ -225,3 +225,22 @@ def test_loudness_target_deviation(source: tuple[Path, Report], capsys: pytest.C
 def test_a_directory_is_named_as_such(tmp_path: Path) -> None:
     with pytest.raises(AnalyzeError, match="is a directory"):
         analyze(tmp_path)
+
+
+def test_16_bit_flac_decodes_to_the_wavs_own_samples(
+    ffmpeg: str, source: tuple[Path, Report], tmp_path: Path
+) -> None:
+    """A 16-bit FLAC comes through ffmpeg as s16le: every block is the WAV's, to the bit."""
+    from monitor.audiofile import open_audio
+
+    wav, _ = source
+    flac = open_audio(convert(ffmpeg, wav, tmp_path / "offair.flac"))
+    assert flac.sample_format == "flac int16"
+    want = open_audio(wav)
+    block = 7_000  # not a divisor of the length: the last block is short
+    got_blocks = list(flac.blocks(block))
+    want_blocks = list(want.blocks(block))
+    assert [b.shape for b in got_blocks] == [b.shape for b in want_blocks]
+    for got, exp in zip(got_blocks, want_blocks, strict=True):
+        assert got.dtype == np.float32 and got.flags.writeable
+        np.testing.assert_array_equal(got, exp)
