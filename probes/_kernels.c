@@ -1,7 +1,7 @@
 /*
  * One-pass audio block statistics for probes/audio.py.
  *
- * frame_stats(samples, channels, head, frame_len, sums, totals)
+ * frame_stats(samples, channels, head, frame_len, sums, totals[, floor_power])
  *
  *   samples    C-contiguous float32, float64 or int16 buffer of interleaved frames
  *              (n frames x channels; any shape whose size is n * channels). int16 is
@@ -258,10 +258,19 @@ static int is_format(const Py_buffer *view, char code, Py_ssize_t itemsize) {
 
 static PyObject *frame_stats(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
     (void)self;
-    if (nargs != 6) {
+    if (nargs != 6 && nargs != 7) {
         PyErr_SetString(PyExc_TypeError,
-                        "frame_stats(samples, channels, head, frame_len, sums, totals)");
+                        "frame_stats(samples, channels, head, frame_len, sums, totals[, floor_power])");
         return NULL;
+    }
+    double floor_power = -1.0; /* < 0: totals stay sums and peak powers */
+    if (nargs == 7) {
+        floor_power = PyFloat_AsDouble(args[6]);
+        if (floor_power == -1.0 && PyErr_Occurred()) return NULL;
+        if (!(floor_power > 0.0)) {
+            PyErr_SetString(PyExc_ValueError, "frame_stats: floor_power must be > 0");
+            return NULL;
+        }
     }
     Py_ssize_t c = PyLong_AsSsize_t(args[1]);
     Py_ssize_t head = PyLong_AsSsize_t(args[2]);
@@ -327,6 +336,14 @@ static PyObject *frame_stats(PyObject *self, PyObject *const *args, Py_ssize_t n
         for (Py_ssize_t s = 0; s < m + 2; s++)
             for (Py_ssize_t k = 0; k < c; k++) tot[k] += out[s * c + k];
         for (Py_ssize_t k = 0; k < c; k++) pk[k] *= pk[k];
+        if (floor_power > 0.0) {
+            for (Py_ssize_t k = 0; k < c; k++) {
+                double rms = n > 0 ? tot[k] / (double)n : 0.0;
+                /* the comparisons are written so that a NaN sum stays NaN, as in numpy */
+                tot[k] = 10.0 * log10(rms < floor_power ? floor_power : rms);
+                pk[k] = 10.0 * log10(pk[k] < floor_power ? floor_power : pk[k]);
+            }
+        }
         if (ts != NULL) PyEval_RestoreThread(ts);
         result = Py_None;
         Py_INCREF(result);

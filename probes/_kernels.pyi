@@ -10,10 +10,12 @@ def frame_stats(
     head: int,
     frame_len: int,
     sums: NDArray[Any],
-    peaks: NDArray[Any],
+    totals: NDArray[Any],
+    floor_power: float = ...,
     /,
 ) -> None:
-    """Per-segment, per-channel sums of squares (head, whole frames, tail) and per-channel peaks.
+    """Per-segment, per-channel sums of squares (head, whole frames, tail) and per-channel
+    block totals (``Σx²``, peak power; with ``floor_power``: RMS and peak dBFS, floored).
 
     ``samples``: float32 or float64 (native order), or int16 in either byte order (full
     scale 32768, read in place: no float32 copy).

@@ -105,7 +105,7 @@ def _prepare_kernel(samples: Samples) -> NDArray[Float | np.int16]:
 
 
 def _frame_stats(
-    x: NDArray[Float | np.int16], head: int, frame_len: int
+    x: NDArray[Float | np.int16], head: int, frame_len: int, floor_power: float | None = None
 ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
     """Per-segment ``Σx²`` and the block's ``Σx²`` and peak power, per channel, in one pass.
 
@@ -114,12 +114,16 @@ def _frame_stats(
     frames that follow, m + 1 = the remainder; ``totals[0]`` is the whole block's ``Σx²``
     and ``totals[1]`` its peak power ``max x²``. The compiled kernel
     (``probes/_kernels.c``) reads each sample once, where numpy needs a pass per
-    statistic and strided passes to split the channels.
+    statistic and strided passes to split the channels. With ``floor_power``, ``totals``
+    are the block's levels instead: RMS and peak in dBFS, each power floored there first.
     """
     n, c = x.shape
     sums = np.empty(((n - head) // frame_len + 2, c))
     totals = np.empty((2, c))
-    _kernels.frame_stats(x, c, head, frame_len, sums, totals)
+    if floor_power is None:
+        _kernels.frame_stats(x, c, head, frame_len, sums, totals)
+    else:
+        _kernels.frame_stats(x, c, head, frame_len, sums, totals, floor_power)
     return sums, totals
 
 
@@ -489,7 +493,7 @@ class SilenceDetector:
     def process(self, samples: Samples, rate: int, ts: float) -> SilenceUpdate:
         """Feed one block (``(frames, channels)``, full scale 1.0) whose first sample is at ``ts``."""
         x = _prepare_kernel(samples)
-        if not (isinstance(rate, int | np.integer) and rate > 0):
+        if not (isinstance(rate, _RATE_TYPES) and rate > 0):
             raise ValueError(f"sample rate must be a positive integer, got {rate!r}")
         n, c = x.shape
         if n == 0:
@@ -506,7 +510,7 @@ class SilenceDetector:
         # Frames completed in this block: the carried partial frame (if completed here),
         # then whole frames; a trailing remainder is carried to the next block.
         head = min(fl - self._partial_len, n) if self._partial_len else 0
-        sums, totals = _frame_stats(x, head, fl)
+        sums, db = _frame_stats(x, head, fl, self._floor_power)
         m = sums.shape[0] - 2
         scores: NDArray[np.float64] | None = None
         self._i0 = 0
@@ -542,12 +546,6 @@ class SilenceDetector:
             closed += self._advance(scores)
             self._evaluated_until = self._frame_start(scores.shape[0] - 1) + fl / rate
 
-        # RMS and peak as powers, through one log10 call, in place.
-        totals[0] /= n
-        db = totals
-        np.maximum(db, self._floor_power, out=db)
-        np.log10(db, out=db)
-        db *= 10.0
         levels = BlockLevels(rms_dbfs=db[0], peak_dbfs=db[1])
         return SilenceUpdate(
             state=self._state,
@@ -594,6 +592,9 @@ class SilenceDetector:
     def _advance(self, scores: NDArray[np.floating]) -> tuple[SilenceInterval, ...]:
         """Run the state machine over this block's frame scores; return closed silences."""
         closed: tuple[SilenceInterval, ...] = ()
+        if self._state is DetectionState.CLEAR and _min_of(scores) >= self._quiet_below:
+            self._run_len = 0  # programme throughout (the common block): no quiet run goes on
+            return closed
         quiet = scores < self._quiet_below
         loud: NDArray[np.bool_] | None = None
         m = scores.shape[0]
@@ -708,6 +709,10 @@ def _window_completion(flags: NDArray[np.bool_], width: int, need: int) -> int:
 
 
 _NO_FLAGS: Final[NDArray[np.bool_]] = np.zeros(0, dtype=np.bool_)
+#: what a sample rate may be (a tuple: ``int | np.integer`` would be built at every call)
+_RATE_TYPES: Final = (int, np.integer)
+#: the smallest element, without ndarray.min's Python-level wrapper (called per block)
+_min_of: Final = np.minimum.reduce
 _NO_TIMES: Final[NDArray[np.float64]] = np.zeros(0, dtype=np.float64)
 
 

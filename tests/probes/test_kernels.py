@@ -245,3 +245,34 @@ def test_sos_power_refuses_bad_arguments() -> None:
         _kernels.sos_power(x, sos.astype(np.float32), zi, w, out)
     with pytest.raises(TypeError, match=r"sos_power\(samples"):
         _kernels.sos_power(x, sos)  # type: ignore[call-arg]
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    channels=st.sampled_from([1, 2, 5]),
+    frames=st.integers(0, 2000),
+    scale=st.sampled_from([0.0, 1e-7, 1e-3, 1.0]),
+    floor_db=st.sampled_from([-120.0, -60.0]),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_levels_mode_is_numpy_floored_db(
+    channels: int, frames: int, scale: float, floor_db: float, seed: int
+) -> None:
+    """With floor_power the totals come back as RMS and peak dBFS, as numpy would make them."""
+    rng = np.random.default_rng(seed)
+    x = (rng.standard_normal((frames, channels)) * scale).astype(np.float32)
+    floor = 10.0 ** (floor_db / 10.0)
+    _, totals = _frame_stats(x, 0, 7)
+    _, levels = _frame_stats(x, 0, 7, floor)
+    rms = totals[0] / frames if frames else np.zeros(channels)
+    want = 10.0 * np.log10(np.maximum(np.stack([rms, totals[1]]), floor))
+    np.testing.assert_allclose(levels, want, rtol=0, atol=1e-9)
+    assert (levels >= floor_db - 1e-9).all()
+
+
+def test_levels_mode_rejects_a_floor_that_is_not_positive() -> None:
+    x = np.zeros((4, 1), np.float32)
+    with pytest.raises(ValueError, match="floor_power"):
+        _kernels.frame_stats(x, 1, 0, 2, np.empty((4, 1)), np.empty((2, 1)), 0.0)
+    with pytest.raises(TypeError):
+        _kernels.frame_stats(x, 1, 0, 2, np.empty((4, 1)), np.empty((2, 1)), "x")  # type: ignore[arg-type]
