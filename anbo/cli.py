@@ -6,7 +6,6 @@ Exit codes: 0 success, 1 invalid configuration or failed run, 2 usage error.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import math
 import os
@@ -15,20 +14,15 @@ from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import structlog
-
-from anbo.analyze import AnalyzeError, analyze, format_report
-from anbo.bureau_cmd import add_bureau_arguments, run_bureau
-from anbo.contract import ContractError, generated_section, replace_section
 from monitor import __version__
-from monitor.logs import configure_logging
-from monitor.sdnotify import Notifier
-from rules import RuleFileError, builtin_test_files, load_rules, run_tests
-from rules.catalogue import Vocabulary, markdown_tables
 from rules.durations import positive_duration_argument
-from rules.testing import RuleTestFileError
 
-if TYPE_CHECKING:  # the settings (pydantic) are imported by the commands that read them
+if TYPE_CHECKING:
+    # Each command imports what it needs when it runs: the settings (pydantic), the rule
+    # engine, logging (structlog, rich), the bureau and ledger commands (PostgreSQL,
+    # the report) take most of a second that `anbo analyze` must not pay at every start
+    # (tests/test_daemon_imports.py).
+    from monitor.sdnotify import Notifier
     from monitor.settings import LoadedSettings, LoggingSettings
 
 DEFAULT_CONFIG = "/etc/anbo/anbo.toml"
@@ -176,7 +170,10 @@ def build_parser(*, full: bool = True, command: str | None = None) -> argparse.A
     bureau = sub.add_parser(
         "bureau", help="the bureau service: stations' events from the bureau broker into PostgreSQL"
     )
-    add_bureau_arguments(bureau)
+    if full or command == "bureau":
+        from anbo.bureau_cmd import add_bureau_arguments
+
+        add_bureau_arguments(bureau)
 
     ledger = sub.add_parser("ledger", help="list, show and correct the outage ledger")
     _config_arg(ledger)
@@ -352,6 +349,8 @@ def cmd_check(args: argparse.Namespace) -> int:
     if args.config is None:
         args.config = Path(os.environ.get("ANBO_CONFIG", DEFAULT_CONFIG))
     from monitor.settings import load_settings_or_report, rule_vocabulary
+    from rules import RuleFileError, load_rules
+    from rules.catalogue import Vocabulary
 
     loaded = load_settings_or_report(args.config)
     if args.gateway and not _check_gateways(args, loaded):
@@ -388,6 +387,13 @@ def _serve(
     main: Callable[[Notifier], Coroutine[Any, Any, None]],
 ) -> int:
     """Run a service (the daemon, the gateway) under systemd's notifier until it ends."""
+    import asyncio
+
+    import structlog
+
+    from monitor.logs import configure_logging
+    from monitor.sdnotify import Notifier
+
     configure_logging(args.log_level or logging.level, args.log_format or logging.format)
     log = structlog.get_logger("anbo")
     log.info("service starting", service=what, version=__version__, config=str(args.config), **fields)
@@ -466,6 +472,11 @@ def cmd_capture(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 1
+    import asyncio
+
+    from monitor.logs import configure_logging
+    from monitor.sdnotify import Notifier
+
     s = loaded.settings
     configure_logging(args.log_level or s.logging.level, args.log_format or s.logging.format)
     notifier = Notifier.from_env()
@@ -482,6 +493,9 @@ def cmd_capture(args: argparse.Namespace) -> int:
 
 
 def cmd_catalogue(args: argparse.Namespace) -> int:
+    from anbo.contract import ContractError, generated_section, replace_section
+    from rules.catalogue import markdown_tables
+
     tables = markdown_tables()
     doc: Path | None = args.write or args.check
     if doc is None:
@@ -535,6 +549,9 @@ def cmd_dashboards(args: argparse.Namespace) -> int:
 
 
 def cmd_test_rules(args: argparse.Namespace) -> int:
+    from rules import RuleFileError, builtin_test_files, run_tests
+    from rules.testing import RuleTestFileError
+
     files = args.files or builtin_test_files()
     failed = 0
     for path in files:
@@ -552,7 +569,7 @@ def cmd_test_rules(args: argparse.Namespace) -> int:
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:
-    from rich.progress import Progress
+    from anbo.analyze import AnalyzeError, analyze, format_report
 
     def warn(text: str) -> None:
         print(f"anbo analyze: {args.file}: warning: {text}", file=sys.stderr, flush=True)
@@ -569,6 +586,8 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     }
     try:
         if sys.stderr.isatty() and not args.json:
+            from rich.progress import Progress
+
             with Progress(transient=True) as bar:
                 task = bar.add_task(f"analysing {args.file.name}", total=None)
 
@@ -609,6 +628,12 @@ def _run_demo(args: argparse.Namespace) -> int:
     return demo_run.run(args)
 
 
+def _run_bureau(args: argparse.Namespace) -> int:
+    from anbo.bureau_cmd import run_bureau
+
+    return run_bureau(args)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     words = sys.argv[1:] if argv is None else list(argv)
     args = build_parser(full=False, command=words[0] if words else None).parse_args(words)
@@ -625,7 +650,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "demo": _run_demo,
         "report": _run_report,
         "ledger": _run_ledger,
-        "bureau": run_bureau,
+        "bureau": _run_bureau,
     }
     try:
         code = commands[args.command](args)
