@@ -410,6 +410,8 @@ class Engine:
         self._released: list[tuple[_Instance, float]] = []
         self._in_maintenance: set[str] = set()
         self._views: dict[str, TargetView] = {}
+        #: the previous tick's views (what it knew of each input's arrival)
+        self._prev_views: dict[str, TargetView] = {}
         self._match_cache: tuple[tuple[Any, ...], list[NDArray[np.intp]]] | None = None
         self._started: float | None = None
         #: when data could first arrive (see set_listening); "start": the first tick
@@ -460,6 +462,7 @@ class Engine:
         self._prev_now = self._now
         self._now, self._wall = now, wall
         tick = _Tick(targets)
+        self._prev_views = self._views
         self._views = {v.name: v for v in tick.views}
         tick.rows = self._history.rows_for(tick.names)
         self._history.sample(now, tick.rows, {n: tick.column(n) for n in self._history.names})
@@ -467,7 +470,10 @@ class Engine:
         events: list[_Event] = []
 
         matched = self._matched(tick)
+        instances = self._instances
         for ri, rule in enumerate(self.rules):
+            if not matched[ri].size and not instances.get(self._specs[ri].id):
+                continue  # selects no target now and has no alert to end: nothing to do
             self._step_rule(ri, rule, matched[ri], tick, stale, now, wall, events)
         self._step_telemetry(tick, stale, undecided, now, wall, events)
         self._step_flapping(events, now, wall)
@@ -586,20 +592,29 @@ class Engine:
 
     def _data_since(self, spec: _Spec, view: TargetView, now: float) -> float | None:
         """When a condition first seen true at ``now`` turned true, if the data says: the
-        arrival of the newest of its inputs, when that came after the previous tick (the
-        condition was not true then). None (count from ``now``) when an input has no
-        arrival time (it changes with time itself) or none arrived since that tick."""
-        prev = self._prev_now
-        if prev is None or not spec.inputs:
+        arrival of the newest of its inputs, when one of them is news since the previous
+        tick (the condition was not true then). None (count from ``now``) when an input
+        has no arrival time (it changes with time itself) or the previous tick already
+        had every input as it is now."""
+        if self._prev_now is None or not spec.inputs:
             return None
         times = view.data_times
+        # What the previous tick saw of this target: an input whose arrival time it already
+        # had was judged then. Compared by value, not with the previous tick's time: a
+        # message received just before a tick but handled just after it (queued behind
+        # the tick on the event loop) arrived before that tick yet is news to this one.
+        before = self._prev_views.get(view.name)
+        seen: Mapping[str, float] = {} if before is None else before.data_times
         newest = -math.inf
+        news = False
         for name in spec.inputs:
             t = times.get(name)
             if t is None or not math.isfinite(t):
                 return None
             newest = max(newest, t)
-        if newest <= prev:
+            if seen.get(name) != t:
+                news = True
+        if not news:
             return None
         return min(newest, now)
 

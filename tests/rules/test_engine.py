@@ -881,6 +881,17 @@ def test_for_counts_from_the_tick_when_the_data_came_before_the_previous_tick() 
     assert d.engine.next_deadline() == pytest.approx(6.0)
 
 
+def test_data_received_before_a_tick_but_handled_after_it_counts_from_its_arrival() -> None:
+    # Received at 0.98 (its receive time is its arrival) but still queued behind the tick
+    # of 1.0 on the event loop: that tick saw the old reading, the next one sees this.
+    d = high("5s")
+    d.tick(0.0, timed(0.0, -0.2, x=0.0))
+    d.tick(1.0, timed(1.0, -0.2, x=0.0))
+    pending = d.tick(2.0, timed(2.0, 0.98, x=20.0))
+    assert pending[0].starts_at == pytest.approx(WALL0 + 0.98)
+    assert d.engine.next_deadline() == pytest.approx(5.98)  # not 7.0, a tick late
+
+
 def test_for_counts_from_the_tick_without_arrival_times_or_on_the_first_tick() -> None:
     d = high("5s")
     d.tick(0.0, timed(0.0, None, x=0.0))
