@@ -263,6 +263,7 @@ class Evaluator:
         period = self.settings.probes.tick
         next_at = self._mono()
         while True:
+            started = self._mono()
             await self.tick()
             now = self._mono()
             if now + 1e-6 >= next_at:  # that was the regular tick: the next one
@@ -272,13 +273,15 @@ class Evaluator:
             # An extra tick when a pending alert's `for` runs out before the next regular
             # one: a `for` counted from its data's arrival ends between ticks, and the
             # alert fires then, not up to a tick late (docs/rules.md, bench/latency.py).
-            # A quarter of a period apart at least: a storm of alerts whose `for` ends at
-            # as many instants costs at most three extra ticks a period, each late by
-            # less than a quarter of a period.
+            # A deadline that ran out while this tick evaluated (it started before it) is
+            # due now, not at the next regular tick. Tick starts a quarter of a period
+            # apart at least: a storm of alerts whose `for` ends at as many instants
+            # costs at most three extra ticks a period, each late by less than a quarter
+            # of a period.
             wake = next_at
             due = self.engine.next_deadline()
-            if due is not None and due > now:
-                wake = min(next_at, max(due, now + period / 4))
+            if due is not None:
+                wake = min(next_at, max(due, started + period / 4))
             await asyncio.sleep(max(0.0, wake - self._mono()))
 
     async def tick(self) -> list[Transition]:

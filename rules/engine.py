@@ -621,7 +621,8 @@ class Engine:
     def next_deadline(self) -> float | None:
         """The monotonic time the earliest pending alert's ``for`` runs out (None: none
         pending). The evaluator ticks then, so that an alert whose ``for`` counts from
-        its data's arrival fires on time rather than at the next regular tick."""
+        its data's arrival fires on time rather than at the next regular tick. It may be
+        past already: it ran out while the last tick evaluated (after that tick's ``now``)."""
         best: float | None = None
         for insts in self._instances.values():
             for inst in insts.values():
