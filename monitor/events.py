@@ -291,7 +291,11 @@ class EventPublisher:
     # -- the loop ---------------------------------------------------------------------------
     def _client(self, url: str) -> aiomqtt.Client:
         # a persistent session: acknowledgements that arrive while we reconnect are kept
-        return session_client(self.mqtt, url, identifier=self.client_id, password=self.password)
+        client = session_client(self.mqtt, url, identifier=self.client_id, password=self.password)
+        # A batch of publishes (and the heartbeat) waits for its PUBACKs at once: expected,
+        # not the "pending publish calls" warning aiomqtt logs beyond 10.
+        client.pending_calls_threshold = BATCH + 10
+        return client
 
     async def run(self) -> None:
         """Connect, subscribe to acknowledgements, publish; reconnect forever (ends by cancellation)."""
