@@ -127,6 +127,16 @@ def _frame_stats(
     return sums, totals
 
 
+def _block_db(x: NDArray[Float | np.int16], floor_db: float) -> NDArray[np.float64]:
+    """``[RMS dBFS, peak dBFS]`` per channel of a non-empty C-contiguous block.
+
+    The kernel finishes the levels (floor, ``10·log10``) itself, the same code the
+    :class:`SilenceDetector` uses, so a block's levels do not depend on which path asked
+    (numpy's vectorised ``log10`` and the C library's may differ in the last bit).
+    """
+    return _frame_stats(x, x.shape[0], 1, 10.0 ** (floor_db / 10.0))[1]
+
+
 def _channel_stats(x: NDArray[Float | np.int16]) -> NDArray[np.float64]:
     """``[Σx², max x²]`` per channel of a C-contiguous ``(frames, channels)`` block."""
     return _frame_stats(x, x.shape[0], 1)[1]
@@ -155,7 +165,8 @@ def rms_dbfs(samples: Samples, floor_db: float = DB_FLOOR) -> NDArray[np.float64
     x = _prepare_kernel(samples)
     if x.shape[0] == 0:
         raise ValueError("empty audio block")
-    return power_db(_channel_stats(x)[0] / x.shape[0], floor_db)
+    rms: NDArray[np.float64] = _block_db(x, floor_db)[0]
+    return rms
 
 
 def peak_dbfs(samples: Samples, floor_db: float = DB_FLOOR) -> NDArray[np.float64]:
@@ -163,7 +174,8 @@ def peak_dbfs(samples: Samples, floor_db: float = DB_FLOOR) -> NDArray[np.float6
     x = _prepare_kernel(samples)
     if x.shape[0] == 0:
         raise ValueError("empty audio block")
-    return power_db(_channel_stats(x)[1], floor_db)
+    peak: NDArray[np.float64] = _block_db(x, floor_db)[1]
+    return peak
 
 
 def block_levels(samples: Samples, floor_db: float = DB_FLOOR) -> BlockLevels:
@@ -171,9 +183,7 @@ def block_levels(samples: Samples, floor_db: float = DB_FLOOR) -> BlockLevels:
     x = _prepare_kernel(samples)
     if x.shape[0] == 0:
         raise ValueError("empty audio block")
-    totals = _channel_stats(x)
-    totals[0] /= x.shape[0]
-    db = power_db(totals, floor_db)
+    db = _block_db(x, floor_db)
     return BlockLevels(rms_dbfs=db[0], peak_dbfs=db[1])
 
 
