@@ -79,7 +79,7 @@ from rules.model import (
     Transition,
 )
 from rules.schema import Duration, Rule
-from rules.templates import render
+from rules.templates import render, resolve, slots_of
 
 __all__ = [
     "DEFAULT_INHIBIT_RULES",
@@ -238,6 +238,8 @@ class _Instance:
     #: the suppression that kept its firing from being notified
     held_reason: SuppressReason | None = None
     facts: dict[str, object] = field(default_factory=dict)
+    #: the annotations last rendered and the values their placeholders had then
+    rendered: tuple[tuple[object, ...], dict[str, str]] | None = None
 
     @property
     def key(self) -> tuple[str, str]:
@@ -420,6 +422,8 @@ class Engine:
         #: the previous tick's ``now``: a condition seen true now turned true after it
         self._prev_now: float | None = None
         self._wall: float | None = None
+        #: what :meth:`active` returned since the state last changed (several readers a tick)
+        self._active: list[Alert] | None = None
 
     def _rule_spec(self, rule: Rule) -> _Spec:
         annotations = dict(rule.annotations)
@@ -457,6 +461,7 @@ class Engine:
         ``now`` is monotonic seconds, ``wall`` UNIX seconds. Alerts of targets absent
         from ``targets`` (removed from the configuration) resolve.
         """
+        self._active = None
         if self._started is None:
             self._started = now
         self._prev_now = self._now
@@ -483,7 +488,16 @@ class Engine:
         return self._finalize(events)
 
     def active(self) -> list[Alert]:
-        """Current pending and firing alerts for the Prometheus collector and Alertmanager resends."""
+        """Current pending and firing alerts for the Prometheus collector and Alertmanager resends.
+
+        Built once per state change: the evaluator, the console and each scrape ask every
+        tick, and rendering the annotations of a few hundred alerts is most of the cost.
+        """
+        if self._active is None:
+            self._active = self._build_active()
+        return list(self._active)
+
+    def _build_active(self) -> list[Alert]:
         out: list[Alert] = []
         for inst in self._all_instances():
             out.append(
@@ -1016,12 +1030,21 @@ class Engine:
         }
         measurements: Mapping[str, object] = view.measurements if view is not None else {}
         params: Mapping[str, object] = view.params if view is not None else {}
+        # Rendered again only when a value they show changed: most alerts read the same
+        # from one tick to the next, and every active alert is asked for on every tick.
+        seen = tuple(
+            resolve(ns, name, facts, inst.labels, measurements, params)
+            for ns, name in slots_of(tuple(spec.annotations.values()))
+        )
+        if inst.rendered is not None and inst.rendered[0] == seen:
+            return inst.rendered[1]
         out = {
             name: render(text, facts=facts, labels=inst.labels, measurements=measurements, params=params)
             for name, text in spec.annotations.items()
         }
         if spec.runbook_url:
             out["runbook_url"] = spec.runbook_url
+        inst.rendered = (seen, out)
         return out
 
     def _transition(
@@ -1182,6 +1205,7 @@ class Engine:
             times = sorted(now - (float(a) + elapsed) for a in item["ages"])
             self._flaps[key] = _Flap(deque(times), bool(item["flapping"]))
         self._in_maintenance = {str(n) for n in snapshot.get("in_maintenance", [])}
+        self._active = None
         return restored
 
     def _spec_for(self, kind: _Kind, spec_id: str) -> _Spec | None:

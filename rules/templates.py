@@ -18,12 +18,23 @@ prints as ``unknown``. Literal braces are not supported in annotation text.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections.abc import Mapping
 from typing import Final
 
-__all__ = ["FACTS", "NAMESPACES", "UNKNOWN_TEXT", "check_template", "format_value", "placeholders", "render"]
+__all__ = [
+    "FACTS",
+    "NAMESPACES",
+    "UNKNOWN_TEXT",
+    "check_template",
+    "format_value",
+    "placeholders",
+    "render",
+    "resolve",
+    "slots_of",
+]
 
 #: What an unknown or missing value renders as.
 UNKNOWN_TEXT: Final = "unknown"
@@ -89,6 +100,20 @@ def format_value(value: object) -> str:
     return str(value)
 
 
+@functools.lru_cache(maxsize=1024)
+def _compiled(text: str) -> tuple[tuple[str, ...], tuple[tuple[str | None, str], ...]]:
+    """``text`` split once into its literal pieces and the placeholders between them."""
+    pieces: list[str] = []
+    slots: list[tuple[str | None, str]] = []
+    at = 0
+    for m in _PLACEHOLDER.finditer(text):
+        pieces.append(text[at : m.start()])
+        slots.append((m.group(1), m.group(2)))
+        at = m.end()
+    pieces.append(text[at:])
+    return tuple(pieces), tuple(slots)
+
+
 def render(
     text: str,
     *,
@@ -97,21 +122,57 @@ def render(
     measurements: Mapping[str, object],
     params: Mapping[str, object],
 ) -> str:
-    """Substitute every placeholder of ``text`` (see the module docstring)."""
-    scopes: dict[str, Mapping[str, object]] = {
-        "labels": labels,
-        "measurements": measurements,
-        "params": params,
-    }
+    """Substitute every placeholder of ``text`` (see the module docstring).
 
-    def lookup(match: re.Match[str]) -> str:
-        ns, name = match.group(1), match.group(2)
-        if ns is not None:
-            scope = scopes.get(ns)
-            return format_value(scope.get(name) if scope is not None else None)
-        for scope in (facts, labels, measurements, params):
-            if name in scope:
-                return format_value(scope[name])
-        return UNKNOWN_TEXT
+    Each distinct text is parsed once: the engine renders every active alert's
+    annotations on every tick.
+    """
+    pieces, slots = _compiled(text)
+    if not slots:
+        return text
+    out = [pieces[0]]
+    for (ns, name), piece in zip(slots, pieces[1:], strict=True):
+        out.append(_lookup(ns, name, facts, labels, measurements, params))
+        out.append(piece)
+    return "".join(out)
 
-    return _PLACEHOLDER.sub(lookup, text)
+
+@functools.lru_cache(maxsize=1024)
+def slots_of(texts: tuple[str, ...]) -> tuple[tuple[str | None, str], ...]:
+    """The distinct placeholders of ``texts``, in order of first use."""
+    return tuple(dict.fromkeys(slot for text in texts for slot in _compiled(text)[1]))
+
+
+def resolve(
+    ns: str | None,
+    name: str,
+    facts: Mapping[str, object],
+    labels: Mapping[str, str],
+    measurements: Mapping[str, object],
+    params: Mapping[str, object],
+) -> object:
+    """The value placeholder ``{{ ns.name }}`` stands for (None: not known); what
+    :func:`render` prints is its :func:`format_value`."""
+    if ns == "labels":
+        return labels.get(name)
+    if ns == "measurements":
+        return measurements.get(name)
+    if ns == "params":
+        return params.get(name)
+    if ns is not None:  # refused by check_template; renders as unknown if it got here
+        return None
+    for scope in (facts, labels, measurements, params):
+        if name in scope:
+            return scope[name]
+    return None
+
+
+def _lookup(
+    ns: str | None,
+    name: str,
+    facts: Mapping[str, object],
+    labels: Mapping[str, str],
+    measurements: Mapping[str, object],
+    params: Mapping[str, object],
+) -> str:
+    return format_value(resolve(ns, name, facts, labels, measurements, params))

@@ -166,6 +166,33 @@ def test_labels_annotations_and_runbook() -> None:
     assert firing.value == -63.456
 
 
+def test_active_alerts_show_the_values_of_this_tick() -> None:
+    rules = one_rule(
+        """\
+        alert: Low
+        expr: level < 10
+        annotations:
+          summary: "{{ value }} on {{ labels.county }}, PI {{ rds_pi }}"
+        """
+    )
+    d = Driver(rules)
+    shown = []
+    for t, (level, pi) in enumerate(
+        [(5.0, "C201"), (5.0, "C201"), (4.0, "C201"), (4.0, "C202"), (5.0, "C202")]
+    ):
+        d.tick(float(t), view(labels={"county": "A"}, level=level, rds_pi=pi))
+        first, again = d.engine.active(), d.engine.active()
+        assert first == again
+        shown.append(first[0].annotations["summary"])
+    assert shown == [
+        "5 on A, PI C201",
+        "5 on A, PI C201",
+        "4 on A, PI C201",
+        "4 on A, PI C202",
+        "5 on A, PI C202",
+    ]
+
+
 # --------------------------------------------------------------------------- unknown
 
 
