@@ -120,7 +120,7 @@ class Daemon:
             pipeline=lambda: self.pipeline,
             alerts=lambda: self.evaluator.engine.active(),
             measurements=lambda: self.evaluator.measurements,
-            eb=lambda: None if self.eb is None else self.eb.status_json(),
+            eb=lambda: None if self.eb is None else self.eb.console_json(),
             migrations=lambda: self.evaluator.migrations.latest,
             broker=lambda: dict(self.ingest.connected),
             alertmanager=self._alertmanager_status,

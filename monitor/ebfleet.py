@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 import structlog
+from numpy.typing import NDArray
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from monitor.inventory import Inventory, load_inventory
@@ -180,6 +181,7 @@ class EbMonitor:
         ids = self.inventory.ids
         views: list[TargetView] = []
         params = dict(self.settings.params)
+        offline_counts = status.offline  # computed per call
         for r, name in enumerate(self.region_names):
             total = int(status.total[r])
             if total == 0:
@@ -191,7 +193,7 @@ class EbMonitor:
                 "eb_total": float(total),
                 "eb_online": float(status.online[r]),
                 "eb_unreported": float(status.unreported[r]),
-                "eb_offline": float(status.offline[r]),
+                "eb_offline": float(offline_counts[r]),
                 "eb_online_ratio": ratio if math.isfinite(ratio) and not settling else None,
                 "eb_faults": float(status.faulty[r]),
                 "eb_offline_ids": truncated_ids(
@@ -242,30 +244,52 @@ class EbMonitor:
 
     def status_json(self) -> dict[str, Any]:
         """Offline and faulty endpoints per region, for the duty operator's HTTP view."""
+        return self._status(None)
+
+    def console_json(self) -> dict[str, Any]:
+        """What the console's live view shows, pushed to it every tick: per region the
+        counts and the first ``max_ids`` faulty endpoints (``faulty_count`` says how many
+        there are); every endpoint's name is in :meth:`status_json` (``/api/v1/eb/status``).
+
+        With 100 000 endpoints and some thousands offline, the full lists cost more than
+        the rest of a tick and made every console update megabytes long.
+        """
+        return self._status(self.settings.max_ids)
+
+    def _status(self, limit: int | None) -> dict[str, Any]:
         status = self.status
         if status is None:
             return {"evaluated_at": None, "regions": []}
         ids, names = self.inventory.ids, self.inventory.names
+
+        def endpoints(indices: NDArray[np.intp]) -> list[dict[str, str]]:
+            return [{"id": ids[i], "name": names[i]} for i in indices]
+
         regions = []
+        offline_counts = status.offline  # computed per call
         for r, region in enumerate(self.region_names):
             if int(status.total[r]) == 0:
                 continue
-            regions.append(
-                {
-                    "region": region,
-                    "total": int(status.total[r]),
-                    "online": int(status.online[r]),
-                    "online_ratio": None
-                    if not math.isfinite(float(status.online_ratio[r]))
-                    else round(float(status.online_ratio[r]), 4),
-                    # Not heard from since anbo started, first heartbeat not yet due.
-                    "not_yet_reported": [
-                        {"id": ids[i], "name": names[i]} for i in status.unreported_indices(r)
-                    ],
-                    "offline": [{"id": ids[i], "name": names[i]} for i in status.offline_indices(r)],
-                    "faulty": [{"id": ids[i], "name": names[i]} for i in status.faulty_indices(r)],
-                }
-            )
+            row: dict[str, Any] = {
+                "region": region,
+                "total": int(status.total[r]),
+                "online": int(status.online[r]),
+                "online_ratio": None
+                if not math.isfinite(float(status.online_ratio[r]))
+                else round(float(status.online_ratio[r]), 4),
+            }
+            if limit is None:
+                # Not heard from since anbo started, first heartbeat not yet due.
+                row["not_yet_reported"] = endpoints(status.unreported_indices(r))
+                row["offline"] = endpoints(status.offline_indices(r))
+                row["faulty"] = endpoints(status.faulty_indices(r))
+            else:
+                row["not_yet_reported"] = int(status.unreported[r])
+                row["offline"] = int(offline_counts[r])
+                faulty = status.faulty_indices(r)
+                row["faulty"] = endpoints(faulty[:limit])
+                row["faulty_count"] = int(faulty.shape[0])
+            regions.append(row)
         dispatches = [
             {
                 "message_id": rep.message_id,

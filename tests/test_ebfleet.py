@@ -78,6 +78,32 @@ def test_heartbeats_faults_and_region_views(pipe: Pipeline, eb: EbMonitor) -> No
     assert later["eb:青山县/西镇"].measurements["eb_online_ratio"] == 0.0
 
 
+def test_the_console_gets_counts_and_the_first_faulty_endpoints(write_config, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    path = tmp_path / "endpoints.csv"
+    path.write_text(INVENTORY, encoding="utf-8")
+    eb = EbMonitor(EbSettings(inventory=[path], max_ids=1), load_inventory([path]), "teststation")
+    p = Pipeline(load_settings(write_config()).settings, Stats(), wall=lambda: NOW)
+    p.endpoints = eb
+    for i, ep in enumerate(["eb-001", "eb-004", "eb-005", "eb-006"]):
+        faulty = ep in ("eb-005", "eb-006")
+        send(
+            p, f"anbo/eb/{ep}/status", encode_readings(NOW - 10, i, {"online": 1, "fault_amplifier": faulty})
+        )
+    eb.started = NOW - 1000
+    eb.evaluate(NOW, now=0.0)
+    full = {r["region"]: r for r in eb.status_json()["regions"]}
+    live = {r["region"]: r for r in eb.console_json()["regions"]}
+    assert [e["id"] for e in full["青山县/东镇"]["offline"]] == ["eb-002", "eb-003"]
+    assert live["青山县/东镇"]["offline"] == 2 and live["青山县/东镇"]["not_yet_reported"] == 0
+    assert [e["id"] for e in full["青山县/西镇"]["faulty"]] == ["eb-005", "eb-006"]
+    assert live["青山县/西镇"]["faulty"] == [{"id": "eb-005", "name": "河村"}]  # max_ids = 1
+    assert live["青山县/西镇"]["faulty_count"] == 2
+    for region, row in live.items():
+        assert {k: row[k] for k in ("total", "online", "online_ratio")} == {
+            k: full[region][k] for k in ("total", "online", "online_ratio")
+        }
+
+
 def test_online_ratio_unknown_until_every_endpoint_was_due(pipe: Pipeline, eb: EbMonitor) -> None:
     send(pipe, "anbo/eb/eb-001/status", encode_readings(NOW, 1, {"online": 1}))
     first = {v.name: v for v in eb.evaluate(NOW, now=0.0)}

@@ -139,8 +139,11 @@
       const tr = el("tr");
       const ratio = r.online_ratio === null ? "–" : (r.online_ratio * 100).toFixed(1) + " %";
       tr.append(el("td", null, r.region), el("td", null, r.online + "/" + r.total + " (" + ratio + ")"));
-      tr.append(el("td", r.faulty.length ? "bad" : null, r.faulty.map((e) => e.name || e.id).join(", ") || "0"));
-      tr.append(el("td", r.offline.length ? "warn" : null, String(r.offline.length)));
+      // the first few faulty endpoints by name, the offline ones counted (all: /api/v1/eb/status)
+      const more = r.faulty_count - r.faulty.length;
+      const faulty = r.faulty.map((e) => e.name || e.id).join(", ") + (more > 0 ? " … (+" + more + ")" : "");
+      tr.append(el("td", r.faulty_count ? "bad" : null, faulty || "0"));
+      tr.append(el("td", r.offline ? "warn" : null, String(r.offline)));
       tbl.append(tr);
     }
     box.append(tbl);
