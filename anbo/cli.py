@@ -423,7 +423,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     }
     from monitor.daemon import Daemon
 
-    return _serve("anbo", args, s.logging, fields, lambda n: Daemon(loaded, systemd=n).run())
+    return _serve(
+        "anbo", args, s.logging, fields, lambda n: Daemon(loaded, systemd=n, freeze_heap=True).run()
+    )
 
 
 def cmd_poll(args: argparse.Namespace) -> int:

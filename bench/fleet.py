@@ -138,7 +138,7 @@ def daemon_main(config: str, ready: str, result: str, warmup: float, seconds: fl
 
     async def main() -> dict[str, Any]:
         t0 = time.perf_counter()
-        daemon = Daemon(loaded)
+        daemon = Daemon(loaded, freeze_heap=True)  # as anbo run builds it
         load_s = time.perf_counter() - t0
         run = asyncio.create_task(daemon.run())
         await asyncio.wait_for(daemon.ready.wait(), 60)

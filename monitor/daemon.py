@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import signal
 import time
 from collections.abc import Awaitable, Callable
@@ -73,8 +74,10 @@ class Daemon:
         consumers: list[Consumer] | None = None,
         drain_timeout: float = 10.0,
         reload_settings: Callable[[Path], LoadedSettings] = load_settings,
+        freeze_heap: bool = False,
     ) -> None:
         self.loaded = loaded
+        self.freeze_heap = freeze_heap
         settings = loaded.settings
         self.registry = registry if registry is not None else CollectorRegistry(auto_describe=False)
         self.systemd = systemd if systemd is not None else Notifier(None)
@@ -331,9 +334,26 @@ class Daemon:
             f"station {s.station.name}: {len(s.targets)} targets, metrics on port "
             f"{self.http.port}, subscribed to {', '.join(self.pipeline.subscriptions)}"
         )
+        self._settle_heap()
         self.systemd.ready(status)
         self.ready.set()
         log.info("anbo ready", station=s.station.name, targets=len(s.targets), metrics_port=self.http.port)
+
+    def _settle_heap(self) -> None:
+        """With ``freeze_heap`` (``anbo run``): move what start-up (or a reload) built out
+        of the garbage collector's sight.
+
+        The settings, rules, inventory and fleet arrays live as long as the process; left
+        in the collector's oldest generation, every full collection walks all of them while
+        the loop waits (with 100 000 endpoints, tens of milliseconds in the middle of a
+        tick). Unfreezing first lets what a reload replaced be collected.
+        """
+        if not self.freeze_heap:
+            return
+        gc.unfreeze()
+        gc.collect()
+        gc.freeze()
+        log.debug("heap frozen", objects=gc.get_freeze_count())
 
     def pipeline_healthy(self, horizon: float) -> bool:
         """The watchdog's criterion: ingest progressing or idle with nothing queued, and
@@ -453,6 +473,7 @@ class Daemon:
                 self.http.port = None
                 await self._start_http()
             self.stats.reloads_ok += 1
+            self._settle_heap()
             self.systemd.ready(f"reloaded: {len(new_s.targets)} targets")
             log.info(
                 "configuration reloaded", targets=len(new_s.targets), mqtt_restarted=new_s.mqtt != old_s.mqtt
