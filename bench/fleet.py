@@ -153,6 +153,13 @@ def daemon_main(config: str, ready: str, result: str, warmup: float, seconds: fl
         m0, c0 = time.monotonic(), time.process_time()
         await asyncio.sleep(seconds)
         m1, c1 = time.monotonic(), time.process_time()
+        # Tell the driver the window ended, and wait until it has read the baseline's CPU
+        # and this process's RSS (a daemon that stopped first would leave it no end mark).
+        await asyncio.to_thread(Path(ready + ".end").write_text, "")
+        for _ in range(200):
+            if await asyncio.to_thread(Path(ready + ".ack").exists):
+                break
+            await asyncio.sleep(0.05)
         if prof is not None:
             prof.disable()
             prof.dump_stats(profile)
@@ -284,6 +291,7 @@ def main() -> None:
         procs: list[subprocess.Popen[bytes]] = []
         try:
             ready, result = tmpdir / "ready", tmpdir / "result.json"
+            end, ack = tmpdir / "ready.end", tmpdir / "ready.ack"
             argv = [sys.executable, __file__, "_daemon", str(config), str(ready), str(result)]
             daemon = subprocess.Popen([*argv, str(warmup), str(args.seconds)])
             procs.append(daemon)
@@ -306,8 +314,9 @@ def main() -> None:
                 stdout=subprocess.PIPE,
             )  # fmt: skip
             procs.append(pub)
-            # Mark the window as the daemon does (it starts warmup s after ready), and
-            # sample the baseline's and the daemon's CPU at both ends.
+            # Mark the window's start as the daemon does (warmup s after ready) and its
+            # end when the daemon says so; sample the baseline's CPU and the daemon's RSS
+            # at both ends.
             scrapes: list[tuple[float, int]] = []
             next_scrape = time.monotonic()
             marks: dict[str, tuple[float, float, float]] = {}
@@ -316,14 +325,18 @@ def main() -> None:
                 if now >= next_scrape:
                     scrapes.append(scrape(metrics_port))
                     next_scrape += SCRAPE_S
-                for name, at in (("start", warmup), ("end", warmup + args.seconds)):
-                    if name not in marks and now - t_ready >= at:
-                        marks[name] = (now, proc_cpu_s(sub.pid), proc_rss_mb(daemon.pid))
+                if "start" not in marks and now - t_ready >= warmup:
+                    marks["start"] = (now, proc_cpu_s(sub.pid), proc_rss_mb(daemon.pid))
+                if "end" not in marks and end.exists():  # the daemon's window ended
+                    marks["end"] = (now, proc_cpu_s(sub.pid), proc_rss_mb(daemon.pid))
+                    ack.write_text("")
                 time.sleep(0.05)
             pub_out, _ = pub.communicate(timeout=60)
             if daemon.returncode != 0:
                 raise SystemExit(f"the daemon failed (exit {daemon.returncode})")
             res = json.loads(result.read_text())
+            if "end" not in marks:
+                raise SystemExit("the daemon stopped before the end of its window")
         finally:
             for proc in procs:
                 if proc.poll() is None:
