@@ -186,6 +186,7 @@ class Console:
         self._clients: set[asyncio.Queue[bytes]] = set()
         self.dropped_events = 0
         self._snapshot: dict[str, Any] | None = None
+        self._services: list[dict[str, Any]] | None = None
         # CommonMark without raw HTML: runbooks are text, not markup to trust.
         self._md = MarkdownIt("commonmark", {"html": False}).enable("table")
         self._env = jinja2.Environment(
@@ -195,26 +196,35 @@ class Console:
 
     # -- feeding ----------------------------------------------------------------------
     def on_tick(self, _transitions: object = None) -> None:
-        """Evaluator listener: refresh the snapshot and push it to every client."""
-        snap = self.build()
-        self._snapshot = snap
+        """Evaluator listener: follow each service's state and history, and push the
+        status to every connected client.
+
+        The states' ``since`` and the sparklines need every tick; the rest of the
+        snapshot (the alert list with its delivery, the EB regions, migrations, recent
+        outages) is built for the clients, or on the first request after the tick when
+        none is connected.
+        """
+        self._services = self._track_services()
+        self._snapshot = None
         if not self._clients:
             return
-        data = b"event: status\ndata: " + json.dumps(snap, separators=(",", ":")).encode() + b"\n\n"
+        data = (
+            b"event: status\ndata: " + json.dumps(self.snapshot(), separators=(",", ":")).encode() + b"\n\n"
+        )
         for q in self._clients:
             if q.full():
                 q.get_nowait()
                 self.dropped_events += 1
             q.put_nowait(data)
 
-    def build(self) -> dict[str, Any]:
+    def _track_services(self) -> list[dict[str, Any]]:
+        """Each service's state (and since when) and its sparkline values, this tick."""
         wall, now = self._wall(), self._mono()
         settings = self._settings()
         pipeline = self._pipeline()
         stale_after = settings.probes.readings_stale_after
-        alerts = self._alerts()
         by_target: dict[str, list[Alert]] = {}
-        for a in alerts:
+        for a in self._alerts():
             by_target.setdefault(a.target, []).append(a)
         measurements = self._measurements()
         services = []
@@ -261,6 +271,16 @@ class Console:
         self.history.forget(set(pipeline.targets))
         for gone in [n for n in self._since if n not in pipeline.targets]:
             del self._since[gone]
+        return services
+
+    def build(self) -> dict[str, Any]:
+        """The whole status as the page and ``/api/v1/status`` show it."""
+        if self._services is None:
+            self._services = self._track_services()
+        services = self._services
+        wall = self._wall()
+        settings = self._settings()
+        alerts = self._alerts()
         sev_rank = {"critical": 0, "warning": 1, "info": 2}
         alert_list: list[dict[str, Any]] = [
             {
