@@ -27,12 +27,13 @@ queue lost), a bureau restart: the outbox replays what is missing.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import sqlite3
 import time
 import uuid
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 
 import aiomqtt
 import structlog
@@ -133,6 +134,36 @@ def disable_outbox(store: LedgerStore) -> None:
         return
     if n:
         log.info("bureau events disabled: outbox emptied", events=n)
+
+
+#: How long leaving a connection may wait for the broker to see the DISCONNECT.
+DISCONNECT_TIMEOUT_S = 2.0
+
+
+@contextlib.asynccontextmanager
+async def _connected(client: aiomqtt.Client, exit_timeout: float) -> AsyncIterator[aiomqtt.Client]:
+    """``async with client``, except that leaving waits at most ``exit_timeout`` s.
+
+    aiomqtt's ``__aexit__`` waits without limit for the broker to close the connection
+    after DISCONNECT. A broker that stopped answering (or a shutdown that cancelled us
+    as the TLS connection came up: seen once in CI, the daemon then never stopped) would
+    hold this task, and the daemon's task group with it, for ever.
+    """
+    await client.__aenter__()
+    try:
+        yield client
+    except BaseException as exc:
+        await _leave(client, exit_timeout, exc)
+        raise
+    await _leave(client, exit_timeout, None)
+
+
+async def _leave(client: aiomqtt.Client, exit_timeout: float, exc: BaseException | None) -> None:
+    try:
+        async with asyncio.timeout(exit_timeout):
+            await client.__aexit__(None if exc is None else type(exc), exc, None)
+    except TimeoutError:
+        log.warning("bureau events: the broker did not close the connection in time", timeout_s=exit_timeout)
 
 
 class EventPublisher:
@@ -306,7 +337,7 @@ class EventPublisher:
             client = self._client(url)
             was_up = False
             try:
-                async with client:
+                async with _connected(client, DISCONNECT_TIMEOUT_S):
                     self.connected = was_up = True
                     attempt = 0
                     self._sent.clear()  # after any reconnection: everything unacknowledged again

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from monitor.events import BATCH, EventPublisher
+from monitor.events import BATCH, EventPublisher, _connected
 from monitor.ledger import Ledger, ledger_services
 from monitor.settings import load_settings
 from rules import AlertState, OutageClass, Severity, Transition
@@ -79,3 +79,43 @@ def test_a_backlog_goes_out_in_batches_without_a_pending_calls_warning(
     # Every publish of a batch waits for its PUBACK at once: expected, not a warning
     # (aiomqtt warns beyond 10 pending calls unless told otherwise).
     assert [r.getMessage() for r in caplog.records if "pending" in r.getMessage()] == []
+
+
+class _NeverClosed:
+    """A client whose disconnect is never confirmed (aiomqtt's __aexit__ waits for that
+    without limit): only the shape _connected needs."""
+
+    entered = False
+
+    async def __aenter__(self) -> _NeverClosed:
+        self.entered = True
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await asyncio.Event().wait()
+
+
+@pytest.mark.parametrize("how", ["cancelled", "returned"])
+def test_leaving_a_connection_waits_at_most_the_disconnect_timeout(how: str) -> None:
+    client = _NeverClosed()
+
+    async def session() -> None:
+        async with _connected(client, 0.2):  # type: ignore[arg-type]
+            if how == "cancelled":
+                await asyncio.Event().wait()
+
+    async def main() -> float:
+        task = asyncio.create_task(session())
+        await asyncio.sleep(0.05)
+        t0 = time.monotonic()
+        if how == "cancelled":
+            task.cancel()
+        done, _ = await asyncio.wait([task], timeout=10)
+        assert task in done, "leaving the connection waited for ever"
+        if how == "cancelled":
+            assert task.cancelled()  # the cancellation goes on after the bounded exit
+        else:
+            assert task.exception() is None
+        return time.monotonic() - t0
+
+    assert asyncio.run(main()) < 5 and client.entered
