@@ -127,16 +127,6 @@ def _frame_stats(
     return sums, totals
 
 
-def _block_db(x: NDArray[Float | np.int16], floor_db: float) -> NDArray[np.float64]:
-    """``[RMS dBFS, peak dBFS]`` per channel of a non-empty C-contiguous block.
-
-    The kernel finishes the levels (floor, ``10·log10``) itself, the same code the
-    :class:`SilenceDetector` uses, so a block's levels do not depend on which path asked
-    (numpy's vectorised ``log10`` and the C library's may differ in the last bit).
-    """
-    return _frame_stats(x, x.shape[0], 1, 10.0 ** (floor_db / 10.0))[1]
-
-
 def _channel_stats(x: NDArray[Float | np.int16]) -> NDArray[np.float64]:
     """``[Σx², max x²]`` per channel of a C-contiguous ``(frames, channels)`` block."""
     return _frame_stats(x, x.shape[0], 1)[1]
@@ -162,28 +152,25 @@ class BlockLevels:
 
 def rms_dbfs(samples: Samples, floor_db: float = DB_FLOOR) -> NDArray[np.float64]:
     """Per-channel RMS level in dBFS, shape ``(channels,)``; full-scale sine = −3.01 dBFS."""
-    x = _prepare_kernel(samples)
-    if x.shape[0] == 0:
-        raise ValueError("empty audio block")
-    rms: NDArray[np.float64] = _block_db(x, floor_db)[0]
-    return rms
+    return block_levels(samples, floor_db).rms_dbfs
 
 
 def peak_dbfs(samples: Samples, floor_db: float = DB_FLOOR) -> NDArray[np.float64]:
     """Per-channel sample-peak level in dBFS, shape ``(channels,)`` (not true-peak)."""
-    x = _prepare_kernel(samples)
-    if x.shape[0] == 0:
-        raise ValueError("empty audio block")
-    peak: NDArray[np.float64] = _block_db(x, floor_db)[1]
-    return peak
+    return block_levels(samples, floor_db).peak_dbfs
 
 
 def block_levels(samples: Samples, floor_db: float = DB_FLOOR) -> BlockLevels:
-    """Per-channel RMS and peak dBFS of a block (see :func:`rms_dbfs`, :func:`peak_dbfs`)."""
+    """Per-channel RMS and peak dBFS of a block (see :func:`rms_dbfs`, :func:`peak_dbfs`).
+
+    The kernel finishes the levels (floor, ``10·log10``) itself, the same code the
+    :class:`SilenceDetector` uses, so a block's levels do not depend on which path asked
+    (numpy's vectorised ``log10`` and the C library's may differ in the last bit).
+    """
     x = _prepare_kernel(samples)
     if x.shape[0] == 0:
         raise ValueError("empty audio block")
-    db = _block_db(x, floor_db)
+    db = _frame_stats(x, x.shape[0], 1, 10.0 ** (floor_db / 10.0))[1]
     return BlockLevels(rms_dbfs=db[0], peak_dbfs=db[1])
 
 

@@ -132,7 +132,7 @@ def render(
         return text
     out = [pieces[0]]
     for (ns, name), piece in zip(slots, pieces[1:], strict=True):
-        out.append(_lookup(ns, name, facts, labels, measurements, params))
+        out.append(format_value(resolve(ns, name, facts, labels, measurements, params)))
         out.append(piece)
     return "".join(out)
 
@@ -165,14 +165,3 @@ def resolve(
         if name in scope:
             return scope[name]
     return None
-
-
-def _lookup(
-    ns: str | None,
-    name: str,
-    facts: Mapping[str, object],
-    labels: Mapping[str, str],
-    measurements: Mapping[str, object],
-    params: Mapping[str, object],
-) -> str:
-    return format_value(resolve(ns, name, facts, labels, measurements, params))
